@@ -1,0 +1,236 @@
+"""Settings: every value comes from an ADU_* environment variable, with defaults that run anywhere.
+
+The embedded defaults need no setup (SQLite under var/, the Django-Q2 ORM broker, keys
+generated into var/ on first run). A malformed variable stops start-up with one sentence
+naming it, never a traceback.
+"""
+
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import environ
+from cryptography.fernet import Fernet
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+log = logging.getLogger("adu.settings")
+
+
+def _stop(message: str):
+    # A traceback here would bury the one thing the operator must fix.
+    sys.stderr.write(f"ADU cannot start: {message}\n")
+    raise SystemExit(2)
+
+
+def _read(name, cast, default):
+    try:
+        return cast(name, default=default)
+    except Exception:
+        _stop(f"{name}={os.environ.get(name)!r} is not a valid value.")
+
+
+def _generated_secret(path: Path, make) -> str:
+    """Read a secret from var/, or create it there on first run (mode 0600)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(make())
+        log.warning(
+            "Generated %s. Keep it safe and back it up: without it stored passwords "
+            "cannot be decrypted. Set the environment variable in production.",
+            path,
+        )
+    return path.read_text().strip()
+
+
+VAR_DIR = Path(_read("ADU_VAR_DIR", env.str, str(BASE_DIR / "var"))).resolve()
+DEBUG = _read("ADU_DEBUG", env.bool, False)
+ALLOWED_HOSTS = _read("ADU_ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost"])
+HTTPS = _read("ADU_HTTPS", env.bool, False)
+
+SECRET_KEY = os.environ.get("ADU_SECRET_KEY") or _generated_secret(
+    VAR_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
+)
+if len(SECRET_KEY) < 50:
+    _stop("ADU_SECRET_KEY must be at least 50 characters long.")
+
+FERNET_KEYS = [
+    key.strip()
+    for key in (
+        os.environ.get("ADU_FERNET_KEYS")
+        or _generated_secret(VAR_DIR / "fernet_keys", lambda: Fernet.generate_key().decode())
+    ).split(",")
+    if key.strip()
+]
+for _key in FERNET_KEYS:
+    try:
+        Fernet(_key)
+    except Exception:
+        _stop(
+            "ADU_FERNET_KEYS must be a comma-separated list of Fernet keys "
+            "(32 url-safe base64-encoded bytes each); one of them is not."
+        )
+if not FERNET_KEYS:
+    _stop("ADU_FERNET_KEYS is empty; give at least one Fernet key.")
+
+
+def _database(url: str) -> dict:
+    try:
+        config = env.db_url_config(url)
+    except Exception:
+        config = {}
+    if not config.get("ENGINE"):
+        _stop(
+            "ADU_DATABASE_URL is not a database URL ADU understands; use "
+            "postgres://USER:PASSWORD@HOST:PORT/NAME or sqlite:////absolute/path.db."
+        )
+    if config["ENGINE"] == "django.db.backends.sqlite3":
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        # The web process and the task cluster write at once: WAL lets readers go on,
+        # IMMEDIATE takes the write lock up front, and busy_timeout waits for it instead
+        # of failing with "database is locked".
+        config["OPTIONS"] = {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"
+            ),
+        }
+    else:
+        config.setdefault("CONN_MAX_AGE", 60)
+        config.setdefault("CONN_HEALTH_CHECKS", True)
+    return config
+
+
+DATABASES = {
+    "default": _database(
+        os.environ.get("ADU_DATABASE_URL") or f"sqlite:///{VAR_DIR / 'adu.sqlite3'}"
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+EXPORT_ROOT = Path(_read("ADU_EXPORT_ROOT", env.str, str(VAR_DIR / "exports"))).resolve()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "accounts",
+    "connections",
+    "exports",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "adu_site.urls"
+WSGI_APPLICATION = "adu_site.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = _read("ADU_TIME_ZONE", env.str, "UTC")
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = _read("ADU_SESSION_AGE", env.int, 8 * 3600)
+SESSION_SAVE_EVERY_REQUEST = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+# Django-Q2. `retry` must exceed `timeout`, or a long export is handed to a second
+# worker while the first still runs.
+TASK_TIMEOUT = _read("ADU_TASK_TIMEOUT", env.int, 24 * 3600)
+Q_CLUSTER = {
+    "name": "adu",
+    "workers": _read("ADU_WORKERS", env.int, 2),
+    "timeout": TASK_TIMEOUT,
+    "retry": TASK_TIMEOUT + 600,
+    "max_attempts": 1,
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "label": "Tasks",
+}
+REDIS_URL = os.environ.get("ADU_REDIS_URL")
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+    Q_CLUSTER["poll"] = 1
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "adu_site.redaction.RedactSecrets"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": _read("ADU_LOG_LEVEL", env.str, "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

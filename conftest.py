@@ -1,0 +1,115 @@
+"""Test harness: a throwaway PostgreSQL source server for the session, and a fresh database per test.
+
+Set ADU_TEST_PG_DSN (a superuser DSN) to use an existing server instead.
+"""
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+
+from connections.localpg import LocalPostgres
+
+
+class SourceServer:
+    """Where test source databases live: host, port and a superuser."""
+
+    def __init__(self, dsn: str):
+        self.params = psycopg2.extensions.parse_dsn(dsn)
+        self.host = self.params.get("host", "127.0.0.1")
+        self.port = int(self.params.get("port", 5432))
+        self.user = self.params.get("user", "postgres")
+        self.password = self.params.get("password", "")
+
+    def connect(self, dbname="postgres", **overrides):
+        params = {**self.params, "dbname": dbname, **overrides}
+        conn = psycopg2.connect(**params)
+        conn.autocommit = True
+        return conn
+
+
+class SourceDatabase:
+    """One empty database on the source server, for one test."""
+
+    def __init__(self, server: SourceServer, name: str):
+        self.server = server
+        self.name = name
+        self._conn = server.connect(name)
+
+    def execute(self, query, params=None):
+        with self._conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else None
+
+    def connection(self, owner, name="source", **overrides):
+        """A saved Connection that points at this database as the superuser."""
+        from connections.models import Connection
+
+        fields = {
+            "kind": "postgresql",
+            "host": self.server.host,
+            "port": self.server.port,
+            "database": self.name,
+            "username": self.server.user,
+            "password": self.server.password,
+            "sslmode": "disable",
+            "connect_timeout": 5,
+            **overrides,
+        }
+        return Connection.objects.create(owner=owner, name=name, **fields)
+
+    def close(self):
+        self._conn.close()
+
+
+@pytest.fixture(scope="session")
+def source_server():
+    dsn = os.environ.get("ADU_TEST_PG_DSN")
+    if dsn:
+        yield SourceServer(dsn)
+        return
+    pg = LocalPostgres(Path(tempfile.mkdtemp(prefix="adu-test-pg-")), fast_unsafe=True)
+    try:
+        pg.ensure_started()
+        yield SourceServer(pg.dsn())
+    finally:
+        pg.destroy()
+
+
+@pytest.fixture
+def source_db(source_server):
+    name = f"adu_test_{uuid.uuid4().hex[:12]}"
+    admin = source_server.connect()
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    db = SourceDatabase(source_server, name)
+    yield db
+    db.close()
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return django_user_model.objects.create_user("owner", password="owner-pass-123")
+
+
+@pytest.fixture
+def outsider(django_user_model):
+    return django_user_model.objects.create_user("outsider", password="outsider-pass-123")
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("root", password="root-pass-123")
+
+
+@pytest.fixture(autouse=True)
+def export_root(tmp_path, settings):
+    settings.EXPORT_ROOT = tmp_path / "exports"
+    return settings.EXPORT_ROOT

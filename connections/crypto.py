@@ -1,0 +1,47 @@
+"""Encryption at rest for stored secrets: MultiFernet over ADU_FERNET_KEYS (first key encrypts)."""
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+from django.db import models
+
+
+def fernet() -> MultiFernet:
+    return MultiFernet([Fernet(key) for key in settings.FERNET_KEYS])
+
+
+class Sealed(str):
+    """A Fernet token standing for a secret that stays encrypted, saved back unchanged.
+
+    from_db_value returns one when no configured key opens the token: it reads as an
+    empty string, so a page listing connections still renders, and saving the row again
+    does not destroy the secret. Key rotation writes its new tokens the same way.
+    """
+
+    def __new__(cls, token: str):
+        value = super().__new__(cls, "")
+        value.token = token
+        return value
+
+
+class EncryptedTextField(models.TextField):
+    """A text field stored as a Fernet token; Python code only ever sees plaintext."""
+
+    def from_db_value(self, value, expression, connection):
+        if not value:
+            return value
+        try:
+            return fernet().decrypt(value.encode()).decode()
+        except InvalidToken:
+            return Sealed(value)
+
+    def get_prep_value(self, value):
+        if isinstance(value, Sealed):
+            return value.token
+        if not value:
+            return ""
+        return fernet().encrypt(str(value).encode()).decode()
+
+
+def rotate(token: str) -> str:
+    """The same secret encrypted again with the first key; raises InvalidToken if no key opens it."""
+    return fernet().rotate(token.encode()).decode()

@@ -1,0 +1,63 @@
+"""The demo source of `make run`: a local PostgreSQL under var/ with a small data set, registered as a connection."""
+
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from psycopg2 import sql
+
+from connections.localpg import LocalPostgres
+from connections.models import Connection
+
+DEMO_CONNECTION = "Demo PostgreSQL"
+DEMO_DATABASE = "demo"
+DEMO_USER = "adu_demo"
+DEMO_PORT = 54329
+
+
+def start_demo(owner, port: int = DEMO_PORT) -> tuple[LocalPostgres, Connection]:
+    """Start (creating on first run) the demo server and make its connection work for `owner`."""
+    pg = LocalPostgres(settings.VAR_DIR / "demo-pg", port=port).ensure_started()
+    password = secrets.token_urlsafe(18)
+    admin = pg.connect()
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [DEMO_USER])
+        verb = "ALTER" if cur.fetchone() else "CREATE"
+        cur.execute(
+            sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(DEMO_USER)),
+            [password],
+        )
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DEMO_DATABASE])
+        if not cur.fetchone():
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(DEMO_DATABASE), sql.Identifier(DEMO_USER)
+                )
+            )
+    admin.close()
+    demo = psycopg2_connect_as(pg, password)
+    with demo.cursor() as cur:
+        cur.execute((Path(__file__).parent / "demo.sql").read_text())
+    demo.close()
+    connection, _ = Connection.objects.update_or_create(
+        owner=owner,
+        name=DEMO_CONNECTION,
+        defaults={
+            "kind": Connection.Kind.POSTGRESQL,
+            "host": "127.0.0.1",
+            "port": pg.port,
+            "database": DEMO_DATABASE,
+            "username": DEMO_USER,
+            "password": password,
+            "sslmode": Connection.SSLMode.DISABLE,
+        },
+    )
+    return pg, connection
+
+
+def psycopg2_connect_as(pg: LocalPostgres, password: str):
+    import psycopg2
+
+    conn = psycopg2.connect(pg.dsn(DEMO_DATABASE, user=DEMO_USER, password=password))
+    conn.autocommit = True
+    return conn

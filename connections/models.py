@@ -1,0 +1,72 @@
+"""Connections to source databases, with their credentials encrypted at rest."""
+
+from django.conf import settings
+from django.db import models
+
+from connections.crypto import EncryptedTextField, Sealed
+
+DEFAULT_PORTS = {"postgresql": 5432, "greenplum": 5432, "vertica": 5433}
+
+
+class ConnectionFailed(Exception):
+    """A source database could not be reached or used; the message is one sentence for the user."""
+
+
+class Connection(models.Model):
+    class Kind(models.TextChoices):
+        POSTGRESQL = "postgresql", "PostgreSQL"
+        GREENPLUM = "greenplum", "Greenplum"
+        VERTICA = "vertica", "Vertica"
+
+    class SSLMode(models.TextChoices):
+        DISABLE = "disable"
+        ALLOW = "allow"
+        PREFER = "prefer"
+        REQUIRE = "require"
+        VERIFY_CA = "verify-ca"
+        VERIFY_FULL = "verify-full"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="connections"
+    )
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind, default=Kind.POSTGRESQL)
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=5432)
+    database = models.CharField(max_length=255)
+    username = models.CharField(max_length=255)
+    password = EncryptedTextField(blank=True)
+    sslmode = models.CharField(max_length=20, choices=SSLMode, default=SSLMode.PREFER)
+    connect_timeout = models.PositiveIntegerField(
+        default=10, help_text="Seconds to wait for the server to answer."
+    )
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Extra driver options, e.g. application_name."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="connection_name_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def secret(self) -> str:
+        """The plaintext password, or one clear error if no configured key can open it."""
+        if isinstance(self.password, Sealed):
+            raise ConnectionFailed(
+                f"The stored password of connection '{self.name}' cannot be decrypted with "
+                "any key in ADU_FERNET_KEYS; add the key it was saved with, or enter the "
+                "password again."
+            )
+        return self.password
+
+    def driver(self):
+        """The driver module for this connection's kind."""
+        from connections import drivers
+
+        return drivers.for_kind(self.kind)

@@ -1,0 +1,57 @@
+from django.contrib import admin
+
+from exports.models import ExportJob, JobError, TableRun
+
+
+class TableRunInline(admin.TabularInline):
+    model = TableRun
+    extra = 0
+    can_delete = False
+    fields = ["schema", "table", "status", "rows_expected", "rows_written", "bytes_written"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+class JobErrorInline(admin.TabularInline):
+    model = JobError
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "table_run", "message"]
+    readonly_fields = fields
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "connection",
+        "owner",
+        "status",
+        "tables_total",
+        "tables_complete",
+        "tables_failed",
+        "rows_written",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "connection", "owner", "created_at"]
+    search_fields = ["id", "output_dir", "connection__name", "snapshot_id"]
+    date_hierarchy = "created_at"
+    readonly_fields = ["created_at", "started_at", "finished_at"]
+    inlines = [TableRunInline, JobErrorInline]
+
+
+@admin.register(TableRun)
+class TableRunAdmin(admin.ModelAdmin):
+    list_display = ["job", "schema", "table", "status", "rows_written", "bytes_written", "attempt"]
+    list_filter = ["status"]
+    search_fields = ["schema", "table"]
+    raw_id_fields = ["job"]
+
+
+@admin.register(JobError)
+class JobErrorAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "job", "table_run", "message"]
+    list_filter = ["created_at"]
+    search_fields = ["message"]
+    raw_id_fields = ["job", "table_run"]
