@@ -113,3 +113,13 @@ def admin_user(django_user_model):
 def export_root(tmp_path, settings):
     settings.EXPORT_ROOT = tmp_path / "exports"
     return settings.EXPORT_ROOT
+
+
+@pytest.fixture(autouse=True)
+def static_without_collectstatic(settings):
+    # Tests serve static files from the source folders, with no manifest to build first.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.WHITENOISE_USE_FINDERS = True

@@ -6,14 +6,16 @@ import secrets
 from django.contrib.auth import get_user_model
 
 
-def ensure_admin(username: str = "admin") -> str | None:
-    """Create the first superuser if there is none; return its new password, or None if one existed.
+def ensure_admin(username: str = "admin") -> tuple[bool, str | None]:
+    """Create the first superuser if there is none: (created, the generated password or None).
 
-    The password comes from ADU_ADMIN_PASSWORD when set, else it is generated and shown once.
+    The password comes from ADU_ADMIN_PASSWORD when set (and is then never echoed), else
+    it is generated for the caller to show once.
     """
     User = get_user_model()
     if User.objects.filter(is_superuser=True).exists():
-        return None
-    password = os.environ.get("ADU_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+        return False, None
+    given = os.environ.get("ADU_ADMIN_PASSWORD")
+    password = given or secrets.token_urlsafe(12)
     User.objects.create_superuser(username=username, email="", password=password)
-    return password
+    return True, None if given else password

@@ -61,9 +61,7 @@ class LocalPostgres:
 
     def dsn(self, dbname: str = "postgres", user: str = SUPERUSER, password: str | None = None):
         password = self.password if password is None else password
-        return (
-            f"host=127.0.0.1 port={self.port} dbname={dbname} user={user} password={password}"
-        )
+        return f"host=127.0.0.1 port={self.port} dbname={dbname} user={user} password={password}"
 
     def connect(self, dbname: str = "postgres"):
         conn = psycopg2.connect(self.dsn(dbname))
@@ -105,6 +103,11 @@ class LocalPostgres:
         pwfile = self.root / "initdb_pw"
         pwfile.write_text(self.password)
         self._hand_over(self.root)
+        if self._run(["test", "-w", str(self.root)], check=False).returncode != 0:
+            raise LocalPostgresError(
+                f"The postgres OS user cannot write to {self.root}; choose a folder whose "
+                "parents it may enter."
+            )
         try:
             self._run(
                 [
@@ -155,4 +158,3 @@ class LocalPostgres:
             shutil.chown(path, "postgres", "postgres")
             for child in path.iterdir():
                 shutil.chown(child, "postgres", "postgres")
-

@@ -6,83 +6,166 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('connections', '0001_initial'),
+        ("connections", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ExportJob',
+            name="ExportJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('complete', 'Complete'), ('complete_with_errors', 'Complete with errors'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=24)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('output_dir', models.CharField(help_text='Folder under the export root.', max_length=500)),
-                ('snapshot_id', models.CharField(blank=True, max_length=100)),
-                ('cancel_requested', models.BooleanField(default=False)),
-                ('attempt', models.PositiveIntegerField(default=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('tables_total', models.PositiveIntegerField(default=0)),
-                ('tables_complete', models.PositiveIntegerField(default=0)),
-                ('tables_failed', models.PositiveIntegerField(default=0)),
-                ('rows_written', models.BigIntegerField(default=0)),
-                ('bytes_written', models.BigIntegerField(default=0)),
-                ('connection', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='export_jobs', to='connections.connection')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='export_jobs', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("complete", "Complete"),
+                            ("complete_with_errors", "Complete with errors"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=24,
+                    ),
+                ),
+                ("config", models.JSONField(blank=True, default=dict)),
+                (
+                    "output_dir",
+                    models.CharField(help_text="Folder under the export root.", max_length=500),
+                ),
+                ("snapshot_id", models.CharField(blank=True, max_length=100)),
+                ("cancel_requested", models.BooleanField(default=False)),
+                ("attempt", models.PositiveIntegerField(default=1)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("tables_total", models.PositiveIntegerField(default=0)),
+                ("tables_complete", models.PositiveIntegerField(default=0)),
+                ("tables_failed", models.PositiveIntegerField(default=0)),
+                ("rows_written", models.BigIntegerField(default=0)),
+                ("bytes_written", models.BigIntegerField(default=0)),
+                (
+                    "connection",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="export_jobs",
+                        to="connections.connection",
+                    ),
+                ),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="export_jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='TableRun',
+            name="TableRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('schema', models.CharField(max_length=255)),
-                ('table', models.CharField(max_length=255)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('complete', 'Complete'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='queued', max_length=16)),
-                ('rows_expected', models.BigIntegerField(blank=True, null=True)),
-                ('rows_written', models.BigIntegerField(default=0)),
-                ('bytes_written', models.BigIntegerField(default=0)),
-                ('files', models.JSONField(blank=True, default=list)),
-                ('columns', models.JSONField(blank=True, default=list)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('attempt', models.PositiveIntegerField(default=1)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='tables', to='exports.exportjob')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("schema", models.CharField(max_length=255)),
+                ("table", models.CharField(max_length=255)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("complete", "Complete"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("rows_expected", models.BigIntegerField(blank=True, null=True)),
+                ("rows_written", models.BigIntegerField(default=0)),
+                ("bytes_written", models.BigIntegerField(default=0)),
+                ("files", models.JSONField(blank=True, default=list)),
+                ("columns", models.JSONField(blank=True, default=list)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("attempt", models.PositiveIntegerField(default=1)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tables",
+                        to="exports.exportjob",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['schema', 'table'],
+                "ordering": ["schema", "table"],
             },
         ),
         migrations.CreateModel(
-            name='JobError',
+            name="JobError",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('message', models.TextField()),
-                ('traceback', models.TextField(blank=True)),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='errors', to='exports.exportjob')),
-                ('table_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='errors', to='exports.tablerun')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("message", models.TextField()),
+                ("traceback", models.TextField(blank=True)),
+                ("context", models.JSONField(blank=True, default=dict)),
+                (
+                    "job",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="errors",
+                        to="exports.exportjob",
+                    ),
+                ),
+                (
+                    "table_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="errors",
+                        to="exports.tablerun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddIndex(
-            model_name='exportjob',
-            index=models.Index(fields=['status'], name='exports_exp_status_739dd8_idx'),
+            model_name="exportjob",
+            index=models.Index(fields=["status"], name="exports_exp_status_739dd8_idx"),
         ),
         migrations.AddConstraint(
-            model_name='tablerun',
-            constraint=models.UniqueConstraint(fields=('job', 'schema', 'table'), name='one_run_per_table'),
+            model_name="tablerun",
+            constraint=models.UniqueConstraint(
+                fields=("job", "schema", "table"), name="one_run_per_table"
+            ),
         ),
     ]

@@ -7,10 +7,11 @@ import time
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from accounts.models import ensure_admin
 from connections.demo import DEMO_PORT, start_demo
+from connections.localpg import LocalPostgresError
 
 
 class Command(BaseCommand):
@@ -31,11 +32,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         call_command("collectstatic", interactive=False, verbosity=0)
-        password = ensure_admin()
+        created, password = ensure_admin()
         demo = None
         if not options["no_demo"]:
             admin = get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
-            demo, connection = start_demo(admin, port=options["demo_port"])
+            try:
+                demo, connection = start_demo(admin, port=options["demo_port"])
+            except LocalPostgresError as error:
+                raise CommandError(f"The demo PostgreSQL did not start: {error}") from error
             self.stdout.write(
                 f"Demo PostgreSQL on 127.0.0.1:{demo.port}, connection '{connection.name}'."
             )
@@ -48,6 +52,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"ADU is running at http://{address}/"))
         if password:
             self.stdout.write(f"Log in as 'admin' with password: {password}  (shown only once)")
+        elif created:
+            self.stdout.write("Log in as 'admin' with the password in ADU_ADMIN_PASSWORD.")
         else:
             self.stdout.write("Log in with your admin account.")
         self.stdout.write("Press Ctrl-C to stop.")
