@@ -1,4 +1,4 @@
-"""Test harness: a throwaway PostgreSQL source server for the session, and a fresh database per test.
+"""Test harness: a throwaway PostgreSQL source server per session, a fresh database per test.
 
 Set ADU_TEST_PG_DSN (a superuser DSN) to use an existing server instead.
 """

@@ -15,7 +15,19 @@ class ConnectionForm(forms.ModelForm):
 
     class Meta:
         model = Connection
-        fields = "__all__"
+        fields = [
+            "owner",
+            "name",
+            "kind",
+            "host",
+            "port",
+            "database",
+            "username",
+            "password",
+            "sslmode",
+            "connect_timeout",
+            "options",
+        ]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -43,5 +43,5 @@ class EncryptedTextField(models.TextField):
 
 
 def rotate(token: str) -> str:
-    """The same secret encrypted again with the first key; raises InvalidToken if no key opens it."""
+    """The secret encrypted again with the first key; InvalidToken if no key opens it."""
     return fernet().rotate(token.encode()).decode()

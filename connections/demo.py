@@ -1,4 +1,4 @@
-"""The demo source of `make run`: a local PostgreSQL under var/ with a small data set, registered as a connection."""
+"""The demo source of `make run`: a local PostgreSQL under var/ with a small data set."""
 
 import secrets
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""A local PostgreSQL server in a folder of its own: the demo source of `make run` and the test suite's source.
+"""A local PostgreSQL server in a folder of its own: the demo source and the tests' source.
 
 PostgreSQL refuses to run as root, so when we are root every server command runs as the
 `postgres` OS user, which then owns the folder.

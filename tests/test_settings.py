@@ -1,4 +1,4 @@
-"""Start-up settings: bad variables stop with one sentence; production settings pass check --deploy."""
+"""Start-up: a bad variable stops with one sentence; production settings pass check --deploy."""
 
 import os
 import subprocess
