@@ -12,6 +12,18 @@ class ConnectionFailed(Exception):
     """A source database could not be reached or used; the message is one sentence for the user."""
 
 
+class ConnectionQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self if user.is_staff else self.filter(owner=user)
+
+    def named(self, user, name: str) -> "Connection":
+        """The user's connection of that name (staff: anyone's, their own first)."""
+        found = sorted(self.visible_to(user).filter(name=name), key=lambda c: c.owner_id != user.pk)
+        if not found:
+            raise ConnectionFailed(f"There is no connection named '{name}'.")
+        return found[0]
+
+
 class Connection(models.Model):
     class Kind(models.TextChoices):
         POSTGRESQL = "postgresql", "PostgreSQL"
@@ -45,6 +57,8 @@ class Connection(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ConnectionQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -1,0 +1,471 @@
+"""PostgreSQL (and Greenplum) driver: discovery, one snapshot per job, and streaming reads.
+
+Rows leave the server as `COPY (SELECT ...) TO STDOUT (FORMAT csv)` and are parsed by
+pyarrow's streaming CSV reader straight into typed Arrow batches: the server's text
+output is exact for every type, parsing runs in C++ without the GIL, and memory is
+bounded by the reader's block size. A large table is read as several ctid ranges over
+several connections that all import the job's snapshot, as `pg_dump -j` does.
+"""
+
+import fcntl
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from psycopg2 import sql
+
+from adu_site.redaction import redact
+from connections.drivers import SourceColumn, TableInfo
+from connections.models import ConnectionFailed
+
+SYSTEM_SCHEMAS = ("information_schema",)
+SYSTEM_SCHEMA_PREFIXES = ("pg_", "gp_")
+# Settings that make the server's text output exact and parseable whatever the
+# server's defaults are. idle_in_transaction_session_timeout=0 keeps the job's leader
+# session (which holds the snapshot open while tables run) from being killed.
+SESSION_SETTINGS = {
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "iso_8601",
+    "TimeZone": "UTC",
+    "extra_float_digits": "3",
+    "bytea_output": "hex",
+    "statement_timeout": "0",
+    "idle_in_transaction_session_timeout": "0",
+}
+CSV_BLOCK_BYTES = 8 << 20
+PIPE_BYTES = 1 << 20
+# Below this many pages (8 kB each) one reader is as fast as several.
+SPLIT_MIN_PAGES = 4096
+_F_SETPIPE_SZ = 1031
+
+
+def connect(connection, *, session_settings: bool = True):
+    """An open psycopg2 connection, or ConnectionFailed with one clear sentence."""
+    params = {
+        "host": connection.host,
+        "port": connection.port,
+        "dbname": connection.database,
+        "user": connection.username,
+        "password": connection.secret(),
+        "sslmode": connection.sslmode,
+        "connect_timeout": connection.connect_timeout,
+        "application_name": "adu",
+        "client_encoding": "UTF8",
+    }
+    params.update({k: v for k, v in (connection.options or {}).items() if k not in params})
+    if session_settings:
+        params["options"] = " ".join(
+            f"-c {name}={value.replace(' ', '')}" for name, value in SESSION_SETTINGS.items()
+        )
+    try:
+        return psycopg2.connect(**params)
+    except psycopg2.Error as error:
+        raise ConnectionFailed(explain(error, connection)) from None
+
+
+def test(connection) -> str:
+    db = connect(connection, session_settings=False)
+    try:
+        with db.cursor() as cur:
+            cur.execute("SELECT version()")
+            return cur.fetchone()[0]
+    finally:
+        db.close()
+
+
+def schemas(connection) -> list[str]:
+    db = connect(connection)
+    try:
+        with db.cursor() as cur:
+            cur.execute(
+                "SELECT nspname FROM pg_namespace WHERE has_schema_privilege(oid, 'USAGE') "
+                "ORDER BY nspname"
+            )
+            return [name for (name,) in cur.fetchall() if not is_system_schema(name)]
+    finally:
+        db.close()
+
+
+def is_system_schema(name: str) -> bool:
+    return name in SYSTEM_SCHEMAS or name.startswith(SYSTEM_SCHEMA_PREFIXES)
+
+
+_RELKINDS = {
+    "r": "table",
+    "p": "partitioned table",
+    "v": "view",
+    "m": "materialized view",
+    "f": "foreign table",
+}
+
+
+def tables(connection, schema: str | None = None) -> list[TableInfo]:
+    """Tables and views with estimated rows and size; partitions are left to their parent."""
+    db = connect(connection)
+    try:
+        with db.cursor() as cur:
+            cur.execute(
+                """
+                SELECT n.nspname, c.relname, c.relkind,
+                       CASE WHEN c.relkind = 'p' THEN (
+                                SELECT sum(greatest(p.reltuples, 0))::bigint
+                                FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid
+                                WHERE i.inhparent = c.oid)
+                            WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 0
+                                THEN c.reltuples::bigint END,
+                       CASE WHEN c.relkind = 'p' THEN (
+                                SELECT sum(pg_total_relation_size(i.inhrelid))::bigint
+                                FROM pg_inherits i WHERE i.inhparent = c.oid)
+                            WHEN c.relkind IN ('r', 'm') THEN pg_total_relation_size(c.oid) END
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+                  AND NOT c.relispartition
+                  AND (%(schema)s IS NULL OR n.nspname = %(schema)s)
+                ORDER BY n.nspname, c.relname
+                """,
+                {"schema": schema},
+            )
+            return [
+                TableInfo(nsp, name, _RELKINDS[kind], rows, size)
+                for nsp, name, kind, rows, size in cur.fetchall()
+                if not is_system_schema(nsp)
+            ]
+    finally:
+        db.close()
+
+
+def columns(db, schema: str, table: str) -> list[SourceColumn]:
+    """The table's columns with declared types, domains resolved to their base types."""
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            WITH RECURSIVE cols AS (
+                SELECT a.attnum, a.attname, a.attnotnull,
+                       format_type(a.atttypid, a.atttypmod) AS declared,
+                       a.atttypid AS typid, a.atttypmod AS typmod, 0 AS depth
+                FROM pg_attribute a
+                JOIN pg_class c ON c.oid = a.attrelid
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+              UNION ALL
+                SELECT cols.attnum, cols.attname, cols.attnotnull OR t.typnotnull, cols.declared,
+                       t.typbasetype, t.typtypmod, cols.depth + 1
+                FROM cols JOIN pg_type t ON t.oid = cols.typid
+                WHERE t.typtype = 'd'
+            )
+            SELECT DISTINCT ON (cols.attnum) cols.attname, cols.declared, t.typname,
+                   t.typcategory, t.typtype, cols.typmod, cols.attnotnull, et.typname,
+                   format_type(cols.typid, cols.typmod)
+            FROM cols
+            JOIN pg_type t ON t.oid = cols.typid
+            LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+            ORDER BY cols.attnum, cols.depth DESC
+            """,
+            [schema, table],
+        )
+        rows = cur.fetchall()
+    if not rows:
+        raise ConnectionFailed(f"Table {schema}.{table} does not exist or has no columns.")
+    return [
+        SourceColumn(
+            name=name,
+            source_type=declared,
+            base_type=typname,
+            category=category,
+            type_kind=typtype,
+            typmod=typmod,
+            nullable=not notnull,
+            extra={"element_type": element, "base_declared": base_declared},
+        )
+        for name, declared, typname, category, typtype, typmod, notnull, element, base_declared in rows
+    ]
+
+
+def open_snapshot(connection):
+    """A REPEATABLE READ session holding the job's snapshot, and the snapshot's id.
+
+    The session must stay open until every table of the job has imported the snapshot.
+    """
+    db = connect(connection)
+    db.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    try:
+        with db.cursor() as cur:
+            cur.execute("SELECT pg_export_snapshot()")
+            return db, cur.fetchone()[0]
+    except psycopg2.Error as error:
+        db.close()
+        raise ConnectionFailed(explain(error, connection)) from None
+
+
+def join_snapshot(connection, snapshot_id: str | None):
+    """A read-only session that sees the database exactly as the job's snapshot does."""
+    db = connect(connection)
+    db.set_session(isolation_level="REPEATABLE READ", readonly=True)
+    if snapshot_id:
+        with db.cursor() as cur:
+            cur.execute("SET TRANSACTION SNAPSHOT %s", [snapshot_id])
+    return db
+
+
+def count_rows(db, schema: str, table: str) -> int:
+    with db.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+        return cur.fetchone()[0]
+
+
+def money_scale(db) -> int:
+    """Digits after the point of `money`, which depend on the server's lc_monetary."""
+    with db.cursor() as cur:
+        cur.execute("SELECT scale(0::money::numeric)")
+        return cur.fetchone()[0]
+
+
+def table_pages(db, schema: str, table: str) -> int | None:
+    """Pages of a plain table or materialized view (ctid ranges apply); None otherwise."""
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            SELECT CASE WHEN c.relkind IN ('r', 'm')
+                        THEN pg_relation_size(c.oid) / current_setting('block_size')::int END
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s
+            """,
+            [schema, table],
+        )
+        row = cur.fetchone()
+        return row[0] if row else None
+
+
+def read_batches(
+    open_session: Callable[[], object],
+    schema: str,
+    table: str,
+    select_list: list[sql.Composable],
+    arrow_types: pa.Schema,
+    readers: int = 1,
+    pages: int | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Arrow batches of the table, read over `readers` sessions opened by `open_session`.
+
+    Each session must already see the job's snapshot. Batches of several readers
+    interleave; their order carries no meaning.
+    """
+    relation = sql.Identifier(schema, table)
+    if readers <= 1 or not pages or pages < SPLIT_MIN_PAGES:
+        ranges = [sql.SQL("")]
+    else:
+        bounds = [pages * i // readers for i in range(readers + 1)]
+        ranges = [
+            sql.SQL(" WHERE ctid >= {}::tid").format(sql.Literal(f"({bounds[i]},0)"))
+            + (
+                sql.SQL(" AND ctid < {}::tid").format(sql.Literal(f"({bounds[i + 1]},0)"))
+                if i < readers - 1
+                else sql.SQL("")
+            )
+            for i in range(readers)
+        ]
+    statements = [
+        sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT csv)").format(
+            sql.SQL(", ").join(select_list), relation, where
+        )
+        for where in ranges
+    ]
+    if len(statements) == 1:
+        yield from _read_copy(open_session(), statements[0], arrow_types)
+        return
+    yield from _merge([(open_session, statement) for statement in statements], arrow_types)
+
+
+def _read_copy(db, statement, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Stream one COPY through an OS pipe into pyarrow's CSV reader.
+
+    psycopg2 pushes COPY data into a file object; pyarrow pulls from one. A pipe joins
+    them with bounded memory: when the reader falls behind, the COPY thread blocks.
+    """
+    read_fd, write_fd = os.pipe()
+    try:
+        fcntl.fcntl(write_fd, _F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:
+        pass  # a smaller pipe is only slower
+    source = os.fdopen(read_fd, "rb", buffering=PIPE_BYTES)
+    sink = os.fdopen(write_fd, "wb", buffering=PIPE_BYTES)
+    failure: list[BaseException] = []
+
+    def copy():
+        try:
+            with db.cursor() as cur:
+                cur.copy_expert(statement, sink)
+        except BaseException as error:  # handed to the reading thread
+            failure.append(error)
+        finally:
+            try:
+                sink.close()
+            except OSError as error:  # the reader went away
+                failure.append(error)
+
+    copier = threading.Thread(target=copy, daemon=True, name="adu-copy")
+    copier.start()
+    try:
+        reader = pacsv.open_csv(
+            source,
+            read_options=pacsv.ReadOptions(
+                column_names=arrow_types.names, block_size=CSV_BLOCK_BYTES
+            ),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=arrow_types,
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+                true_values=["t"],
+                false_values=["f"],
+            ),
+        )
+        yield from reader
+    except pa.ArrowInvalid:
+        # A COPY that died mid-stream leaves a truncated CSV: its error is the real one.
+        _stop_copy(db, copier, source)
+        if failure:
+            raise failure[0] from None
+        raise
+    except BaseException:
+        _stop_copy(db, copier, source)
+        raise
+    copier.join()
+    source.close()
+    if failure:
+        raise failure[0]
+
+
+def _stop_copy(db, copier, source):
+    try:
+        db.cancel()
+    except psycopg2.Error:
+        pass
+    source.close()  # unblocks a COPY thread waiting on a full pipe
+    copier.join(timeout=30)
+
+
+_DONE = object()
+
+
+def _merge(jobs, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Batches from several COPY streams, read by one thread each, through a bounded queue."""
+    batches: queue.Queue = queue.Queue(maxsize=2 * len(jobs))
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def read(open_session, statement):
+        try:
+            for batch in _read_copy(open_session(), statement, arrow_types):
+                while not stop.is_set():
+                    try:
+                        batches.put(batch, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as error:
+            failure.append(error)
+            stop.set()
+        finally:
+            batches.put(_DONE)
+
+    threads = [
+        threading.Thread(target=read, args=job, daemon=True, name="adu-range") for job in jobs
+    ]
+    for thread in threads:
+        thread.start()
+    finished = 0
+    try:
+        while finished < len(threads):
+            batch = batches.get()
+            if batch is _DONE:
+                finished += 1
+                if failure:
+                    raise failure[0]
+                continue
+            yield batch
+    finally:
+        stop.set()
+        while any(thread.is_alive() for thread in threads):
+            try:
+                batches.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        for thread in threads:
+            thread.join()
+
+
+def explain(error: BaseException, connection) -> str:
+    """One sentence telling the user what went wrong and what to fix; never a secret."""
+    text = str(error).strip()
+    where = f"{connection.host}:{connection.port}"
+    code = getattr(error, "pgcode", None)
+    checks = [
+        (
+            "password authentication failed",
+            f"Wrong user name or password for '{connection.username}' on {where}.",
+        ),
+        (
+            "no password supplied",
+            f"The server at {where} asks for a password and none is stored for this connection.",
+        ),
+        (
+            "could not translate host name",
+            f"Unknown host '{connection.host}': check the host name.",
+        ),
+        ("Name or service not known", f"Unknown host '{connection.host}': check the host name."),
+        (
+            "Connection refused",
+            f"Connection refused by {where}: check that the server runs and listens on that port.",
+        ),
+        (
+            "timeout expired",
+            f"No answer from {where} within {connection.connect_timeout} s: check the host, port and firewall.",
+        ),
+        ("does not exist", None),
+        (
+            "server does not support SSL",
+            f"The server at {where} does not support SSL: set sslmode to 'prefer' or 'disable'.",
+        ),
+        (
+            "SSL off",
+            f"The server at {where} requires SSL for this user: set sslmode to 'require' (or stricter).",
+        ),
+        (
+            "no pg_hba.conf entry",
+            f"The server at {where} does not allow this user, database or address (pg_hba.conf).",
+        ),
+        (
+            "terminating connection due to administrator command",
+            "The database server ended the export's session (an administrator or a restart stopped it); retry the job.",
+        ),
+        (
+            "server closed the connection unexpectedly",
+            f"The connection to {where} was lost during the export; retry the job.",
+        ),
+        ("could not open relation with OID", "The table was dropped after the export started."),
+        ("canceling statement due to user request", "The export was cancelled."),
+    ]
+    if code == "3D000" or f'database "{connection.database}" does not exist' in text:
+        return f"Database '{connection.database}' does not exist on {where}."
+    if code == "42P01":
+        return "The table does not exist (dropped or renamed?)."
+    if code == "42501" or "permission denied" in text:
+        return f"User '{connection.username}' lacks permission: {_first_line(text)}."
+    for needle, message in checks:
+        if needle in text and message:
+            return message
+    return redact(_first_line(text) or type(error).__name__, (connection.password or "",))
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0].rstrip(".") if text else ""

@@ -1,0 +1,118 @@
+"""Add, list, test and remove source database connections from the command line."""
+
+import os
+import sys
+
+from django.core.management.base import CommandError
+from django.db import IntegrityError
+
+from adu_site.commands import AduCommand
+from connections.models import DEFAULT_PORTS, Connection, ConnectionFailed
+
+
+class Command(AduCommand):
+    help = (
+        "Manages connections to source databases. `add` stores a connection (the password "
+        "is read from stdin or an environment variable, never from the command line, and "
+        "stored encrypted); `list` shows them; `test` connects and prints the server "
+        "version; `remove` deletes one that no export uses."
+    )
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", required=True)
+        add = actions.add_parser("add", help="Store a new connection.")
+        add.add_argument("name")
+        add.add_argument("--kind", choices=Connection.Kind.values, default="postgresql")
+        add.add_argument("--host", required=True)
+        add.add_argument("--port", type=int)
+        add.add_argument("--database", required=True)
+        add.add_argument("--user", required=True)
+        secret = add.add_mutually_exclusive_group()
+        secret.add_argument(
+            "--password-stdin", action="store_true", help="Read the password from stdin."
+        )
+        secret.add_argument("--password-env", metavar="VAR", help="Read it from this variable.")
+        add.add_argument("--sslmode", choices=Connection.SSLMode.values, default="prefer")
+        add.add_argument("--connect-timeout", type=int, default=10)
+        for name in ("list", "test", "remove"):
+            sub = actions.add_parser(name)
+            if name != "list":
+                sub.add_argument("name")
+        for sub in actions.choices.values():
+            super().add_arguments(sub)
+
+    def handle(self, *args, **options):
+        user = self.user(options)
+        getattr(self, f"_{options['action']}")(user, options)
+
+    def _add(self, user, options):
+        password = ""
+        if options["password_stdin"]:
+            password = sys.stdin.readline().rstrip("\n")
+        elif options["password_env"]:
+            if options["password_env"] not in os.environ:
+                raise CommandError(f"The variable {options['password_env']} is not set.")
+            password = os.environ[options["password_env"]]
+        try:
+            connection = Connection.objects.create(
+                owner=user,
+                name=options["name"],
+                kind=options["kind"],
+                host=options["host"],
+                port=options["port"] or DEFAULT_PORTS[options["kind"]],
+                database=options["database"],
+                username=options["user"],
+                password=password,
+                sslmode=options["sslmode"],
+                connect_timeout=options["connect_timeout"],
+            )
+        except IntegrityError:
+            raise CommandError(f"You already have a connection named '{options['name']}'.")
+        self.emit(options, _describe(connection), f"Added connection '{connection.name}'.")
+
+    def _list(self, user, options):
+        found = Connection.objects.visible_to(user).select_related("owner")
+        rows = [_describe(c) for c in found]
+        lines = [f"{'NAME':24} {'KIND':11} {'ADDRESS':32} {'DATABASE':16} USER"] + [
+            f"{r['name']:24} {r['kind']:11} {r['host'] + ':' + str(r['port']):32} "
+            f"{r['database']:16} {r['username']}"
+            for r in rows
+        ]
+        self.emit(options, rows, "\n".join(lines) if rows else "No connections.")
+
+    def _test(self, user, options):
+        connection = Connection.objects.named(user, options["name"])
+        try:
+            version = connection.driver().test(connection)
+        except ConnectionFailed as error:
+            if options["json"]:
+                self.emit(options, {"name": connection.name, "ok": False, "error": str(error)}, "")
+            raise CommandError(str(error)) from None
+        self.emit(
+            options,
+            {"name": connection.name, "ok": True, "server_version": version},
+            f"OK: {version}",
+        )
+
+    def _remove(self, user, options):
+        connection = Connection.objects.named(user, options["name"])
+        if connection.export_jobs.exists():
+            raise CommandError(
+                f"Connection '{connection.name}' is used by {connection.export_jobs.count()} "
+                "export job(s); delete those jobs first."
+            )
+        connection.delete()
+        self.emit(options, {"removed": options["name"]}, f"Removed '{options['name']}'.")
+
+
+def _describe(connection: Connection) -> dict:
+    return {
+        "name": connection.name,
+        "kind": connection.kind,
+        "host": connection.host,
+        "port": connection.port,
+        "database": connection.database,
+        "username": connection.username,
+        "sslmode": connection.sslmode,
+        "owner": connection.owner.username,
+    }

@@ -1,0 +1,1 @@
+"""The export engine: source batches → Arrow types → ZSTD Parquet files → manifest."""

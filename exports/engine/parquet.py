@@ -1,0 +1,185 @@
+"""Writes Arrow batches into ZSTD Parquet files that appear at their final path only when complete.
+
+Each file is written as `NAME.parquet.part`, hashed (SHA-256) while it is written,
+fsynced, renamed, and its footer read back to check the row count.
+"""
+
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP_ROWS = 1_000_000
+ROW_GROUP_BYTES = 64 << 20
+
+
+@dataclass
+class WrittenFile:
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class IncompleteFile(Exception):
+    pass
+
+
+class _HashingFile(io.RawIOBase):
+    """A write-only file that hashes what passes through it."""
+
+    def __init__(self, path: Path):
+        self._file = open(path, "xb")  # never overwrite: a clash is a bug, not a retry
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        view = memoryview(data)
+        self.sha256.update(view)
+        self._file.write(view)
+        self.size += len(view)
+        return len(view)
+
+    def tell(self):
+        return self.size
+
+    def close(self):
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        super().close()
+
+
+class TableWriter:
+    """Parquet output of one table: one file, or numbered parts of about `max_file_bytes`."""
+
+    def __init__(
+        self,
+        schema: pa.Schema,
+        target: Path,
+        compression_level: int = 3,
+        max_file_bytes: int | None = None,
+    ):
+        self.schema = schema
+        self.target = target  # .../schema/table: gets ".parquet" or "/part-NNNNN.parquet"
+        self.compression_level = compression_level
+        self.max_file_bytes = max_file_bytes
+        self.files: list[WrittenFile] = []
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._writer = None
+        self._sink = None
+        self._path = None
+        self._rows = 0  # in the current file
+        self.rows = 0  # accepted so far, all files
+
+    @property
+    def bytes_written(self) -> int:
+        done = sum(f.bytes for f in self.files)
+        return done + (self._sink.size if self._sink else 0)
+
+    def write(self, batch: pa.RecordBatch):
+        self.rows += batch.num_rows
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        self._pending_bytes += batch.nbytes
+        if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
+            self._flush()
+
+    def close(self) -> list[WrittenFile]:
+        self._flush()
+        if self._writer is None and not self.files:
+            self._open()  # an empty table still gets a file with its schema
+        self._finish_file()
+        return self.files
+
+    def abort(self):
+        """Remove every file of this table, finished or not."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+        if self._sink is not None:
+            self._sink.close()
+        for path in [self._path, *(f.path for f in self.files)]:
+            if path is not None:
+                path.unlink(missing_ok=True)
+                path.with_name(path.name + ".part").unlink(missing_ok=True)
+        self.files = []
+
+    def _flush(self):
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._open()
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._writer.write_table(table, row_group_size=len(table))
+        self._rows += len(table)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        if self.max_file_bytes and self._sink.size >= self.max_file_bytes:
+            self._finish_file()
+
+    def _open(self):
+        if self.max_file_bytes:
+            self.target.mkdir(parents=True, exist_ok=True)
+            self._path = self.target / f"part-{len(self.files):05d}.parquet"
+        else:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            self._path = self.target.with_name(self.target.name + ".parquet")
+        self._sink = _HashingFile(self._path.with_name(self._path.name + ".part"))
+        self._writer = pq.ParquetWriter(
+            self._sink,
+            self.schema,
+            compression="zstd",
+            compression_level=self.compression_level,
+            write_statistics=True,
+            store_decimal_as_integer=True,
+        )
+        self._rows = 0
+
+    def _finish_file(self):
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._sink.close()
+        part = self._path.with_name(self._path.name + ".part")
+        os.replace(part, self._path)
+        _fsync_dir(self._path.parent)
+        footer_rows = pq.read_metadata(self._path).num_rows
+        if footer_rows != self._rows:
+            raise IncompleteFile(
+                f"{self._path.name} holds {footer_rows} rows in its footer, {self._rows} written."
+            )
+        self.files.append(
+            WrittenFile(self._path, self._rows, self._sink.size, self._sink.sha256.hexdigest())
+        )
+        self._writer = self._sink = self._path = None
+
+
+def _fsync_dir(path: Path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes):
+    """Write a small file (the manifest) so that it is either absent or complete."""
+    part = path.with_name(path.name + ".part")
+    with open(part, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    _fsync_dir(path.parent)

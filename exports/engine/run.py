@@ -1,0 +1,401 @@
+"""Runs an export job: pins one snapshot, exports its tables in parallel, writes the manifest."""
+
+import json
+import logging
+import re
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+from django.conf import settings
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+import adu_site
+from connections.models import ConnectionFailed
+from exports.engine import types
+from exports.engine.parquet import TableWriter, write_atomically
+from exports.models import ExportJob, JobError, TableRun
+
+log = logging.getLogger("adu.export")
+
+PROGRESS_SECONDS = 2.0
+DEFAULT_OPTIONS = {
+    "parallel": 2,
+    "readers": 2,
+    "compression_level": 3,
+    "batch_rows": 100_000,
+    "max_file_mb": None,
+}
+_CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
+
+
+class Cancelled(Exception):
+    pass
+
+
+class TableFailed(Exception):
+    """A table could not be exported; the message is one sentence for the user."""
+
+    def __init__(self, message: str, phase: str):
+        super().__init__(message)
+        self.phase = phase
+
+
+def run_job(job_id: int) -> ExportJob:
+    """Run every queued table of the job in this process, then finish the job."""
+    job = ExportJob.objects.select_related("connection").get(pk=job_id)
+    connection = job.connection
+    driver = connection.driver()
+    job.mark_running()
+    try:
+        leader, snapshot_id = driver.open_snapshot(connection)
+    except ConnectionFailed as error:
+        job.fail_all(str(error), phase="connect")
+        return finish_job(job.pk)
+    job.snapshot_id = snapshot_id
+    job.save(update_fields=["snapshot_id"])
+    try:
+        runs = list(job.tables.filter(status=TableRun.Status.QUEUED).values_list("pk", flat=True))
+        parallel = max(1, int(job.option("parallel")))
+        with ThreadPoolExecutor(parallel, thread_name_prefix="adu-table") as pool:
+            list(pool.map(lambda pk: _in_thread(run_table, pk, snapshot_id), runs))
+    finally:
+        leader.close()  # the snapshot may end only when every table has imported it
+    return finish_job(job.pk)
+
+
+def _in_thread(function, *args):
+    try:
+        return function(*args)
+    finally:
+        connections.close_all()  # each thread has its own Django database connection
+
+
+def run_table(run_id: int, snapshot_id: str) -> bool:
+    """Claim one queued table and export it; False if another worker had claimed it."""
+    claimed = TableRun.objects.filter(pk=run_id, status=TableRun.Status.QUEUED).update(
+        status=TableRun.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    run = TableRun.objects.select_related("job__connection").get(pk=run_id)
+    job = run.job
+    try:
+        if job.cancel_requested_now():
+            raise Cancelled()
+        _export(run, snapshot_id)
+    except Cancelled:
+        run.finish(TableRun.Status.CANCELLED)
+    except TableFailed as error:
+        run.finish(TableRun.Status.FAILED)
+        JobError.record(job, run, str(error), phase=error.phase, trace=traceback.format_exc())
+    except Exception as error:  # an unexpected failure still fails only this table
+        close_old_connections()
+        message = _explain(error, job.connection)
+        run.finish(TableRun.Status.FAILED)
+        JobError.record(job, run, message, phase="export", trace=traceback.format_exc())
+        log.warning("Table %s of job %s failed: %s", run, job.pk, message)
+    return True
+
+
+def _export(run: TableRun, snapshot_id: str):
+    job = run.job
+    connection = job.connection
+    driver = connection.driver()
+    target = job.folder() / safe_name(run.schema) / safe_name(run.table)
+    sessions = []
+
+    def open_session():
+        session = driver.join_snapshot(connection, snapshot_id)
+        sessions.append(session)
+        return session
+
+    try:
+        first = _phase("connect", open_session)
+        source_columns = _phase("describe", driver.columns, first, run.schema, run.table)
+        money_scale = driver.money_scale(first)
+        run.rows_expected = _phase("count", driver.count_rows, first, run.schema, run.table)
+        run.save(update_fields=["rows_expected"])
+        pages = driver.table_pages(first, run.schema, run.table)
+        fallback: dict[str, str] = {}
+        while True:
+            plans = [
+                types.plan(c, fallback=c.name in fallback, money_scale=money_scale)
+                for c in source_columns
+            ]
+            try:
+                writer = _write(run, plans, target, driver, open_session, pages)
+                break
+            except pa.ArrowInvalid as error:
+                plan = _column_of(error, plans)
+                if plan is None or not types.can_fall_back(plan):
+                    raise TableFailed(_explain(error, connection), "read") from None
+                fallback[plan.name] = _reason(error)
+                log.info("%s: column %s falls back to text (%s)", run, plan.name, error)
+                run.rows_written = 0
+    finally:
+        for session in sessions:
+            try:
+                session.close()
+            except Exception:
+                pass
+    if writer.rows != run.rows_expected:
+        writer.abort()
+        raise TableFailed(
+            f"Wrote {writer.rows} rows but the table holds {run.rows_expected} in the snapshot.",
+            "verify",
+        )
+    run.columns = [
+        {
+            "name": p.name,
+            "source_type": p.source.source_type,
+            "arrow_type": str(p.arrow_type),
+            "nullable": p.source.nullable,
+            "representation": p.representation,
+            **({"fallback": fallback[p.name]} if p.name in fallback else {}),
+        }
+        for p in plans
+    ]
+    run.files = [
+        {
+            "path": str(f.path.relative_to(job.folder())),
+            "rows": f.rows,
+            "bytes": f.bytes,
+            "sha256": f.sha256,
+        }
+        for f in writer.files
+    ]
+    run.rows_written = writer.rows
+    run.bytes_written = sum(f.bytes for f in writer.files)
+    run.finish(TableRun.Status.COMPLETE)
+    return writer
+
+
+def _write(run, plans, target, driver, open_session, pages) -> TableWriter:
+    job = run.job
+    fields = [p.field() for p in plans]
+    schema = pa.schema(fields, metadata={"adu.table": f"{run.schema}.{run.table}"})
+    read_schema = pa.schema([pa.field(p.name, p.read_type) for p in plans])
+    max_mb = job.option("max_file_mb")
+    writer = TableWriter(
+        schema,
+        target,
+        compression_level=int(job.option("compression_level")),
+        max_file_bytes=int(max_mb) << 20 if max_mb else None,
+    )
+    batch_rows = max(1, int(job.option("batch_rows")))
+    reported = time.monotonic()
+    try:
+        batches = driver.read_batches(
+            open_session,
+            run.schema,
+            run.table,
+            [p.expression for p in plans],
+            read_schema,
+            readers=int(job.option("readers")),
+            pages=pages,
+        )
+        for batch in batches:
+            finished = pa.RecordBatch.from_arrays(
+                [p.finish(column) for p, column in zip(plans, batch.columns, strict=True)],
+                schema=schema,
+            )
+            for offset in range(0, finished.num_rows, batch_rows):
+                writer.write(finished.slice(offset, batch_rows))
+            if time.monotonic() - reported >= PROGRESS_SECONDS:
+                reported = time.monotonic()
+                run.report_progress(writer.rows, writer.bytes_written)
+                if job.cancel_requested_now():
+                    raise Cancelled()
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer
+
+
+def _phase(phase: str, function, *args):
+    try:
+        return function(*args)
+    except ConnectionFailed as error:
+        raise TableFailed(str(error), phase) from None
+
+
+def _column_of(error, plans):
+    match = _CSV_COLUMN.search(str(error))
+    return plans[int(match.group(1))] if match else None
+
+
+def _reason(error) -> str:
+    # The parser quotes the offending value; the manifest must not carry data.
+    text = _CSV_COLUMN.sub("", str(error)).strip(": ")
+    text = re.sub(r"'.*'", "a value", text)
+    return f"a value does not fit the native type ({text})"
+
+
+def _explain(error: BaseException, connection) -> str:
+    if isinstance(error, (ConnectionFailed, TableFailed)):
+        return str(error)
+    if isinstance(error, OSError):
+        return explain_os_error(error)
+    return connection.driver().explain(error, connection)
+
+
+def explain_os_error(error: OSError) -> str:
+    import errno
+
+    where = f" ({error.filename})" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return f"The disk of the export folder is full{where}."
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"ADU may not write to the export folder{where}: check its permissions."
+    return f"Writing the export failed: {error.strerror or error}{where}."
+
+
+def finish_job(job_id: int) -> ExportJob:
+    """Derive the job's status from its tables, total it up and write the manifest."""
+    job = ExportJob.objects.select_related("connection").get(pk=job_id)
+    job.update_totals()
+    job.status = job.derived_status()
+    job.finished_at = timezone.now()
+    job.save()
+    try:
+        write_manifest(job)
+    except OSError as error:
+        JobError.record(job, None, explain_os_error(error), phase="manifest")
+        job.status = ExportJob.Status.FAILED
+        job.save(update_fields=["status"])
+    return job
+
+
+def manifest(job: ExportJob) -> dict:
+    connection = job.connection
+    return {
+        "format": "adu-manifest/1",
+        "adu_version": adu_site.__version__,
+        "job_id": job.pk,
+        "attempt": job.attempt,
+        "status": job.status,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "source": {
+            "kind": connection.kind,
+            "host": connection.host,
+            "port": connection.port,
+            "database": connection.database,
+        },
+        "snapshot_id": job.snapshot_id,
+        "options": {k: job.option(k) for k in DEFAULT_OPTIONS},
+        "tables": [
+            {
+                "schema": run.schema,
+                "table": run.table,
+                "status": run.status,
+                "source_rows": run.rows_expected,
+                "rows_written": run.rows_written,
+                "columns": run.columns,
+                "files": run.files,
+                "validation": None,
+            }
+            for run in job.tables.all()
+        ],
+    }
+
+
+def write_manifest(job: ExportJob):
+    folder = job.folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(manifest(job), indent=2, ensure_ascii=False).encode()
+    write_atomically(folder / "manifest.json", data)
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def safe_name(name: str) -> str:
+    """A file name for a schema or table name: never a path, never hidden, reversible."""
+    encoded = _UNSAFE.sub(lambda m: "%" + "%".join(f"{b:02X}" for b in m.group().encode()), name)
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    return encoded or "%00"
+
+
+class BadRequest(Exception):
+    """The export asked for cannot start; the message says what to change."""
+
+
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+
+
+def create_job(
+    owner,
+    connection,
+    schemas=(),
+    tables=(),
+    exclude=(),
+    options: dict | None = None,
+    out: str = "",
+) -> ExportJob:
+    """Resolve what to export and record the job with its queued tables (nothing runs yet).
+
+    With no tables named, every table of the chosen schemas (default: all non-system
+    schemas). A named table that does not exist still gets its TableRun, which then fails
+    with a clear message, so the other tables go on.
+    """
+    options = {**DEFAULT_OPTIONS, **{k: v for k, v in (options or {}).items() if v is not None}}
+    _check_options(options)
+    if out:
+        if not _FOLDER_NAME.match(out):
+            raise BadRequest(
+                f"'{out}' is not a folder name: use letters, digits, '_', '-' and '.', "
+                "starting with a letter or digit."
+            )
+        folder = Path(settings.EXPORT_ROOT) / out
+        if folder.exists() and any(folder.iterdir()):
+            raise BadRequest(f"The folder '{out}' already exists and is not empty.")
+    chosen = [_split_name(name) for name in tables]
+    if not chosen:
+        found = []
+        for schema in schemas or [None]:
+            found += connection.driver().tables(connection, schema)
+        chosen = [(t.schema, t.name) for t in found]
+        if schemas and not chosen:
+            raise BadRequest(f"No tables found in schema(s) {', '.join(schemas)}.")
+    excluded = {_split_name(name) for name in exclude}
+    chosen = list(dict.fromkeys(t for t in chosen if t not in excluded))
+    if not chosen:
+        raise BadRequest("There is nothing to export: no table was selected.")
+    return ExportJob.create_with_tables(owner, connection, chosen, options, out)
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    schema, dot, table = name.strip().partition(".")
+    if not dot or not schema or not table:
+        raise BadRequest(f"'{name}' is not SCHEMA.TABLE.")
+    return schema, table
+
+
+def _check_options(options: dict):
+    limits = {
+        "parallel": (1, 64),
+        "readers": (1, 16),
+        "compression_level": (1, 22),
+        "batch_rows": (1000, 10_000_000),
+        "max_file_mb": (1, 1_000_000),
+    }
+    for name, (low, high) in limits.items():
+        value = options.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, int) or not low <= value <= high:
+            raise BadRequest(
+                f"{name.replace('_', ' ')} must be a whole number from {low} to {high}."
+            )
