@@ -123,3 +123,17 @@ def static_without_collectstatic(settings):
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
     settings.WHITENOISE_USE_FINDERS = True
+
+
+@pytest.fixture
+def export(owner):
+    """Run an export job in this process: export(connection, tables=[...], **options) -> job."""
+    from exports.engine.run import create_job, run_job
+
+    def run(connection, tables=(), schemas=(), out="", **options):
+        job = create_job(
+            owner, connection, schemas=schemas, tables=tables, options=options, out=out
+        )
+        return run_job(job.pk)
+
+    return run

@@ -129,13 +129,12 @@ def _export(run: TableRun, snapshot_id: str):
             try:
                 writer = _write(run, plans, target, driver, open_session, pages)
                 break
-            except pa.ArrowInvalid as error:
+            except (pa.ArrowInvalid, types.DoesNotFit) as error:
                 plan = _column_of(error, plans)
                 if plan is None or not types.can_fall_back(plan):
                     raise TableFailed(_explain(error, connection), "read") from None
                 fallback[plan.name] = _reason(error)
-                log.info("%s: column %s falls back to text (%s)", run, plan.name, error)
-                run.rows_written = 0
+                log.info("%s: column %s falls back to text", run, plan.name)
     finally:
         for session in sessions:
             try:
@@ -225,14 +224,17 @@ def _phase(phase: str, function, *args):
 
 
 def _column_of(error, plans):
+    """The plan of the column whose value did not fit, from either kind of error."""
+    if isinstance(error, types.DoesNotFit):
+        return next(p for p in plans if p.name == error.column)
     match = _CSV_COLUMN.search(str(error))
     return plans[int(match.group(1))] if match else None
 
 
 def _reason(error) -> str:
     # The parser quotes the offending value; the manifest must not carry data.
-    text = _CSV_COLUMN.sub("", str(error)).strip(": ")
-    text = re.sub(r"'.*'", "a value", text)
+    text = error.reason if isinstance(error, types.DoesNotFit) else str(error)
+    text = re.sub(r"'.*'", "a value", _CSV_COLUMN.sub("", text)).strip(": ")
     return f"a value does not fit the native type ({text})"
 
 

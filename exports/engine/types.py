@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg2 import sql
 
 from connections.drivers import SourceColumn
@@ -37,7 +38,7 @@ _SIMPLE = {
     "time": pa.time64("us"),
 }
 # Types whose native parse can meet a value Arrow cannot hold: these get a text fallback.
-_MAY_NOT_FIT = {"date", "timestamp", "timestamptz", "time", "numeric", "money"}
+_MAY_NOT_FIT = {"date", "timestamp", "timestamptz", "time", "numeric"}
 _TEXT_KINDS = {
     "interval": "ISO 8601 duration (IntervalStyle iso_8601)",
     "timetz": "time with UTC offset, e.g. 10:30:00+02",
@@ -54,6 +55,15 @@ _TEXT_KINDS = {
     "money": "decimal text",
 }
 _NUMERIC_MAX_PRECISION = 76
+
+
+class DoesNotFit(Exception):
+    """A value of this column cannot be held by the column's native Arrow type."""
+
+    def __init__(self, column: str, reason: str):
+        super().__init__(f"{column}: {reason}")
+        self.column = column
+        self.reason = reason
 
 
 @dataclass
@@ -84,6 +94,11 @@ class ColumnPlan:
         """The parsed array in its final type (bytea and uuid arrive as hex text)."""
         if self.read_type == self.arrow_type:
             return array
+        if pa.types.is_decimal(self.arrow_type):
+            try:
+                return pc.cast(array, self.arrow_type, safe=True)
+            except pa.ArrowInvalid as error:
+                raise DoesNotFit(self.name, str(error)) from None
         if pa.types.is_binary(self.arrow_type):
             return hex_to_binary(array, prefix=2)
         if self.arrow_type == pa.uuid():
@@ -111,9 +126,11 @@ def plan(column: SourceColumn, fallback: bool = False, money_scale: int = 2) -> 
         precision, scale = numeric_precision_scale(column.typmod)
         if precision is None or scale < 0 or scale > precision:
             return ColumnPlan(column, ident, pa.string(), pa.string(), _TEXT_KINDS["numeric"])
-        kind = pa.decimal128 if precision <= 38 else pa.decimal256
-        arrow = kind(precision, scale)
-        return ColumnPlan(column, ident, arrow, arrow, NATIVE)
+        if precision <= 38:
+            arrow = pa.decimal128(precision, scale)
+            return ColumnPlan(column, ident, arrow, arrow, NATIVE)
+        # The CSV reader has no decimal256 parser: read text, cast per batch.
+        return ColumnPlan(column, ident, pa.string(), pa.decimal256(precision, scale), NATIVE)
     if base == "money":
         arrow = pa.decimal128(19, money_scale)
         return ColumnPlan(column, sql.SQL("{}::numeric").format(ident), arrow, arrow, NATIVE)
