@@ -38,7 +38,7 @@ SESSION_SETTINGS = {
     "statement_timeout": "0",
     "idle_in_transaction_session_timeout": "0",
 }
-CSV_BLOCK_BYTES = 8 << 20
+CSV_BLOCK_BYTES = 2 << 20
 PIPE_BYTES = 1 << 20
 # Below this many pages (8 kB each) one reader is as fast as several.
 SPLIT_MIN_PAGES = 4096
@@ -315,7 +315,7 @@ def _read_copy(db, statement, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch
         reader = pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(
-                column_names=arrow_types.names, block_size=CSV_BLOCK_BYTES
+                column_names=arrow_types.names, block_size=CSV_BLOCK_BYTES, use_threads=False
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(

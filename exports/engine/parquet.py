@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROW_GROUP_ROWS = 1_000_000
+ROW_GROUP_ROWS = 256 * 1024
 ROW_GROUP_BYTES = 64 << 20
 
 

@@ -1,0 +1,819 @@
+"""Export benchmark: ADU against DuckDB, ConnectorX and the raw COPY limit, on one machine.
+
+Run it with `make bench`, or for a quick try:
+
+    .venv/bin/python bench/export_bench.py --rows 300000 --small-rows 100000 --runs 1
+
+What it does:
+
+1. Starts a throwaway PostgreSQL server (connections.localpg, fsync off) in a temporary
+   folder. ADU's own state (SQLite database, keys, export folder) lives in the same folder,
+   so the bench never touches var/.
+2. Loads `lineitem` (TPC-H shaped, --rows), `lineitem_small` (--small-rows, same shape)
+   and `wide` (one column of each common type: 10,000 ordinary rows and a few edge rows:
+   extremes, empties, NULLs, NaN and infinities, BC and far-future dates, 24:00:00).
+3. Exports each lineitem table with each tool, --runs times, the tools taking turns so
+   that drift on the machine touches all of them alike. Every export runs in a fresh
+   Python process, so its peak RSS (ru_maxrss) belongs to that tool alone. The wall time
+   is measured inside that process around the export itself (connect, read, write,
+   close), not interpreter start-up or imports. The tools, each with its defaults:
+     - ADU: create_job + run_job, default options;
+     - DuckDB with its postgres extension: COPY ... TO parquet, zstd level 3;
+     - ConnectorX: read_sql into Arrow, then pyarrow write_table, zstd level 3;
+     - COPY ... TO STDOUT (FORMAT binary) into /dev/null: what one backend can send,
+       the limit for any reader on a single connection.
+4. Prints one table per dataset (median wall time; peak RSS is the largest of the runs),
+   then the flat-memory check: ADU's peak RSS on the small table against the large one.
+5. Fidelity: each Parquet-writing tool exports `wide`. Every value read back with pyarrow
+   is sent to the server, cast to the column's declared type and compared there with the
+   stored value as text (which, unlike `=`, tells 1.50 from 1.5). A value that cannot be
+   sent or cast back counts as a difference.
+
+The script is also its own child: with ADU_BENCH_CHILD set in the environment (a JSON
+spec, which carries the server password, hence not in argv) it runs one export and
+prints one result line.
+"""
+
+import argparse
+import json
+import math
+import os
+import resource
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATABASE = "bench"
+CHILD_ENV = "ADU_BENCH_CHILD"
+RESULT_MARK = "ADU-BENCH-RESULT "
+TOOLS = ("adu", "duckdb", "connectorx", "copy")
+PARQUET_TOOLS = ("adu", "duckdb", "connectorx")
+LABELS = {
+    "adu": "ADU",
+    "duckdb": "DuckDB",
+    "connectorx": "ConnectorX",
+    "copy": "COPY binary",
+}
+ZSTD_LEVEL = 3
+
+# TPC-H lineitem, generated in the server: random() after setseed is repeatable.
+LINEITEM_SQL = """
+DROP TABLE IF EXISTS {table};
+CREATE TABLE {table} (
+    l_orderkey bigint NOT NULL, l_partkey bigint NOT NULL, l_suppkey bigint NOT NULL,
+    l_linenumber integer NOT NULL, l_quantity numeric(15,2) NOT NULL,
+    l_extendedprice numeric(15,2) NOT NULL, l_discount numeric(15,2) NOT NULL,
+    l_tax numeric(15,2) NOT NULL, l_returnflag char(1) NOT NULL,
+    l_linestatus char(1) NOT NULL, l_shipdate date NOT NULL, l_commitdate date NOT NULL,
+    l_receiptdate date NOT NULL, l_shipinstruct char(25) NOT NULL,
+    l_shipmode char(10) NOT NULL, l_comment varchar(44) NOT NULL
+);
+SELECT setseed(0.42);
+INSERT INTO {table}
+SELECT (i / 4) + 1, 1 + (random() * 199999)::bigint, 1 + (random() * 9999)::bigint,
+    mod(i, 4) + 1, q, round((q * (900 + random() * 100000) / 100)::numeric, 2),
+    round((random() * 0.10)::numeric, 2), round((random() * 0.08)::numeric, 2),
+    (ARRAY['R', 'A', 'N'])[1 + (random() * 2)::int], (ARRAY['O', 'F'])[1 + (random())::int],
+    sd, sd + (random() * 60)::int - 30, sd + 1 + (random() * 29)::int,
+    (ARRAY['DELIVER IN PERSON', 'COLLECT COD', 'NONE', 'TAKE BACK RETURN'])
+        [1 + (random() * 3)::int],
+    (ARRAY['REG AIR', 'AIR', 'RAIL', 'SHIP', 'TRUCK', 'MAIL', 'FOB'])[1 + (random() * 6)::int],
+    left(w[1 + (random() * 39)::int] || ' ' || w[1 + (random() * 39)::int] || ' '
+        || w[1 + (random() * 39)::int] || ' ' || w[1 + (random() * 39)::int] || ' '
+        || w[1 + (random() * 39)::int] || ' ' || w[1 + (random() * 39)::int],
+        10 + (random() * 33)::int)
+FROM (
+    SELECT i, (1 + random() * 49)::int::numeric(15,2) AS q,
+        date '1992-01-02' + (random() * 2500)::int AS sd, %(words)s::text[] AS w
+    FROM generate_series(0, %(rows)s - 1) AS i
+) AS s;
+"""
+WORDS = (
+    "furiously carefully quickly slyly blithely ironic final regular express special pending "
+    "bold even silent unusual deposits requests accounts packages instructions theodolites "
+    "pinto beans foxes ideas dependencies excuses platelets asymptotes courts dolphins sleep "
+    "wake are haggle nag use boost affix detect"
+).split()
+
+WIDE_SQL = r"""
+DROP TABLE IF EXISTS wide;
+DROP TYPE IF EXISTS mood;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE TABLE wide (
+    id integer PRIMARY KEY,
+    c_smallint smallint,
+    c_integer integer,
+    c_bigint bigint,
+    c_numeric numeric(15,2),
+    c_numeric_any numeric,
+    c_real real,
+    c_double double precision,
+    c_money money,
+    c_boolean boolean,
+    c_char char(5),
+    c_varchar varchar(20),
+    c_text text,
+    c_bytea bytea,
+    c_date date,
+    c_timestamp timestamp,
+    c_timestamptz timestamptz,
+    c_time time,
+    c_timetz timetz,
+    c_interval interval,
+    c_uuid uuid,
+    c_json json,
+    c_jsonb jsonb,
+    c_inet inet,
+    c_int_array integer[],
+    c_text_array text[],
+    c_int4range int4range,
+    c_enum mood
+);
+-- Ordinary values, spread by a hash of the row number so every run loads the same data.
+INSERT INTO wide
+SELECT i,
+    mod(h, 32768),
+    h,
+    h::bigint * 4294967296 + i,
+    (h::numeric * 1000 + i) / 100,
+    h::numeric * 100000000000000000000 + i / 1000000000.0 + 0.123456789,
+    (h / 1000.0)::real,
+    h::float8 / 7,
+    (h / 100.0)::numeric::money,
+    CASE mod(i, 3) WHEN 0 THEN NULL ELSE mod(i, 2) = 0 END,
+    left(md5(i::text), mod(i, 6)),
+    left(md5(i::text), mod(i, 21)),
+    CASE WHEN mod(i, 10) = 0 THEN E'a "quoted", comma\nnew line ' || i
+        ELSE 'ünïcødé ' || md5(i::text) END,
+    decode(md5(i::text), 'hex'),
+    date '2000-01-01' + mod(h, 20000),
+    timestamp '2000-01-01' + h * interval '0.123457 seconds',
+    timestamptz '2000-01-01 00:00+00' + h * interval '1.000001 seconds',
+    time '00:00' + t * interval '1 microsecond',
+    ((time '00:00' + t * interval '1 microsecond')::text
+        || (ARRAY['+00', '+05:30', '-08', '+14'])[1 + mod(i, 4)])::timetz,
+    make_interval(years => mod(i, 3), months => mod(i, 12), days => mod(i, 40),
+        hours => mod(i, 30), secs => mod(t, 100000000) / 1000000.0),
+    md5(i::text)::uuid,
+    json_build_object('id', i, 'name', md5(i::text), 'tags', json_build_array('x', mod(i, 7)),
+        'price', 1.50, 'none', NULL),
+    jsonb_build_object('id', i, 'nested', jsonb_build_object('a', ARRAY[i, i + 1]),
+        'price', 2.50),
+    CASE WHEN mod(i, 5) = 0 THEN ('2001:db8::' || to_hex(i))::inet
+        ELSE ('10.' || mod(i / 65536, 256) || '.' || mod(i / 256, 256) || '.' || mod(i, 256)
+            || '/' || (8 + mod(i, 25)))::inet END,
+    ARRAY[i, -i, CASE WHEN mod(i, 5) = 0 THEN NULL ELSE h END],
+    ARRAY[left(md5(i::text), 4), CASE WHEN mod(i, 7) = 0 THEN NULL ELSE 'a,b "c"' END, ''],
+    int4range(i, i + mod(i, 100), CASE mod(i, 2) WHEN 0 THEN '[)' ELSE '[]' END),
+    (enum_range(NULL::mood))[1 + mod(i, 3)]
+FROM (
+    SELECT i, hashint4(i) AS h, mod(abs(hashint4(i)::bigint) * 1000003, 86400000000) AS t
+    FROM generate_series(1, 10000) AS i
+) AS s;
+-- Edge rows: the largest, the smallest and empty values, all NULLs...
+INSERT INTO wide VALUES
+ (-1, 32767, 2147483647, 9223372036854775807, 9999999999999.99,
+  123456789012345678901234567890.123456789, 3.4028235e38, 1.7976931348623157e308,
+  92233720368547758.07, true, 'abcde', repeat('z', 20),
+  E'tab\there, "quotes", back\\slash, new\nline, duck \U0001F986', '\x00ff10',
+  '9999-12-31', '9999-12-31 23:59:59.999999', '9999-12-31 23:59:59.999999+00',
+  '23:59:59.999999', '23:59:59.999999-15:59', '1 year 2 mons 3 days 04:05:06.789012',
+  'ffffffff-ffff-ffff-ffff-ffffffffffff', '{"a": [1, 2.50], "ü": "\u00e9"}',
+  '{"b": {"c": null}}', '2001:db8::ff00:42:8329', '{2147483647,-2147483648,NULL}',
+  '{"a,b",NULL,"q\"uote",""}', '(,)', 'happy'),
+ (-2, -32768, -2147483648, -9223372036854775808, -9999999999999.99,
+  -0.000000000000000000000000000001, 1e-45, 5e-324, -92233720368547758.08, false,
+  '', '', '', '\x', '0001-01-01', '0001-01-01 00:00:00', '0001-01-01 00:00:00+00',
+  '00:00:00', '00:00:00+15:59', '-1 days +02:00:00.000001',
+  '00000000-0000-0000-0000-000000000000', '[]', '{}', '0.0.0.0/0', '{}', '{}', 'empty',
+  'sad'),
+ (-3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+-- ...and values that PostgreSQL holds but Arrow's native types (and Python's) do not.
+INSERT INTO wide (id, c_numeric, c_numeric_any, c_real, c_double, c_date, c_timestamp,
+                  c_timestamptz, c_time, c_timetz, c_interval, c_int_array) VALUES
+ (-4, 'NaN', 'Infinity', 'NaN', 'Infinity', 'infinity', '-infinity', 'infinity',
+  '24:00:00', '24:00:00+00', '-178000000 years', '[0:1]={7,8}'),
+ (-5, 1.5, '-Infinity', '-Infinity', 'NaN', '0044-03-15 BC', '4713-01-01 00:00 BC',
+  '294276-12-31 23:59:59.999999+00', '00:00', '00:00+00', '0', '{{1,2},{3,4}}');
+"""
+
+
+# --------------------------------------------------------------------------------------
+# Child: one export in a fresh process
+# --------------------------------------------------------------------------------------
+
+
+def setup_django():
+    """Django with the settings the parent chose (ADU_VAR_DIR, ADU_EXPORT_ROOT in os.environ)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "adu_site.settings")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+
+
+def prepare_adu(spec):
+    setup_django()
+    from connections.models import Connection
+    from exports.engine.run import create_job, run_job
+
+    connection = Connection.objects.select_related("owner").get(pk=spec["connection_id"])
+
+    def export():
+        job = create_job(
+            connection.owner,
+            connection,
+            tables=[f"public.{spec['table']}"],
+            options={},
+            out=spec["out"],
+        )
+        job = run_job(job.pk)
+        if job.status != "complete":
+            messages = list(job.errors.values_list("message", flat=True))
+            raise RuntimeError(messages[0] if messages else f"job status {job.status}")
+        run = job.tables.get()
+        return [str(job.folder() / f["path"]) for f in run.files], run.rows_written
+
+    return export
+
+
+def prepare_duckdb(spec):
+    import duckdb
+    import duckdb_extension_postgres_scanner as scanner
+
+    # The wheel carries the extension: loading it by path needs no download.
+    extension = (
+        Path(scanner.__file__).parent
+        / "extensions"
+        / f"v{duckdb.__version__}"
+        / "postgres_scanner.duckdb_extension"
+    )
+
+    def export():
+        con = duckdb.connect()
+        try:
+            con.execute(f"LOAD {sql_string(str(extension))}")
+            con.execute(f"ATTACH {sql_string(spec['dsn'])} AS pg (TYPE postgres, READ_ONLY)")
+            con.execute(
+                f"COPY (SELECT {spec['select']} FROM pg.public.{spec['table']}) "
+                f"TO {sql_string(spec['out'])} "
+                f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL})"
+            )
+        finally:
+            con.close()
+        return [spec["out"]], None
+
+    return export
+
+
+def prepare_connectorx(spec):
+    import connectorx
+    import pyarrow.parquet as pq
+
+    def export():
+        table = connectorx.read_sql(
+            spec["uri"], f"SELECT {spec['select']} FROM {spec['table']}", return_type="arrow"
+        )
+        pq.write_table(table, spec["out"], compression="zstd", compression_level=ZSTD_LEVEL)
+        return [spec["out"]], table.num_rows
+
+    return export
+
+
+def prepare_copy(spec):
+    import psycopg2
+
+    def export():
+        conn = psycopg2.connect(spec["dsn"])
+        try:
+            with open(os.devnull, "wb") as sink, conn.cursor() as cur:
+                cur.copy_expert(
+                    f"COPY (SELECT * FROM {spec['table']}) TO STDOUT (FORMAT binary)", sink
+                )
+                rows = cur.rowcount
+        finally:
+            conn.close()
+        return [], rows
+
+    return export
+
+
+PREPARE = {
+    "adu": prepare_adu,
+    "duckdb": prepare_duckdb,
+    "connectorx": prepare_connectorx,
+    "copy": prepare_copy,
+}
+
+
+def child_main(spec):
+    result = {}
+    try:
+        export = PREPARE[spec["tool"]](spec)
+        start = time.perf_counter()
+        files, rows = export()
+        result.update(wall=time.perf_counter() - start, files=files, rows=rows)
+    except Exception as error:
+        traceback.print_exc()
+        result["error"] = first_line(error)
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(RESULT_MARK + json.dumps(result), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak resident set size.
+
+    Not ru_maxrss: Linux carries the parent's high-water mark over fork and exec into the
+    child's ru_maxrss, so a child of this (large) parent would report at least the
+    parent's size. VmHWM belongs to the address space, which exec creates anew.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB, not Linux-like
+
+
+# --------------------------------------------------------------------------------------
+# Parent: server, data, runs, report
+# --------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=6_000_000, help="rows of lineitem")
+    parser.add_argument("--runs", type=int, default=3, help="runs per tool (median wall)")
+    parser.add_argument(
+        "--small-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of lineitem_small, for the flat-memory check",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the server running and its folder"
+    )
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="adu-bench-"))
+    root.chmod(0o755)  # the postgres OS user must enter it to reach its data folder
+    os.environ["ADU_VAR_DIR"] = str(root / "var")
+    os.environ["ADU_EXPORT_ROOT"] = str(root / "exports")
+    os.environ.setdefault("ADU_LOG_LEVEL", "WARNING")
+    # Keys for this run only, shared with the children (which decrypt the password).
+    from cryptography.fernet import Fernet
+
+    os.environ["ADU_SECRET_KEY"] = secrets.token_urlsafe(50)
+    os.environ["ADU_FERNET_KEYS"] = Fernet.generate_key().decode()
+    setup_django()
+    from django.core.management import call_command
+
+    from connections.localpg import LocalPostgres
+
+    call_command("migrate", verbosity=0)
+    pg = LocalPostgres(root / "pg", fast_unsafe=True)
+    try:
+        step(f"Starting PostgreSQL in {pg.root}")
+        pg.ensure_started()
+        context = prepare_source(pg, args)
+        for table in ("lineitem", "lineitem_small"):
+            context["results"][table] = bench_table(context, table, args.runs)
+            report_table(context, table, args.runs)
+        report_flat_memory(context)
+        report_fidelity(context, fidelity(context))
+    finally:
+        if args.keep:
+            from connections.localpg import bindir
+
+            print(
+                f"\nKept {root}: the server listens on 127.0.0.1:{pg.port}, database "
+                f"{DATABASE}, user postgres, password in {pg.password_file}. Stop it with\n"
+                f"  runuser -u postgres -- {bindir() / 'pg_ctl'} -D {pg.data} stop"
+            )
+        else:
+            pg.destroy()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def step(message):
+    print(message, flush=True)
+
+
+def prepare_source(pg, args) -> dict:
+    from django.contrib.auth import get_user_model
+
+    from connections.models import Connection
+
+    admin = pg.connect()
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {DATABASE}")
+    admin.close()
+    conn = pg.connect(DATABASE)
+    counts = {}
+    with conn.cursor() as cur:
+        for table, rows in (("lineitem", args.rows), ("lineitem_small", args.small_rows)):
+            start = time.perf_counter()
+            cur.execute(LINEITEM_SQL.format(table=table), {"rows": rows, "words": WORDS})
+            step(f"Loaded {table}: {rows:,} rows in {time.perf_counter() - start:.0f} s")
+        cur.execute(WIDE_SQL)
+        # Set hint bits and statistics now, so no tool's first run pays for them.
+        cur.execute("VACUUM ANALYZE")
+        for table in ("lineitem", "lineitem_small", "wide"):
+            cur.execute(f"SELECT count(*), pg_relation_size('{table}') FROM {table}")
+            counts[table] = cur.fetchone()
+    conn.close()
+
+    owner = get_user_model().objects.create_superuser("bench", "bench@localhost", None)
+    connection = Connection.objects.create(
+        owner=owner,
+        name="bench",
+        kind="postgresql",
+        host="127.0.0.1",
+        port=pg.port,
+        database=DATABASE,
+        username="postgres",
+        password=pg.password,
+        sslmode="disable",
+    )
+    out = pg.root.parent / "out"
+    out.mkdir()
+    return {
+        "pg": pg,
+        "out": out,
+        "counts": counts,
+        "results": {},
+        "spec": {
+            "connection_id": connection.pk,
+            "dsn": pg.dsn(DATABASE),
+            "uri": f"postgresql://postgres:{pg.password}@127.0.0.1:{pg.port}/{DATABASE}",
+        },
+    }
+
+
+def run_tool(context, tool, table, name, select="*") -> dict:
+    """One export in a fresh process: wall, peak_rss_mb, rows, bytes, files; or error.
+
+    `select` is the column list for the tools that take a query (not ADU, not COPY).
+    """
+    from django.conf import settings
+
+    if tool == "adu":
+        out = name  # a folder under the export root
+        folder = Path(settings.EXPORT_ROOT) / name
+    else:
+        out = str(context["out"] / f"{name}.parquet")
+        folder = None
+    spec = {**context["spec"], "tool": tool, "table": table, "out": out, "select": select}
+    env = {**os.environ, CHILD_ENV: json.dumps(spec)}
+    proc = subprocess.run(
+        [sys.executable, __file__], env=env, capture_output=True, text=True, cwd=REPO
+    )
+    marked = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if not marked:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+    result = json.loads(marked[-1][len(RESULT_MARK) :])
+    if "error" in result:
+        return result
+    result["folder"] = folder
+    result["bytes"] = sum(os.path.getsize(f) for f in result["files"])
+    if result["files"]:
+        import pyarrow.parquet as pq
+
+        result["rows"] = sum(pq.ParquetFile(f).metadata.num_rows for f in result["files"])
+    return result
+
+
+def remove_output(result):
+    if result.get("folder"):
+        shutil.rmtree(result["folder"], ignore_errors=True)
+    else:
+        for f in result.get("files", []):
+            os.remove(f)
+
+
+def bench_table(context, table, runs) -> dict:
+    samples = {tool: [] for tool in TOOLS}
+    for run in range(1, runs + 1):
+        line = []
+        for tool in TOOLS:
+            result = run_tool(context, tool, table, f"{table}-{tool}-{run}")
+            remove_output(result)  # the sizes are known; the disk is not needed any more
+            samples[tool].append(result)
+            line.append(
+                f"{LABELS[tool]} " + ("failed" if "error" in result else f"{result['wall']:.1f} s")
+            )
+        step(f"  {table} run {run}/{runs}: " + ", ".join(line))
+    summary = {}
+    for tool, results in samples.items():
+        errors = [r["error"] for r in results if "error" in r]
+        if errors:
+            summary[tool] = {"error": errors[0]}
+            continue
+        summary[tool] = {
+            "wall": statistics.median(r["wall"] for r in results),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "bytes": results[-1]["bytes"],
+            "rows": results[-1]["rows"],
+        }
+    return summary
+
+
+def report_table(context, table, runs):
+    rows, heap = context["counts"][table]
+    results = context["results"][table]
+    adu, duck = results.get("adu", {}), results.get("duckdb", {})
+    print(
+        f"\n{table}: {rows:,} rows, heap {heap / 2**20:,.0f} MB; "
+        f"median wall of {runs} run(s), peak RSS = largest of the runs"
+    )
+    header = (
+        f"{'tool':<12} {'wall s':>8} {'rows/s':>11} {'peak RSS MB':>12} {'output MB':>10} "
+        f"{'time/ADU':>9} {'size/DuckDB':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for tool in TOOLS:
+        r = results[tool]
+        if "error" in r:
+            print(f"{LABELS[tool]:<12} failed: {r['error']}")
+            continue
+        time_ratio = ratio(r["wall"], adu.get("wall"))
+        size_ratio = ratio(r["bytes"], duck.get("bytes")) if r["bytes"] else "-"
+        size = f"{r['bytes'] / 2**20:,.1f}" if r["bytes"] else "-"
+        print(
+            f"{LABELS[tool]:<12} {r['wall']:>8.2f} {r['rows'] / r['wall']:>11,.0f} "
+            f"{r['peak_rss_mb']:>12,.0f} {size:>10} {time_ratio:>9} {size_ratio:>12}"
+        )
+    for tool in TOOLS:
+        r = results[tool]
+        if "error" not in r and r["rows"] != rows:
+            print(f"! {LABELS[tool]} exported {r['rows']:,} rows, the table holds {rows:,}")
+    if "wall" in adu and "wall" in duck:
+        print(
+            f"ADU takes {adu['wall'] / duck['wall']:.2f}x DuckDB's wall time "
+            f"({'faster' if adu['wall'] < duck['wall'] else 'slower'}); its file is "
+            f"{adu['bytes'] / duck['bytes']:.2f}x DuckDB's size."
+        )
+
+
+def ratio(value, base) -> str:
+    return f"{value / base:.2f}x" if base else "-"
+
+
+def report_flat_memory(context):
+    small = context["results"]["lineitem_small"]["adu"]
+    large = context["results"]["lineitem"]["adu"]
+    print("\nFlat memory: ADU's peak RSS should not grow with the table.")
+    if "error" in small or "error" in large:
+        print("  not measured: an ADU export failed")
+        return
+    small_rows = context["counts"]["lineitem_small"][0]
+    large_rows = context["counts"]["lineitem"][0]
+    change = (large["peak_rss_mb"] - small["peak_rss_mb"]) / small["peak_rss_mb"] * 100
+    print(
+        f"  lineitem_small ({small_rows:,} rows): {small['peak_rss_mb']:,.0f} MB; "
+        f"lineitem ({large_rows:,} rows, {large_rows / small_rows:.1f}x): "
+        f"{large['peak_rss_mb']:,.0f} MB; difference {change:+.1f}%"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Fidelity: every value of `wide`, read back and compared by the server
+# --------------------------------------------------------------------------------------
+
+
+UNREADABLE = object()  # pyarrow could not turn the stored value into a Python value
+
+
+def fidelity(context) -> dict:
+    """Per tool: the differences on `wide`; for a tool that fails, its error and then each
+    column exported on its own (with the id), so one unsupported value or type does not
+    hide what the tool does with the other columns."""
+    conn = context["pg"].connect(DATABASE)
+    with conn.cursor() as cur:
+        # Both sides of every comparison are printed in this session: UTC keeps a
+        # timestamp written without its zone comparable.
+        cur.execute("SET TimeZone = 'UTC'")
+        cur.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = 'wide'::regclass AND attnum > 0 AND NOT attisdropped "
+            "AND attname <> 'id' ORDER BY attnum"
+        )
+        source = {"declared": dict(cur.fetchall())}
+        cur.execute("SELECT id FROM wide")
+        source["ids"] = {row[0] for row in cur.fetchall()}
+    context["wide_columns"] = len(source["declared"])
+    reports = {}
+    for tool in PARQUET_TOOLS:
+        start = time.perf_counter()
+        report = check_export(context, conn, source, tool, list(source["declared"]))
+        if "error" in report and tool != "adu":  # ADU exports tables, not queries
+            report["by_column"] = {
+                name: check_export(context, conn, source, tool, [name])
+                for name in source["declared"]
+            }
+        report["seconds"] = time.perf_counter() - start
+        reports[tool] = report
+    conn.close()
+    return reports
+
+
+def check_export(context, conn, source, tool, columns) -> dict:
+    import pyarrow.parquet as pq
+
+    every = columns == list(source["declared"])
+    select = "*" if every else ", ".join(["id", *columns])
+    name = f"fidelity-{tool}" + ("" if every else f"-{columns[0]}")
+    result = run_tool(context, tool, "wide", name, select)
+    if "error" in result:
+        return {"error": result["error"]}
+    try:
+        data = pq.read_table(result["files"], arrow_extensions_enabled=True)
+        return compare(conn, source, columns, data)
+    finally:
+        remove_output(result)
+
+
+def compare(conn, source, columns, data) -> dict:
+    """{"missing": rows, "differences": {column: (count, example)}}; a missing row counts
+    as a difference in every column."""
+    if "id" not in data.column_names:
+        return {"error": "the file has no id column"}
+    ids = data.column("id").to_pylist()
+    missing = len(source["ids"] - set(ids))
+    differences = {}
+    for name in columns:
+        if name not in data.column_names:
+            differences[name] = (len(source["ids"]), "column missing from the file")
+            continue
+        values = python_values(data.column(name))
+        wrong = compare_column(conn, name, source["declared"][name], ids, values)
+        if wrong or missing:
+            differences[name] = (len(wrong) + missing, example(conn, name, wrong))
+    return {"missing": missing, "differences": differences}
+
+
+def example(conn, name, wrong) -> str:
+    if not wrong:
+        return ""
+    row_id, value = wrong[0]
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT {name}::text FROM wide WHERE id = %s", (row_id,))
+        [text] = cur.fetchone()
+    shown = "unreadable by pyarrow" if value is UNREADABLE else repr(value)
+    return f"e.g. id {row_id}: source {shorten(repr(text), 40)}, file {shorten(shown, 50)}"
+
+
+def python_values(column) -> list:
+    try:
+        return column.to_pylist()
+    except (ValueError, OverflowError, ArithmeticError, NotImplementedError):
+        # A value Python cannot hold (a date past year 9999, an out-of-range time):
+        # convert one by one so only those count as unreadable.
+        values = []
+        for scalar in column:
+            try:
+                values.append(scalar.as_py())
+            except (ValueError, OverflowError, ArithmeticError, NotImplementedError):
+                values.append(UNREADABLE)
+        return values
+
+
+def compare_column(conn, name, type_name, ids, values) -> list:
+    """(id, value) of every value that differs from the source or cannot be cast back."""
+    import psycopg2
+
+    wrong, literals = [], []
+    with conn.cursor() as cur:
+        for row_id, value in zip(ids, values, strict=True):
+            try:
+                if value is UNREADABLE:
+                    raise ValueError(value)
+                literals.append((row_id, value, cur.mogrify("%s", (adapt(value),)).decode()))
+            except (ValueError, TypeError, psycopg2.Error):
+                wrong.append((row_id, value))
+        if not literals:
+            return wrong
+        rows = ",".join(f"({row_id}, CAST({lit} AS {type_name}))" for row_id, _, lit in literals)
+        try:
+            # One query for the whole column; a value that cannot be cast fails it...
+            cur.execute(
+                f"SELECT v.id FROM (VALUES {rows}) AS v(id, value) JOIN wide AS w "
+                f"ON w.id = v.id WHERE (w.{name})::text IS DISTINCT FROM v.value::text"
+            )
+            differing = {row[0] for row in cur.fetchall()}
+            wrong += [(i, v) for i, v, _ in literals if i in differing]
+        except psycopg2.Error:
+            # ...then each value on its own finds which (autocommit: no aborted
+            # transaction to roll back).
+            for row_id, value, lit in literals:
+                try:
+                    cur.execute(
+                        f"SELECT (w.{name})::text IS NOT DISTINCT FROM "
+                        f"CAST({lit} AS {type_name})::text FROM wide AS w WHERE w.id = %s",
+                        (row_id,),
+                    )
+                    same = cur.fetchone()[0]
+                except psycopg2.Error:
+                    same = False
+                if not same:
+                    wrong.append((row_id, value))
+    return sorted(wrong, key=lambda pair: pair[0])
+
+
+def adapt(value):
+    """A Python value as psycopg2 can send it and the server can cast it."""
+    import psycopg2
+    import psycopg2.extras
+    import pyarrow as pa
+
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, Decimal) and not value.is_finite():
+        # psycopg2 would send every non-finite Decimal as NaN.
+        return "NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, bytes):
+        return psycopg2.Binary(value)
+    if isinstance(value, dict):
+        return psycopg2.extras.Json(value)
+    if isinstance(value, list):
+        return [adapt(v) for v in value]
+    if isinstance(value, pa.MonthDayNano):
+        seconds = Decimal(value.nanoseconds).scaleb(-9)
+        return f"{value.months} mons {value.days} days {seconds} seconds"
+    return value
+
+
+def shorten(text, limit) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def report_fidelity(context, reports):
+    rows = context["counts"]["wide"][0]
+    columns = context["wide_columns"]
+    print(f"\nFidelity on wide ({rows:,} rows, {columns} typed columns + id), value by value:")
+    for tool in PARQUET_TOOLS:
+        report = reports[tool]
+        label = f"  {LABELS[tool]:<12} "
+        if "error" not in report:
+            print(label + summary(report) + f" (checked in {report['seconds']:.0f} s)")
+            print_differences(report["differences"])
+            continue
+        print(label + f"failed: {report['error']}")
+        by_column = report.get("by_column")
+        if not by_column:
+            continue
+        failed = {n: r["error"] for n, r in by_column.items() if "error" in r}
+        differences = {}
+        for r in by_column.values():
+            differences.update(r.get("differences", {}))
+        total = sum(count for count, _ in differences.values())
+        print(
+            f"{'':<15}each column alone (SELECT id, column): {len(failed)} column(s) failed, "
+            f"{total:,} differing values in {len(differences)} column(s) "
+            f"(checked in {report['seconds']:.0f} s)"
+        )
+        for name, error in failed.items():
+            print(f"      {name:<14} failed: {shorten(error, 90)}")
+        print_differences(differences)
+
+
+def summary(report) -> str:
+    differences = report["differences"]
+    total = sum(count for count, _ in differences.values())
+    missing = f", {report['missing']:,} rows missing" if report["missing"] else ""
+    return f"{total:,} differing values in {len(differences)} column(s){missing}"
+
+
+def print_differences(differences):
+    for name, (count, text) in differences.items():
+        print(f"      {name:<14} {count:>6,}  {text}")
+
+
+def first_line(error) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def sql_string(text) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+if __name__ == "__main__":
+    if os.environ.get(CHILD_ENV):
+        child_main(json.loads(os.environ[CHILD_ENV]))
+    else:
+        main()
