@@ -312,6 +312,26 @@ def _read_copy(db, statement, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch
     copier = threading.Thread(target=copy, daemon=True, name="adu-copy")
     copier.start()
     try:
+        yield from _parse(source, arrow_types)
+    except pa.ArrowInvalid:
+        # A COPY that died mid-stream leaves a truncated CSV: its error is the real one.
+        _stop_copy(db, copier, source)
+        if failure:
+            raise failure[0] from None
+        raise
+    except BaseException:
+        _stop_copy(db, copier, source)
+        raise
+    copier.join()
+    source.close()
+    if failure:
+        raise failure[0]
+
+
+def _parse(source, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch]:
+    # use_threads=False: the threaded reader reads ahead up to 32 blocks whenever the
+    # Parquet writer is slower than the network, and memory grows with the table.
+    try:
         reader = pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(
@@ -327,20 +347,11 @@ def _read_copy(db, statement, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch
                 false_values=["f"],
             ),
         )
-        yield from reader
-    except pa.ArrowInvalid:
-        # A COPY that died mid-stream leaves a truncated CSV: its error is the real one.
-        _stop_copy(db, copier, source)
-        if failure:
-            raise failure[0] from None
+    except pa.ArrowInvalid as error:
+        if str(error) == "Empty CSV file":
+            return  # an empty table, or a COPY that failed at once (the caller checks)
         raise
-    except BaseException:
-        _stop_copy(db, copier, source)
-        raise
-    copier.join()
-    source.close()
-    if failure:
-        raise failure[0]
+    yield from reader
 
 
 def _stop_copy(db, copier, source):

@@ -1,0 +1,192 @@
+"""adu_export --sync end to end: files, manifest, options, one snapshot, the row-count proof."""
+
+import hashlib
+import io
+import json
+import os
+
+import pyarrow.parquet as pq
+import pytest
+from django.core.management import call_command
+
+from connections.drivers import postgresql
+from exports.engine.run import create_job, run_job, run_table
+from exports.models import ExportJob, TableRun
+
+
+@pytest.fixture
+def shop(source_db):
+    source_db.execute("CREATE SCHEMA sales")
+    source_db.execute(
+        "CREATE TABLE sales.orders AS SELECT i AS id, 'order ' || i AS label, "
+        "(i * 1.25)::numeric(12,2) AS amount FROM generate_series(1, 20000) i"
+    )
+    source_db.execute("CREATE TABLE sales.empty (id int, note text)")
+    source_db.execute('CREATE TABLE public."Odd/Name ../x" (id int)')
+    source_db.execute('INSERT INTO public."Odd/Name ../x" VALUES (1)')
+    return source_db
+
+
+def export_command(*args):
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("adu_export", *args, "--sync", "--as", "owner", stdout=out)
+    return exit_info.value.code, out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_exports_every_table_with_a_manifest(owner, shop, export_root):
+    connection = shop.connection(owner, name="shop")
+    code, output = export_command("shop", "--json", "--out", "first")
+    result = json.loads(output)
+    assert code == 0, result["tables"]
+    assert set(result) >= {"job_id", "status", "output_dir", "manifest", "tables"}
+    assert result["status"] == "complete"
+    assert result["output_dir"] == str(export_root / "first")
+    tables = {(t["schema"], t["table"]): t for t in result["tables"]}
+    assert set(tables) == {("public", "Odd/Name ../x"), ("sales", "empty"), ("sales", "orders")}
+    assert tables[("sales", "orders")]["rows"] == 20000
+
+    manifest = json.loads((export_root / "first" / "manifest.json").read_text())
+    assert manifest["job_id"] == result["job_id"]
+    assert manifest["source"] == {
+        "kind": "postgresql", "host": connection.host, "port": connection.port,
+        "database": shop.name,
+    }  # fmt: skip
+    assert "password" not in json.dumps(manifest) and "username" not in manifest["source"]
+    assert manifest["snapshot_id"]
+    for table in manifest["tables"]:
+        assert table["source_rows"] == table["rows_written"]
+        for entry in table["files"]:
+            path = export_root / "first" / entry["path"]
+            assert path.resolve().is_relative_to(export_root / "first")
+            data = path.read_bytes()
+            assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+            assert len(data) == entry["bytes"]
+            assert pq.read_metadata(path).num_rows == entry["rows"]
+    odd = next(t for t in manifest["tables"] if t["table"] == "Odd/Name ../x")
+    assert odd["files"][0]["path"] == "public/Odd%2FName%20..%2Fx.parquet"
+    empty = pq.read_table(export_root / "first" / "sales" / "empty.parquet")
+    assert empty.num_rows == 0 and empty.schema.names == ["id", "note"]
+    assert not [p for p in (export_root / "first").rglob("*.part")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_prints_a_summary_for_people(owner, shop):
+    shop.connection(owner, name="shop")
+    code, output = export_command("shop", "--schema", "sales", "--exclude", "sales.empty")
+    assert code == 0
+    assert "sales.orders: complete, 20,000 rows" in output
+    assert "sales.empty" not in output
+    assert "complete: 1 of 1 table(s), 20,000 rows" in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_splits_files_by_size(owner, source_db, export_root):
+    source_db.execute(
+        "CREATE TABLE noise AS SELECT i, md5(i::text) || md5((-i)::text) AS hex "
+        "FROM generate_series(1, 400000) i"
+    )
+    connection = source_db.connection(owner)
+    job = create_job(
+        owner, connection, tables=["public.noise"], options={"max_file_mb": 1, "batch_rows": 50000}
+    )
+    job = run_job(job.pk)
+    run = job.tables.get()
+    assert run.status == "complete"
+    assert len(run.files) > 1
+    assert [f["path"] for f in run.files][:2] == [
+        "public/noise/part-00000.parquet",
+        "public/noise/part-00001.parquet",
+    ]
+    assert sum(f["rows"] for f in run.files) == 400000
+    total = sum(pq.read_metadata(job.folder() / f["path"]).num_rows for f in run.files)
+    assert total == 400000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_several_readers_split_one_table_and_lose_nothing(owner, source_db, monkeypatch):
+    monkeypatch.setattr(postgresql, "SPLIT_MIN_PAGES", 1)
+    source_db.execute("CREATE TABLE t AS SELECT i FROM generate_series(1, 100000) i")
+    connection = source_db.connection(owner)
+    job = create_job(owner, connection, tables=["public.t"], options={"readers": 3})
+    job = run_job(job.pk)
+    [entry] = job.tables.get().files
+    values = pq.read_table(job.folder() / entry["path"]).column("i").to_pylist()
+    assert sorted(values) == list(range(1, 100001))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_all_tables_read_one_snapshot(owner, source_db):
+    source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 100) AS i")
+    source_db.execute("CREATE TABLE b AS SELECT generate_series(1, 100) AS i")
+    connection = source_db.connection(owner)
+    job = create_job(owner, connection, tables=["public.a", "public.b"])
+    leader, snapshot = postgresql.open_snapshot(connection)
+    try:
+        first, second = job.tables.order_by("table")
+        run_table(first.pk, snapshot)
+        # Rows arriving mid-job must not show up in the second table.
+        source_db.execute("INSERT INTO b SELECT generate_series(101, 150)")
+        source_db.execute("DELETE FROM a")
+        run_table(second.pk, snapshot)
+    finally:
+        leader.close()
+    assert [r.rows_written for r in job.tables.order_by("table")] == [100, 100]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_table_is_exported_once_even_if_two_workers_try(owner, source_db):
+    source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 10) AS i")
+    connection = source_db.connection(owner)
+    job = create_job(owner, connection, tables=["public.a"])
+    run = job.tables.get()
+    leader, snapshot = postgresql.open_snapshot(connection)
+    try:
+        assert run_table(run.pk, snapshot) is True
+        assert run_table(run.pk, snapshot) is False
+    finally:
+        leader.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_count_mismatch_fails_the_table_and_keeps_no_file(owner, source_db, monkeypatch):
+    source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 10) AS i")
+    connection = source_db.connection(owner)
+    real_count = postgresql.count_rows
+    monkeypatch.setattr(postgresql, "count_rows", lambda *args: real_count(*args) + 1)
+    job = run_job(create_job(owner, connection, tables=["public.a"]).pk)
+    assert job.status == ExportJob.Status.FAILED
+    assert job.errors.get().message == "Wrote 10 rows but the table holds 11 in the snapshot."
+    assert not os.path.exists(job.folder() / "public" / "a.parquet")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_request_stops_tables_and_removes_partial_files(owner, source_db, monkeypatch):
+    from exports.engine import run as engine
+
+    source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 300000) AS i")
+    connection = source_db.connection(owner)
+    job = create_job(owner, connection, tables=["public.a"], options={"batch_rows": 1000})
+    monkeypatch.setattr(engine, "PROGRESS_SECONDS", 0)
+    real_progress = TableRun.report_progress
+
+    def cancel_on_first_progress(self, rows, bytes_written):
+        ExportJob.objects.filter(pk=self.job_id).update(cancel_requested=True)
+        real_progress(self, rows, bytes_written)
+
+    monkeypatch.setattr(TableRun, "report_progress", cancel_on_first_progress)
+    job = run_job(job.pk)
+    assert job.status == ExportJob.Status.CANCELLED
+    assert job.tables.get().status == TableRun.Status.CANCELLED
+    assert not [p for p in job.folder().rglob("*") if p.suffix in (".parquet", ".part")]
+
+
+def test_schema_and_table_names_become_safe_file_names():
+    from exports.engine.run import safe_name
+
+    assert safe_name("orders") == "orders"
+    assert safe_name("../etc") == "%2E.%2Fetc"
+    assert safe_name("a/b c") == "a%2Fb%20c"
+    assert safe_name("été") == "%C3%A9t%C3%A9"
+    assert safe_name("") == "%00"
