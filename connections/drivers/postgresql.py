@@ -250,11 +250,13 @@ def read_batches(
     arrow_types: pa.Schema,
     readers: int = 1,
     pages: int | None = None,
+    block_bytes: int = CSV_BLOCK_BYTES,
 ) -> Iterator[pa.RecordBatch]:
     """Arrow batches of the table, read over `readers` sessions opened by `open_session`.
 
     Each session must already see the job's snapshot. Batches of several readers
-    interleave; their order carries no meaning.
+    interleave; their order carries no meaning. A row longer than `block_bytes` raises
+    ArrowInvalid ("straddling object"): read again with larger blocks.
     """
     relation = sql.Identifier(schema, table)
     if readers <= 1 or not pages or pages < SPLIT_MIN_PAGES:
@@ -277,12 +279,13 @@ def read_batches(
         for where in ranges
     ]
     if len(statements) == 1:
-        yield from _read_copy(open_session(), statements[0], arrow_types)
+        yield from _read_copy(open_session(), statements[0], arrow_types, block_bytes)
         return
-    yield from _merge([(open_session, statement) for statement in statements], arrow_types)
+    jobs = [(open_session, statement) for statement in statements]
+    yield from _merge(jobs, arrow_types, block_bytes)
 
 
-def _read_copy(db, statement, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch]:
+def _read_copy(db, statement, arrow_types: pa.Schema, block_bytes: int):
     """Stream one COPY through an OS pipe into pyarrow's CSV reader.
 
     psycopg2 pushes COPY data into a file object; pyarrow pulls from one. A pipe joins
@@ -312,12 +315,14 @@ def _read_copy(db, statement, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch
     copier = threading.Thread(target=copy, daemon=True, name="adu-copy")
     copier.start()
     try:
-        yield from _parse(source, arrow_types)
+        yield from _parse(source, arrow_types, block_bytes)
     except pa.ArrowInvalid:
         # A COPY that died mid-stream leaves a truncated CSV: its error is the real one.
+        # (Look before stopping it: stopping makes the COPY fail with a broken pipe.)
+        copy_failed = list(failure)
         _stop_copy(db, copier, source)
-        if failure:
-            raise failure[0] from None
+        if copy_failed:
+            raise copy_failed[0] from None
         raise
     except BaseException:
         _stop_copy(db, copier, source)
@@ -328,14 +333,14 @@ def _read_copy(db, statement, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch
         raise failure[0]
 
 
-def _parse(source, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch]:
+def _parse(source, arrow_types: pa.Schema, block_bytes: int) -> Iterator[pa.RecordBatch]:
     # use_threads=False: the threaded reader reads ahead up to 32 blocks whenever the
     # Parquet writer is slower than the network, and memory grows with the table.
     try:
         reader = pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(
-                column_names=arrow_types.names, block_size=CSV_BLOCK_BYTES, use_threads=False
+                column_names=arrow_types.names, block_size=block_bytes, use_threads=False
             ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
@@ -366,7 +371,7 @@ def _stop_copy(db, copier, source):
 _DONE = object()
 
 
-def _merge(jobs, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch]:
+def _merge(jobs, arrow_types: pa.Schema, block_bytes: int) -> Iterator[pa.RecordBatch]:
     """Batches from several COPY streams, read by one thread each, through a bounded queue."""
     batches: queue.Queue = queue.Queue(maxsize=2 * len(jobs))
     stop = threading.Event()
@@ -374,7 +379,7 @@ def _merge(jobs, arrow_types: pa.Schema) -> Iterator[pa.RecordBatch]:
 
     def read(open_session, statement):
         try:
-            for batch in _read_copy(open_session(), statement, arrow_types):
+            for batch in _read_copy(open_session(), statement, arrow_types, block_bytes):
                 while not stop.is_set():
                     try:
                         batches.put(batch, timeout=0.5)

@@ -29,6 +29,8 @@ DEFAULT_OPTIONS = {
     "batch_rows": 100_000,
     "max_file_mb": None,
 }
+# pyarrow's CSV block size is an int32; a row longer than this cannot be read.
+MAX_BLOCK_BYTES = (1 << 31) - 1
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
 
 
@@ -121,15 +123,25 @@ def _export(run: TableRun, snapshot_id: str):
         run.save(update_fields=["rows_expected"])
         pages = driver.table_pages(first, run.schema, run.table)
         fallback: dict[str, str] = {}
+        block_bytes = driver.CSV_BLOCK_BYTES
         while True:
             plans = [
                 types.plan(c, fallback=c.name in fallback, money_scale=money_scale)
                 for c in source_columns
             ]
             try:
-                writer = _write(run, plans, target, driver, open_session, pages)
+                writer = _write(run, plans, target, driver, open_session, pages, block_bytes)
                 break
             except (pa.ArrowInvalid, types.DoesNotFit) as error:
+                if "straddl" in str(error) and block_bytes < MAX_BLOCK_BYTES:
+                    # One row is longer than a read block: read again with room for it.
+                    block_bytes = min(block_bytes * 16, MAX_BLOCK_BYTES)
+                    continue
+                if "straddl" in str(error):
+                    raise TableFailed(
+                        "A row of this table is longer than ADU can read in one piece (2 GB).",
+                        "read",
+                    ) from None
                 plan = _column_of(error, plans)
                 if plan is None or not types.can_fall_back(plan):
                     raise TableFailed(_explain(error, connection), "read") from None
@@ -173,7 +185,7 @@ def _export(run: TableRun, snapshot_id: str):
     return writer
 
 
-def _write(run, plans, target, driver, open_session, pages) -> TableWriter:
+def _write(run, plans, target, driver, open_session, pages, block_bytes) -> TableWriter:
     job = run.job
     fields = [p.field() for p in plans]
     schema = pa.schema(fields, metadata={"adu.table": f"{run.schema}.{run.table}"})
@@ -196,6 +208,7 @@ def _write(run, plans, target, driver, open_session, pages) -> TableWriter:
             read_schema,
             readers=int(job.option("readers")),
             pages=pages,
+            block_bytes=block_bytes,
         )
         for batch in batches:
             finished = pa.RecordBatch.from_arrays(

@@ -190,3 +190,22 @@ def test_schema_and_table_names_become_safe_file_names():
     assert safe_name("a/b c") == "a%2Fb%20c"
     assert safe_name("été") == "%C3%A9t%C3%A9"
     assert safe_name("") == "%00"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rows_longer_than_a_read_block_are_read_whole(owner, source_db):
+    # 5 MB of bytea is 10 MB of hex text: far more than one CSV block.
+    source_db.execute("CREATE TABLE blobs (id int, data bytea)")
+    source_db.execute(
+        "INSERT INTO blobs SELECT i, decode(repeat(md5(i::text), 5 * 1024 * 1024 / 16), 'hex') "
+        "FROM generate_series(1, 2) i"
+    )
+    connection = source_db.connection(owner)
+    job = run_job(create_job(owner, connection, tables=["public.blobs"]).pk)
+    [entry] = job.tables.get().files
+    data = pq.read_table(job.folder() / entry["path"]).to_pylist()
+    [[expected]] = source_db.execute("SELECT md5(string_agg(data, '' ORDER BY id)) FROM blobs")
+    assert (
+        hashlib.md5(b"".join(r["data"] for r in sorted(data, key=lambda r: r["id"]))).hexdigest()
+        == expected
+    )
