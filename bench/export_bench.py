@@ -14,7 +14,7 @@ What it does:
    extremes, empties, NULLs, NaN and infinities, BC and far-future dates, 24:00:00).
 3. Exports each lineitem table with each tool, --runs times, the tools taking turns so
    that drift on the machine touches all of them alike. Every export runs in a fresh
-   Python process, so its peak RSS (ru_maxrss) belongs to that tool alone. The wall time
+   Python process, so its peak RSS (VmHWM, see peak_rss_mb) is that tool's alone. The wall time
    is measured inside that process around the export itself (connect, read, write,
    close), not interpreter start-up or imports. The tools, each with its defaults:
      - ADU: create_job + run_job, default options;
@@ -27,7 +27,9 @@ What it does:
 5. Fidelity: each Parquet-writing tool exports `wide`. Every value read back with pyarrow
    is sent to the server, cast to the column's declared type and compared there with the
    stored value as text (which, unlike `=`, tells 1.50 from 1.5). A value that cannot be
-   sent or cast back counts as a difference.
+   sent or cast back counts as a difference. A tool that fails on the table is reported
+   so, then tried on each column alone, so that one value or type it cannot handle does
+   not hide what it does with the others.
 
 The script is also its own child: with ADU_BENCH_CHILD set in the environment (a JSON
 spec, which carries the server password, hence not in argv) it runs one export and
@@ -38,7 +40,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import secrets
 import shutil
 import statistics
@@ -341,8 +342,8 @@ def peak_rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB, not Linux-like
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 # --------------------------------------------------------------------------------------
@@ -378,11 +379,11 @@ def main():
     setup_django()
     from django.core.management import call_command
 
-    from connections.localpg import LocalPostgres
+    from connections.localpg import LocalPostgres, bindir
 
-    call_command("migrate", verbosity=0)
     pg = LocalPostgres(root / "pg", fast_unsafe=True)
     try:
+        call_command("migrate", verbosity=0)
         step(f"Starting PostgreSQL in {pg.root}")
         pg.ensure_started()
         context = prepare_source(pg, args)
@@ -393,12 +394,11 @@ def main():
         report_fidelity(context, fidelity(context))
     finally:
         if args.keep:
-            from connections.localpg import bindir
-
+            runuser = "runuser -u postgres -- " if os.geteuid() == 0 else ""
             print(
                 f"\nKept {root}: the server listens on 127.0.0.1:{pg.port}, database "
                 f"{DATABASE}, user postgres, password in {pg.password_file}. Stop it with\n"
-                f"  runuser -u postgres -- {bindir() / 'pg_ctl'} -D {pg.data} stop"
+                f"  {runuser}{bindir() / 'pg_ctl'} -D {pg.data} stop"
             )
         else:
             pg.destroy()
@@ -596,6 +596,14 @@ def report_flat_memory(context):
 UNREADABLE = object()  # pyarrow could not turn the stored value into a Python value
 
 
+class Expression(str):
+    """SQL for a stored value Python cannot hold (a BC date, a year past 9999), built from
+    its raw integer, so the tool is judged on its file and not on Python's datetime."""
+
+    def __repr__(self):
+        return f"<{self}>"
+
+
 def fidelity(context) -> dict:
     """Per tool: the differences on `wide`; for a tool that fails, its error and then each
     column exported on its own (with the id), so one unsupported value or type does not
@@ -667,7 +675,8 @@ def compare(conn, source, columns, data) -> dict:
 def example(conn, name, wrong) -> str:
     if not wrong:
         return ""
-    row_id, value = wrong[0]
+    # An ordinary row says more than an edge row (ids below 1), when there is one.
+    row_id, value = next(((i, v) for i, v in wrong if i > 0), wrong[0])
     with conn.cursor() as cur:
         cur.execute(f"SELECT {name}::text FROM wide WHERE id = %s", (row_id,))
         [text] = cur.fetchone()
@@ -679,15 +688,38 @@ def python_values(column) -> list:
     try:
         return column.to_pylist()
     except (ValueError, OverflowError, ArithmeticError, NotImplementedError):
-        # A value Python cannot hold (a date past year 9999, an out-of-range time):
-        # convert one by one so only those count as unreadable.
-        values = []
-        for scalar in column:
-            try:
-                values.append(scalar.as_py())
-            except (ValueError, OverflowError, ArithmeticError, NotImplementedError):
-                values.append(UNREADABLE)
-        return values
+        pass
+    # Some value does not fit Python: convert one by one, dates and times that fail from
+    # their raw integer.
+    import pyarrow as pa
+
+    kind = column.type
+    raw = None
+    if pa.types.is_date32(kind) or pa.types.is_timestamp(kind) or pa.types.is_time(kind):
+        raw = column.cast(pa.int32() if kind.bit_width == 32 else pa.int64()).to_pylist()
+    values = []
+    for i, scalar in enumerate(column):
+        try:
+            values.append(scalar.as_py())
+        except (ValueError, OverflowError, ArithmeticError, NotImplementedError):
+            values.append(raw_expression(kind, raw[i]) if raw else UNREADABLE)
+    return values
+
+
+def raw_expression(arrow_type, number) -> Expression:
+    """The value as SQL arithmetic on the epoch: days and microseconds stay exact."""
+    import pyarrow as pa
+
+    if arrow_type == pa.date32():
+        return Expression(f"date '1970-01-01' + {number}")
+    per_second = {"s": 1, "ms": 1000, "us": 10**6, "ns": 10**9}[arrow_type.unit]
+    days, rest = divmod(number, 86400 * per_second)
+    rest = Decimal(rest) / per_second
+    if pa.types.is_timestamp(arrow_type):
+        base = "timestamptz '1970-01-01 00:00+00'" if arrow_type.tz else "timestamp '1970-01-01'"
+    else:
+        base = "time '00:00'"
+    return Expression(f"{base} + interval '{days} days {rest} seconds'")
 
 
 def compare_column(conn, name, type_name, ids, values) -> list:
@@ -700,7 +732,11 @@ def compare_column(conn, name, type_name, ids, values) -> list:
             try:
                 if value is UNREADABLE:
                     raise ValueError(value)
-                literals.append((row_id, value, cur.mogrify("%s", (adapt(value),)).decode()))
+                if isinstance(value, Expression):
+                    literal = str(value)
+                else:
+                    literal = cur.mogrify("%s", (adapt(value),)).decode()
+                literals.append((row_id, value, literal))
             except (ValueError, TypeError, psycopg2.Error):
                 wrong.append((row_id, value))
         if not literals:

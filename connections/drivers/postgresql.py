@@ -219,6 +219,24 @@ def count_rows(db, schema: str, table: str) -> int:
         return cur.fetchone()[0]
 
 
+def distinct_estimates(db, schema: str, table: str) -> dict[str, int]:
+    """ANALYZE's estimate of distinct values per column (columns never analyzed are absent)."""
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            SELECT s.attname,
+                   CASE WHEN s.n_distinct >= 0 THEN s.n_distinct
+                        ELSE -s.n_distinct * greatest(c.reltuples, 0) END
+            FROM pg_stats s
+            JOIN pg_namespace n ON n.nspname = s.schemaname
+            JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
+            WHERE s.schemaname = %s AND s.tablename = %s
+            """,
+            [schema, table],
+        )
+        return {name: int(estimate) for name, estimate in cur.fetchall()}
+
+
 def money_scale(db) -> int:
     """Digits after the point of `money`, which depend on the server's lc_monetary."""
     with db.cursor() as cur:

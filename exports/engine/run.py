@@ -15,7 +15,7 @@ from django.utils import timezone
 
 import adu_site
 from connections.models import ConnectionFailed
-from exports.engine import types
+from exports.engine import memory, types
 from exports.engine.parquet import TableWriter, write_atomically
 from exports.models import ExportJob, JobError, TableRun
 
@@ -32,6 +32,8 @@ DEFAULT_OPTIONS = {
 # pyarrow's CSV block size is an int32; a row longer than this cannot be read.
 MAX_BLOCK_BYTES = (1 << 31) - 1
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
+
+memory.return_freed_memory()
 
 
 class Cancelled(Exception):
@@ -122,6 +124,7 @@ def _export(run: TableRun, snapshot_id: str):
         run.rows_expected = _phase("count", driver.count_rows, first, run.schema, run.table)
         run.save(update_fields=["rows_expected"])
         pages = driver.table_pages(first, run.schema, run.table)
+        distinct = driver.distinct_estimates(first, run.schema, run.table)
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
         while True:
@@ -130,7 +133,9 @@ def _export(run: TableRun, snapshot_id: str):
                 for c in source_columns
             ]
             try:
-                writer = _write(run, plans, target, driver, open_session, pages, block_bytes)
+                writer = _write(
+                    run, plans, target, driver, open_session, pages, block_bytes, distinct
+                )
                 break
             except (pa.ArrowInvalid, types.DoesNotFit) as error:
                 if "straddl" in str(error) and block_bytes < MAX_BLOCK_BYTES:
@@ -185,7 +190,7 @@ def _export(run: TableRun, snapshot_id: str):
     return writer
 
 
-def _write(run, plans, target, driver, open_session, pages, block_bytes) -> TableWriter:
+def _write(run, plans, target, driver, open_session, pages, block_bytes, distinct) -> TableWriter:
     job = run.job
     fields = [p.field() for p in plans]
     schema = pa.schema(fields, metadata={"adu.table": f"{run.schema}.{run.table}"})
@@ -196,6 +201,7 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes) -> Tabl
         target,
         compression_level=int(job.option("compression_level")),
         max_file_bytes=int(max_mb) << 20 if max_mb else None,
+        distinct=distinct,
     )
     batch_rows = max(1, int(job.option("batch_rows")))
     reported = time.monotonic()

@@ -1,0 +1,30 @@
+"""Keeps an exporting process's memory flat: allocators that give freed memory back at once.
+
+Live Arrow data stays near 100 MB however large the table; what grows without this is
+memory that allocators keep after it is freed (mimalloc's retained pages, glibc's heap
+fragmented by 2 MB read buffers from several threads).
+"""
+
+import ctypes
+import ctypes.util
+
+import pyarrow as pa
+
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD_BYTES = 1 << 20
+
+
+def return_freed_memory():
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        pass  # a pyarrow build without jemalloc keeps its default pool
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        try:
+            # A fixed threshold (not glibc's sliding one): blocks of 1 MB and more are
+            # mapped and unmapped, never left in a fragmented heap.
+            ctypes.CDLL(libc_name).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+        except (OSError, AttributeError):
+            pass  # not glibc
