@@ -14,17 +14,29 @@ _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_BYTES = 1 << 20
 
 
+_libc = None
+
+
 def return_freed_memory():
     try:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
         pa.jemalloc_set_decay_ms(0)
     except NotImplementedError:
         pass  # a pyarrow build without jemalloc keeps its default pool
+    global _libc
     libc_name = ctypes.util.find_library("c")
     if libc_name:
         try:
+            libc = ctypes.CDLL(libc_name)
             # A fixed threshold (not glibc's sliding one): blocks of 1 MB and more are
             # mapped and unmapped, never left in a fragmented heap.
-            ctypes.CDLL(libc_name).mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+            _libc = libc if hasattr(libc, "malloc_trim") else None
         except (OSError, AttributeError):
             pass  # not glibc
+
+
+def trim():
+    """Give the heap's free pages back to the system (after each row group)."""
+    if _libc is not None:
+        _libc.malloc_trim(0)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from exports.engine import memory
+
 ROW_GROUP_ROWS = 128 * 1024
 ROW_GROUP_BYTES = 64 << 20
 # Dictionary encoding pays only for columns with few distinct values; on the others it
@@ -131,6 +133,8 @@ class TableWriter:
         self._writer.write_table(table, row_group_size=len(table))
         self._rows += len(table)
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        del table
+        memory.trim()
         if self.max_file_bytes and self._sink.size >= self.max_file_bytes:
             self._finish_file()
 

@@ -110,6 +110,7 @@ def _export(run: TableRun, snapshot_id: str):
     connection = job.connection
     driver = connection.driver()
     target = job.folder() / safe_name(run.schema) / safe_name(run.table)
+    name = (run.schema, run.table)
     sessions = []
 
     def open_session():
@@ -118,13 +119,13 @@ def _export(run: TableRun, snapshot_id: str):
         return session
 
     try:
-        first = _phase("connect", open_session)
-        source_columns = _phase("describe", driver.columns, first, run.schema, run.table)
-        money_scale = driver.money_scale(first)
-        run.rows_expected = _phase("count", driver.count_rows, first, run.schema, run.table)
+        first = _phase("connect", connection, open_session)
+        source_columns = _phase("describe", connection, driver.columns, first, *name)
+        money_scale = _phase("describe", connection, driver.money_scale, first)
+        pages = _phase("describe", connection, driver.table_pages, first, *name)
+        distinct = _phase("describe", connection, driver.distinct_estimates, first, *name)
+        run.rows_expected = _phase("count", connection, driver.count_rows, first, *name)
         run.save(update_fields=["rows_expected"])
-        pages = driver.table_pages(first, run.schema, run.table)
-        distinct = driver.distinct_estimates(first, run.schema, run.table)
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
         while True:
@@ -138,6 +139,8 @@ def _export(run: TableRun, snapshot_id: str):
                 )
                 break
             except (pa.ArrowInvalid, types.DoesNotFit) as error:
+                _close(sessions[1:])  # this attempt's readers; `first` serves the next one
+                del sessions[1:]
                 if "straddl" in str(error) and block_bytes < MAX_BLOCK_BYTES:
                     # One row is longer than a read block: read again with room for it.
                     block_bytes = min(block_bytes * 16, MAX_BLOCK_BYTES)
@@ -153,11 +156,7 @@ def _export(run: TableRun, snapshot_id: str):
                 fallback[plan.name] = _reason(error)
                 log.info("%s: column %s falls back to text", run, plan.name)
     finally:
-        for session in sessions:
-            try:
-                session.close()
-            except Exception:
-                pass
+        _close(sessions)
     if writer.rows != run.rows_expected:
         writer.abort()
         raise TableFailed(
@@ -235,11 +234,20 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
     return writer
 
 
-def _phase(phase: str, function, *args):
+def _phase(phase: str, connection, function, *args):
+    """Run one step of a table's export; a failure names the step in the JobError."""
     try:
         return function(*args)
-    except ConnectionFailed as error:
-        raise TableFailed(str(error), phase) from None
+    except Exception as error:
+        raise TableFailed(_explain(error, connection), phase) from error
+
+
+def _close(sessions):
+    for session in sessions:
+        try:
+            session.close()
+        except Exception:
+            pass  # already broken: nothing to release
 
 
 def _column_of(error, plans):
