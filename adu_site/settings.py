@@ -200,8 +200,15 @@ if HTTPS:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
-# Django-Q2. `retry` must exceed `timeout`, or a long export is handed to a second
-# worker while the first still runs.
+# Django-Q2, for tasks that run for hours.
+# - timeout: a table task may run this long before the cluster kills it (a day: tables
+#   of billions of rows). Raise it for larger tables.
+# - retry: the broker hands an unacknowledged task to another worker after this long. It
+#   must exceed `timeout`, or a long export would be started twice while the first runs.
+#   Recovery from a dead worker does not wait for it: heartbeats do that (below).
+# - max_attempts 1: a task that failed is not run again by the broker; ADU decides what
+#   to retry (a dead worker's table once, a user's retry as a new attempt).
+# - workers: tables that one cluster exports at once, across all jobs.
 TASK_TIMEOUT = _read("ADU_TASK_TIMEOUT", env.int, 24 * 3600)
 Q_CLUSTER = {
     "name": "adu",
@@ -214,6 +221,10 @@ Q_CLUSTER = {
     "ack_failures": True,
     "label": "Tasks",
 }
+# A running table or job whose heartbeat (every 10 s) is older than this has lost its
+# worker: the table is queued again once, then failed.
+HEARTBEAT_TIMEOUT = _read("ADU_HEARTBEAT_TIMEOUT", env.int, 120)
+JOB_LOG_DIR = Path(_read("ADU_JOB_LOG_DIR", env.str, str(VAR_DIR / "logs" / "jobs"))).resolve()
 REDIS_URL = os.environ.get("ADU_REDIS_URL")
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
@@ -231,8 +242,16 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "filters": ["redact"],
-        }
+        },
+        "job_files": {
+            "class": "exports.joblog.JobFileHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        },
     },
-    "root": {"handlers": ["console"], "level": _read("ADU_LOG_LEVEL", env.str, "INFO")},
+    "root": {
+        "handlers": ["console", "job_files"],
+        "level": _read("ADU_LOG_LEVEL", env.str, "INFO"),
+    },
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -10,6 +10,22 @@ from django.utils import timezone
 from adu_site.redaction import redact
 
 
+class JobStateError(Exception):
+    """The job is not in a state that allows this; the message says why in one sentence."""
+
+
+class ExportJobQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        return self if user.is_staff else self.filter(owner=user)
+
+    def for_user(self, user, job_id) -> "ExportJob":
+        """The job if this user may see it; the same error whether it is missing or not theirs."""
+        try:
+            return self.visible_to(user).select_related("connection").get(pk=int(job_id))
+        except (ValueError, ExportJob.DoesNotExist):
+            raise JobStateError(f"There is no job {job_id}.") from None
+
+
 class ExportJob(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -34,14 +50,21 @@ class ExportJob(models.Model):
     snapshot_id = models.CharField(max_length=100, blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempt = models.PositiveIntegerField(default=1)
+    # [{"attempt": 1, "snapshot_id": "...", "started_at": "...", "reason": "..."}]
+    attempts = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Kept fresh by the coordinator while it holds the job's snapshot.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    recoveries = models.PositiveIntegerField(default=0)
     tables_total = models.PositiveIntegerField(default=0)
     tables_complete = models.PositiveIntegerField(default=0)
     tables_failed = models.PositiveIntegerField(default=0)
     rows_written = models.BigIntegerField(default=0)
     bytes_written = models.BigIntegerField(default=0)
+
+    objects = ExportJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -86,16 +109,77 @@ class ExportJob(models.Model):
         """Read from the database: another process may have asked since we loaded the job."""
         return ExportJob.objects.filter(pk=self.pk, cancel_requested=True).exists()
 
-    def mark_running(self):
-        self.status = self.Status.RUNNING
-        self.started_at = timezone.now()
-        self.save(update_fields=["status", "started_at"])
+    def set_status(self, status: str, note: str = ""):
+        self.status = status
+        fields = ["status"]
+        if status == self.Status.RUNNING and not self.started_at:
+            self.started_at = timezone.now()
+            fields.append("started_at")
+        if status in self.FINISHED:
+            self.finished_at = timezone.now()
+            fields.append("finished_at")
+        self.save(update_fields=fields)
+        StatusChange.objects.create(job=self, status=status, note=note[:200])
+
+    def begin_attempt(self, snapshot_id: str, reason: str):
+        """The coordinator holds a new snapshot: record it for the manifest."""
+        self.snapshot_id = snapshot_id
+        self.heartbeat_at = timezone.now()
+        self.attempts = [
+            *self.attempts,
+            {
+                "attempt": self.attempt,
+                "snapshot_id": snapshot_id,
+                "started_at": timezone.now().isoformat(),
+                "reason": reason,
+            },
+        ]
+        self.save(update_fields=["snapshot_id", "heartbeat_at", "attempts"])
+
+    def beat(self):
+        ExportJob.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+
+    def request_cancel(self):
+        """Ask running tables to stop and cancel the queued ones; JobStateError if finished."""
+        if self.is_finished:
+            raise JobStateError(
+                f"Job {self.pk} is already {self.get_status_display().lower()}; "
+                "there is nothing to cancel."
+            )
+        ExportJob.objects.filter(pk=self.pk).update(cancel_requested=True)
+        self.cancel_requested = True
+        for run in self.tables.filter(status=TableRun.Status.QUEUED):
+            run.finish(TableRun.Status.CANCELLED, only_if=TableRun.Status.QUEUED)
+
+    def prepare_retry(self):
+        """Queue the failed and cancelled tables again as a new attempt; JobStateError if not allowed."""
+        if not self.is_finished:
+            raise JobStateError(
+                f"Job {self.pk} is still {self.get_status_display().lower()}; "
+                "retry it when it has finished."
+            )
+        again = self.tables.filter(status__in=[TableRun.Status.FAILED, TableRun.Status.CANCELLED])
+        if not again.exists():
+            raise JobStateError(f"Job {self.pk} has no failed or cancelled tables to retry.")
+        with transaction.atomic():
+            self.attempt += 1
+            self.cancel_requested = False
+            self.finished_at = None
+            self.recoveries = 0
+            self.save(update_fields=["attempt", "cancel_requested", "finished_at", "recoveries"])
+            for run in again:
+                run.status = TableRun.Status.QUEUED
+                run.attempt = self.attempt
+                run.rows_written = run.bytes_written = run.requeues = 0
+                run.files, run.started_at, run.finished_at = [], None, None
+                run.save()
+                StatusChange.objects.create(job=self, table_run=run, status=run.status)
+            self.set_status(self.Status.QUEUED, note=f"retry: attempt {self.attempt}")
 
     def fail_all(self, message: str, phase: str):
         """The job could not start: every queued table fails with the same reason."""
-        self.tables.filter(status=TableRun.Status.QUEUED).update(
-            status=TableRun.Status.FAILED, finished_at=timezone.now()
-        )
+        for run in self.tables.filter(status=TableRun.Status.QUEUED):
+            run.finish(TableRun.Status.FAILED, only_if=TableRun.Status.QUEUED)
         JobError.record(self, None, message, phase=phase)
 
     def update_totals(self):
@@ -148,6 +232,8 @@ class TableRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempt = models.PositiveIntegerField(default=1)
+    # Times the table was queued again because its worker died.
+    requeues = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["schema", "table"]
@@ -164,12 +250,41 @@ class TableRun(models.Model):
             rows_written=rows, bytes_written=bytes_written, heartbeat_at=now
         )
 
-    def finish(self, status: str):
-        self.status = status
-        self.finished_at = timezone.now()
-        if status != self.Status.COMPLETE:
-            self.files = []
-        self.save()
+    @classmethod
+    def claim(cls, pk: int) -> bool:
+        """Take a queued table for this worker: only one claimant ever gets True."""
+        now = timezone.now()
+        claimed = cls.objects.filter(pk=pk, status=cls.Status.QUEUED).update(
+            status=cls.Status.RUNNING, started_at=now, heartbeat_at=now, finished_at=None
+        )
+        if claimed:
+            StatusChange.objects.create(
+                job_id=cls.objects.values_list("job_id", flat=True).get(pk=pk),
+                table_run_id=pk,
+                status=cls.Status.RUNNING,
+            )
+        return bool(claimed)
+
+    def beat(self):
+        TableRun.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+
+    def finish(self, status: str, note: str = "", only_if: str | None = None) -> bool:
+        """Record the table's outcome; with `only_if`, only if it is still in that state."""
+        if only_if:
+            changed = TableRun.objects.filter(pk=self.pk, status=only_if).update(
+                status=status, finished_at=timezone.now()
+            )
+            if not changed:
+                return False
+            self.refresh_from_db()
+        else:
+            self.status = status
+            self.finished_at = timezone.now()
+            if status != self.Status.COMPLETE:
+                self.files = []
+            self.save()
+        StatusChange.objects.create(job_id=self.job_id, table_run=self, status=status, note=note)
+        return True
 
 
 class JobError(models.Model):
@@ -202,3 +317,21 @@ class JobError(models.Model):
             traceback=redact(trace, secrets),
             context=context,
         )
+
+
+class StatusChange(models.Model):
+    """One row per state transition of a job or one of its tables, with its time."""
+
+    job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="changes")
+    table_run = models.ForeignKey(
+        TableRun, null=True, blank=True, on_delete=models.CASCADE, related_name="changes"
+    )
+    status = models.CharField(max_length=24)
+    at = models.DateTimeField(default=timezone.now)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.table_run or self.job}: {self.status}"

@@ -145,7 +145,9 @@ class TableWriter:
         else:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             self._path = self.target.with_name(self.target.name + ".parquet")
-        self._sink = _HashingFile(self._path.with_name(self._path.name + ".part"))
+        part = self._path.with_name(self._path.name + ".part")
+        part.unlink(missing_ok=True)  # left by a worker that died; this one owns the table
+        self._sink = _HashingFile(part)
         self._writer = pq.ParquetWriter(
             self._sink,
             self.schema,

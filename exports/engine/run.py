@@ -1,27 +1,30 @@
 """Runs an export job: pins one snapshot, exports its tables in parallel, writes the manifest."""
 
 import json
-import logging
 import re
+import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
 from django.conf import settings
 from django.db import close_old_connections, connections
+from django.db.models import F
 from django.utils import timezone
 
 import adu_site
 from connections.models import ConnectionFailed
 from exports.engine import memory, types
 from exports.engine.parquet import TableWriter, write_atomically
-from exports.models import ExportJob, JobError, TableRun
-
-log = logging.getLogger("adu.export")
+from exports.joblog import job_log
+from exports.models import ExportJob, JobError, StatusChange, TableRun
 
 PROGRESS_SECONDS = 2.0
+HEARTBEAT_SECONDS = 10.0
+MAX_REQUEUES = 1
 DEFAULT_OPTIONS = {
     "parallel": 2,
     "readers": 2,
@@ -49,26 +52,75 @@ class TableFailed(Exception):
 
 
 def run_job(job_id: int) -> ExportJob:
-    """Run every queued table of the job in this process, then finish the job."""
+    """Run the job in this process (`--sync`): its helpers are threads, not cluster tasks."""
+    return coordinate(job_id, spawn=_spawn_thread)
+
+
+def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
+    """Pin the job's snapshot, export its tables with `parallel - 1` helpers, finish the job.
+
+    The coordinator works on tables itself, so it never idles while holding the snapshot.
+    It keeps the snapshot's session open until no table is queued or running (a table
+    whose worker died comes back to the queue and is taken here), then writes the manifest.
+    `spawn(job_id, snapshot_id)` starts one helper that runs `work`, and returns something
+    to `join()`, or None.
+    """
     job = ExportJob.objects.select_related("connection").get(pk=job_id)
+    if job.is_finished:
+        return job
+    if job.cancel_requested:
+        return finish_job(job.pk)
+    log = job_log(job.pk)
     connection = job.connection
-    driver = connection.driver()
-    job.mark_running()
+    job.set_status(ExportJob.Status.RUNNING, note=reason)
     try:
-        leader, snapshot_id = driver.open_snapshot(connection)
+        leader, snapshot_id = connection.driver().open_snapshot(connection)
     except ConnectionFailed as error:
+        log.error("%s", error)
         job.fail_all(str(error), phase="connect")
         return finish_job(job.pk)
-    job.snapshot_id = snapshot_id
-    job.save(update_fields=["snapshot_id"])
+    job.begin_attempt(snapshot_id, reason)
+    log.info("attempt %s: snapshot %s pinned (%s)", job.attempt, snapshot_id, reason)
     try:
-        runs = list(job.tables.filter(status=TableRun.Status.QUEUED).values_list("pk", flat=True))
-        parallel = max(1, int(job.option("parallel")))
-        with ThreadPoolExecutor(parallel, thread_name_prefix="adu-table") as pool:
-            list(pool.map(lambda pk: _in_thread(run_table, pk, snapshot_id), runs))
+        with heartbeat(job):
+            parallel = max(1, int(job.option("parallel")))
+            helpers = [spawn(job.pk, snapshot_id) for _ in range(parallel - 1)]
+            while True:
+                work(job.pk, snapshot_id)
+                sweep_tables(job.pk)
+                if not job.tables.filter(status__in=ACTIVE).exists():
+                    break
+                time.sleep(1)
+            for helper in helpers:
+                if helper is not None:
+                    helper.join()
     finally:
         leader.close()  # the snapshot may end only when every table has imported it
     return finish_job(job.pk)
+
+
+ACTIVE = [TableRun.Status.QUEUED, TableRun.Status.RUNNING]
+
+
+def work(job_id: int, snapshot_id: str):
+    """Claim and export queued tables of the job, one after another, until none is left."""
+    while True:
+        job = ExportJob.objects.only("status", "snapshot_id").get(pk=job_id)
+        if job.snapshot_id != snapshot_id or job.is_finished:
+            return  # a helper that outlived its attempt
+        queued = job.tables.filter(status=TableRun.Status.QUEUED).order_by("pk")
+        pk = queued.values_list("pk", flat=True).first()
+        if pk is None:
+            return
+        run_table(pk, snapshot_id)
+
+
+def _spawn_thread(job_id: int, snapshot_id: str):
+    thread = threading.Thread(
+        target=_in_thread, args=(work, job_id, snapshot_id), name="adu-table", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def _in_thread(function, *args):
@@ -78,31 +130,89 @@ def _in_thread(function, *args):
         connections.close_all()  # each thread has its own Django database connection
 
 
+@contextmanager
+def heartbeat(record):
+    """Refresh `record.heartbeat_at` every HEARTBEAT_SECONDS from a thread of its own, so
+    that a long step (a count on a huge table) does not look like a dead worker."""
+    stop = threading.Event()
+
+    def beat():
+        try:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                record.beat()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=beat, daemon=True, name="adu-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def sweep_tables(job_id: int | None = None):
+    """Queue again (once) a running table whose worker stopped beating; fail it the next time."""
+    stale = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    runs = TableRun.objects.filter(status=TableRun.Status.RUNNING, heartbeat_at__lt=stale)
+    if job_id is not None:
+        runs = runs.filter(job_id=job_id)
+    for run in runs.select_related("job__connection"):
+        log = job_log(run.job_id, run)
+        if run.requeues < MAX_REQUEUES:
+            requeued = TableRun.objects.filter(
+                pk=run.pk, status=TableRun.Status.RUNNING, heartbeat_at__lt=stale
+            ).update(status=TableRun.Status.QUEUED, requeues=F("requeues") + 1, rows_written=0)
+            if requeued:
+                StatusChange.objects.create(
+                    job_id=run.job_id, table_run=run, status="queued", note="worker stopped"
+                )
+                log.warning("its worker stopped beating; queued again")
+        elif run.finish(TableRun.Status.FAILED, note="worker stopped", only_if="running"):
+            message = (
+                f"The worker exporting {run} stopped twice (process killed or machine "
+                "restarted); the table was not exported."
+            )
+            log.error("%s", message)
+            JobError.record(run.job, run, message, phase="export")
+
+
 def run_table(run_id: int, snapshot_id: str) -> bool:
     """Claim one queued table and export it; False if another worker had claimed it."""
-    claimed = TableRun.objects.filter(pk=run_id, status=TableRun.Status.QUEUED).update(
-        status=TableRun.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()
-    )
-    if not claimed:
+    if not TableRun.claim(run_id):
         return False
     run = TableRun.objects.select_related("job__connection").get(pk=run_id)
     job = run.job
+    log = job_log(job.pk, run)
+    log.info("started (attempt %s)", job.attempt)
     try:
-        if job.cancel_requested_now():
-            raise Cancelled()
-        _export(run, snapshot_id)
+        with heartbeat(run):
+            if job.cancel_requested_now():
+                raise Cancelled()
+            _export(run, snapshot_id)
+        log.info("complete: %s rows, %s bytes", run.rows_written, run.bytes_written)
     except Cancelled:
         run.finish(TableRun.Status.CANCELLED)
-    except TableFailed as error:
-        run.finish(TableRun.Status.FAILED)
-        JobError.record(job, run, str(error), phase=error.phase, trace=traceback.format_exc())
-    except Exception as error:  # an unexpected failure still fails only this table
+        log.info("cancelled")
+    except Exception as error:  # a failure fails only this table
         close_old_connections()
+        phase = error.phase if isinstance(error, TableFailed) else "export"
         message = _explain(error, job.connection)
         run.finish(TableRun.Status.FAILED)
-        JobError.record(job, run, message, phase="export", trace=traceback.format_exc())
-        log.warning("Table %s of job %s failed: %s", run, job.pk, message)
+        JobError.record(job, run, message, phase=phase, trace=traceback.format_exc())
+        log.error("failed while %s: %s", PHASES.get(phase, phase), message)
     return True
+
+
+PHASES = {
+    "connect": "connecting",
+    "describe": "reading its definition",
+    "count": "counting its rows",
+    "read": "reading",
+    "verify": "checking the row count",
+    "export": "exporting",
+}
 
 
 def _export(run: TableRun, snapshot_id: str):
@@ -154,7 +264,7 @@ def _export(run: TableRun, snapshot_id: str):
                 if plan is None or not types.can_fall_back(plan):
                     raise TableFailed(_explain(error, connection), "read") from None
                 fallback[plan.name] = _reason(error)
-                log.info("%s: column %s falls back to text", run, plan.name)
+                job_log(job.pk, run).info("column %s falls back to text", plan.name)
     finally:
         _close(sessions)
     if writer.rows != run.rows_expected:
@@ -288,15 +398,25 @@ def finish_job(job_id: int) -> ExportJob:
     """Derive the job's status from its tables, total it up and write the manifest."""
     job = ExportJob.objects.select_related("connection").get(pk=job_id)
     job.update_totals()
-    job.status = job.derived_status()
-    job.finished_at = timezone.now()
     job.save()
+    status = job.derived_status()
+    if status == ExportJob.Status.RUNNING:
+        return job  # tables are still at work
+    job.set_status(status)
+    log = job_log(job.pk)
     try:
         write_manifest(job)
     except OSError as error:
         JobError.record(job, None, explain_os_error(error), phase="manifest")
-        job.status = ExportJob.Status.FAILED
-        job.save(update_fields=["status"])
+        job.set_status(ExportJob.Status.FAILED, note="manifest")
+        log.error("the manifest could not be written: %s", explain_os_error(error))
+    log.info(
+        "%s: %s of %s table(s), %s rows",
+        job.get_status_display().lower(),
+        job.tables_complete,
+        job.tables_total,
+        job.rows_written,
+    )
     return job
 
 
@@ -318,12 +438,14 @@ def manifest(job: ExportJob) -> dict:
             "database": connection.database,
         },
         "snapshot_id": job.snapshot_id,
+        "attempts": job.attempts,
         "options": {k: job.option(k) for k in DEFAULT_OPTIONS},
         "tables": [
             {
                 "schema": run.schema,
                 "table": run.table,
                 "status": run.status,
+                "attempt": run.attempt,
                 "source_rows": run.rows_expected,
                 "rows_written": run.rows_written,
                 "columns": run.columns,

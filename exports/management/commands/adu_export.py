@@ -1,20 +1,14 @@
 """Export tables of a connection to ZSTD Parquet files with a manifest."""
 
 import sys
-import threading
 
 from django.core.management.base import CommandError
-from django.db import connections
 
-from adu_site.commands import AduCommand, human_bytes
+from adu_site.commands import AduCommand
 from connections.models import Connection
 from exports.engine.run import BadRequest, create_job, run_job
-from exports.models import ExportJob, TableRun
-
-EXIT_CODES = {
-    ExportJob.Status.COMPLETE: 0,
-    ExportJob.Status.COMPLETE_WITH_ERRORS: 1,
-}
+from exports.reports import Progress, exit_code, job_data, job_text, wait_for
+from exports.tasks import start_job
 
 
 class Command(AduCommand):
@@ -22,7 +16,9 @@ class Command(AduCommand):
         "Exports tables of a connection to ZSTD Parquet files under the export root, all read "
         "from one snapshot, with manifest.json written last. With no table option it exports "
         "every table of the chosen schemas (all non-system schemas by default). --sync runs "
-        "the job in this process. Exit status: 0 complete, 1 complete with errors, 2 failed."
+        "the job in this process; without it the job is queued on the task cluster (--wait "
+        "follows it). Exit status with --sync or --wait: 0 complete, 1 complete with "
+        "errors, 2 failed or cancelled."
     )
 
     def add_arguments(self, parser):
@@ -37,11 +33,14 @@ class Command(AduCommand):
         parser.add_argument("--batch-rows", type=int, help="Rows per batch (100000).")
         parser.add_argument("--max-file-mb", type=int, help="Split tables into parts of ~N MB.")
         parser.add_argument("--sync", action="store_true", help="Run in this process.")
+        parser.add_argument(
+            "--wait", action="store_true", help="Queue the job, then follow it to the end."
+        )
         super().add_arguments(parser)
 
     def handle(self, *args, **options):
-        if not options["sync"]:
-            raise CommandError("Only --sync is available in this version: add --sync.")
+        if options["wait"] and options["sync"]:
+            raise CommandError("--wait follows a queued job; --sync runs it here: choose one.")
         user = self.user(options)
         connection = Connection.objects.named(user, options["name"])
         try:
@@ -62,122 +61,31 @@ class Command(AduCommand):
             )
         except BadRequest as error:
             raise CommandError(str(error)) from None
+        if not options["sync"] and not options["wait"]:
+            start_job(job)
+            self.emit(
+                options,
+                {"job_id": job.pk, "status": job.status, "output_dir": str(job.folder())},
+                f"Queued job {job.pk}: {job.tables_total} table(s) from '{connection.name}'. "
+                f"Follow it with: manage.py adu_job {job.pk}",
+            )
+            return
         if not options["json"]:
             self.stdout.write(
                 f"Job {job.pk}: {job.tables_total} table(s) from '{connection.name}' "
                 f"into {job.folder()}"
             )
-        progress = Progress(self.stdout, job.pk) if not options["json"] else None
-        if progress:
-            progress.start()
-        try:
-            job = run_job(job.pk)
-        finally:
+        if options["sync"]:
+            progress = Progress(self.stdout, job.pk) if not options["json"] else None
             if progress:
-                progress.stop()
-        self.report(job, options)
-        sys.exit(EXIT_CODES.get(job.status, 2))
-
-    def report(self, job: ExportJob, options):
-        errors = {e.table_run_id: e.message for e in job.errors.all()}
-        runs = list(job.tables.all())
-        tables = [
-            {
-                "schema": run.schema,
-                "table": run.table,
-                "status": run.status,
-                "rows": run.rows_written,
-                "files": run.files,
-                "error": errors.get(run.pk),
-            }
-            for run in runs
-        ]
-        manifest = job.folder() / "manifest.json"
-        data = {
-            "job_id": job.pk,
-            "status": job.status,
-            "output_dir": str(job.folder()),
-            "manifest": str(manifest) if manifest.exists() else None,
-            "tables": tables,
-            "errors": [e for pk, e in errors.items() if pk is None],
-        }
-        lines = [f"{'TABLE':40} {'STATUS':10} {'ROWS':>12} {'SIZE':>10} {'SECONDS':>8}"]
-        for run in runs:
-            seconds = (
-                f"{(run.finished_at - run.started_at).total_seconds():.1f}"
-                if run.started_at and run.finished_at
-                else "-"
-            )
-            size = human_bytes(sum(f["bytes"] for f in run.files))
-            lines.append(
-                f"{str(run):40} {run.status:10} {run.rows_written:>12,} {size:>10} {seconds:>8}"
-            )
-            if run.pk in errors:
-                lines.append(f"    error: {errors[run.pk]}")
-        lines += [f"error: {message}" for message in data["errors"]]
-        style = self.style.SUCCESS if job.status == ExportJob.Status.COMPLETE else self.style.ERROR
-        lines.append(
-            style(
-                f"Job {job.pk} {job.get_status_display().lower()}: {job.tables_complete} of "
-                f"{job.tables_total} table(s), {job.rows_written:,} rows, "
-                f"{human_bytes(job.bytes_written)} in {job.folder()}"
-            )
-        )
-        self.emit(options, data, "\n".join(lines))
-
-
-class Progress:
-    """Shows running tables with rows and rows/s: redrawn on a terminal, a line per table if not."""
-
-    def __init__(self, out, job_id: int, interval: float = 1.0):
-        self.out = out
-        self.job_id = job_id
-        self.interval = interval
-        self.terminal = out.isatty()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="adu-progress")
-        self._drawn = 0
-        self._reported: set[int] = set()
-
-    def start(self):
-        self._thread.start()
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        self._show()
-
-    def _run(self):
-        try:
-            while not self._stop.wait(self.interval):
-                self._show()
-        finally:
-            connections.close_all()
-
-    def _show(self):
-        runs = list(TableRun.objects.filter(job_id=self.job_id))
-        if self.terminal:
-            lines = [_bar(run) for run in runs if run.status == TableRun.Status.RUNNING]
-            if self._drawn:
-                self.out.write(f"\x1b[{self._drawn}F\x1b[J", ending="")
-            for line in lines:
-                self.out.write(line)
-            self._drawn = len(lines)
-        for run in runs:
-            if run.finished_at and run.pk not in self._reported:
-                self._reported.add(run.pk)
-                if not self.terminal:
-                    self.out.write(f"{run}: {run.status}, {run.rows_written:,} rows")
-
-
-def _bar(run: TableRun, width: int = 24) -> str:
-    expected = run.rows_expected or 0
-    done = min(run.rows_written / expected, 1.0) if expected else 0.0
-    filled = int(done * width)
-    rate = 0.0
-    if run.heartbeat_at and run.started_at:
-        rate = run.rows_written / max((run.heartbeat_at - run.started_at).total_seconds(), 0.001)
-    return (
-        f"{str(run)[:36]:36} [{'#' * filled}{'.' * (width - filled)}] "
-        f"{run.rows_written:>12,} / {expected:,} rows  {rate:,.0f} rows/s"
-    )
+                progress.start()
+            try:
+                job = run_job(job.pk)
+            finally:
+                if progress:
+                    progress.stop()
+        else:
+            start_job(job)
+            job = wait_for(job.pk, None if options["json"] else self.stdout)
+        self.emit(options, job_data(job), job_text(job, self.style))
+        sys.exit(exit_code(job))

@@ -1,0 +1,23 @@
+"""Re-run the failed and cancelled tables of a finished job."""
+
+from exports.models import ExportJob
+from exports.reports import JobCommand
+from exports.tasks import start_job
+
+
+class Command(JobCommand):
+    help = (
+        "Re-runs only the failed and cancelled tables of a finished job as a new attempt, "
+        "under a new snapshot, keeping the tables that succeeded and their files. The job "
+        "is queued on the task cluster; the manifest records each attempt."
+    )
+
+    def act(self, job: ExportJob, options):
+        job.prepare_retry()
+        start_job(job, reason=f"retry (attempt {job.attempt})")
+        again = job.tables.filter(status="queued").count()
+        self.emit(
+            options,
+            {"job_id": job.pk, "attempt": job.attempt, "tables": again},
+            f"Job {job.pk}: attempt {job.attempt} queued for {again} table(s).",
+        )

@@ -1,0 +1,158 @@
+"""How a job is shown on a terminal and in JSON, the same for adu_export, adu_job and adu_jobs."""
+
+import threading
+import time
+
+from django.core.management.base import CommandError
+from django.db import connections
+
+from adu_site.commands import AduCommand, human_bytes
+from exports.models import ExportJob, JobStateError, TableRun
+
+EXIT_CODES = {ExportJob.Status.COMPLETE: 0, ExportJob.Status.COMPLETE_WITH_ERRORS: 1}
+
+
+def exit_code(job: ExportJob) -> int:
+    """0 complete, 1 complete with errors, 2 failed or cancelled."""
+    return EXIT_CODES.get(job.status, 2)
+
+
+def job_data(job: ExportJob) -> dict:
+    errors = list(job.errors.all())
+    by_table = {e.table_run_id: e.message for e in errors}
+    manifest = job.folder() / "manifest.json"
+    return {
+        "job_id": job.pk,
+        "status": job.status,
+        "output_dir": str(job.folder()),
+        "manifest": str(manifest) if job.is_finished and manifest.exists() else None,
+        "tables": [
+            {
+                "schema": run.schema,
+                "table": run.table,
+                "status": run.status,
+                "rows": run.rows_written,
+                "files": run.files,
+                "error": by_table.get(run.pk),
+            }
+            for run in job.tables.all()
+        ],
+        "errors": [e.message for e in errors if e.table_run_id is None],
+    }
+
+
+def job_text(job: ExportJob, style) -> str:
+    errors = {e.table_run_id: e.message for e in job.errors.all()}
+    lines = [f"{'TABLE':40} {'STATUS':10} {'ROWS':>12} {'SIZE':>10} {'SECONDS':>8}"]
+    for run in job.tables.all():
+        seconds = (
+            f"{(run.finished_at - run.started_at).total_seconds():.1f}"
+            if run.started_at and run.finished_at
+            else "-"
+        )
+        size = human_bytes(sum(f["bytes"] for f in run.files))
+        lines.append(
+            f"{str(run):40} {run.status:10} {run.rows_written:>12,} {size:>10} {seconds:>8}"
+        )
+        if run.pk in errors:
+            lines.append(f"    error: {errors[run.pk]}")
+    lines += [f"error: {message}" for pk, message in errors.items() if pk is None]
+    good = job.status == ExportJob.Status.COMPLETE
+    paint = style.SUCCESS if good else (style.WARNING if not job.is_finished else style.ERROR)
+    lines.append(
+        paint(
+            f"Job {job.pk} {job.get_status_display().lower()}: {job.tables_complete} of "
+            f"{job.tables_total} table(s), {job.rows_written:,} rows, "
+            f"{human_bytes(job.bytes_written)} in {job.folder()}"
+        )
+    )
+    return "\n".join(lines)
+
+
+def wait_for(job_id: int, out=None, interval: float = 1.0) -> ExportJob:
+    """Follow a queued job until it finishes, showing progress on `out` if given."""
+    progress = Progress(out, job_id, interval) if out else None
+    if progress:
+        progress.start()
+    try:
+        while not ExportJob.objects.get(pk=job_id).is_finished:
+            time.sleep(interval)
+    finally:
+        if progress:
+            progress.stop()
+    return ExportJob.objects.get(pk=job_id)
+
+
+class Progress:
+    """Shows running tables with rows and rows/s: redrawn on a terminal, a line per table if not."""
+
+    def __init__(self, out, job_id: int, interval: float = 1.0):
+        self.out = out
+        self.job_id = job_id
+        self.interval = interval
+        self.terminal = out.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="adu-progress")
+        self._drawn = 0
+        self._reported: set[int] = set()
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        self._show()
+
+    def _run(self):
+        try:
+            while not self._stop.wait(self.interval):
+                self._show()
+        finally:
+            connections.close_all()
+
+    def _show(self):
+        runs = list(TableRun.objects.filter(job_id=self.job_id))
+        if self.terminal:
+            lines = [_bar(run) for run in runs if run.status == TableRun.Status.RUNNING]
+            if self._drawn:
+                self.out.write(f"\x1b[{self._drawn}F\x1b[J", ending="")
+            for line in lines:
+                self.out.write(line)
+            self._drawn = len(lines)
+        for run in runs:
+            if run.finished_at and run.pk not in self._reported:
+                self._reported.add(run.pk)
+                if not self.terminal:
+                    self.out.write(f"{run}: {run.status}, {run.rows_written:,} rows")
+
+
+def _bar(run: TableRun, width: int = 24) -> str:
+    expected = run.rows_expected or 0
+    done = min(run.rows_written / expected, 1.0) if expected else 0.0
+    filled = int(done * width)
+    rate = 0.0
+    if run.heartbeat_at and run.started_at:
+        rate = run.rows_written / max((run.heartbeat_at - run.started_at).total_seconds(), 0.001)
+    return (
+        f"{str(run)[:36]:36} [{'#' * filled}{'.' * (width - filled)}] "
+        f"{run.rows_written:>12,} / {expected:,} rows  {rate:,.0f} rows/s"
+    )
+
+
+class JobCommand(AduCommand):
+    """A command about one job: finds it for the acting user, then `act(job, options)`."""
+
+    def add_arguments(self, parser):
+        parser.add_argument("job", help="The job's id.")
+        super().add_arguments(parser)
+
+    def handle(self, *args, **options):
+        try:
+            job = ExportJob.objects.for_user(self.user(options), options["job"])
+            self.act(job, options)
+        except JobStateError as error:
+            raise CommandError(str(error)) from None
+
+    def act(self, job: ExportJob, options):
+        raise NotImplementedError

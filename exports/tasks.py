@@ -1,0 +1,81 @@
+"""Django-Q2 tasks: the coordinator and helpers of a job, and the sweep that recovers dead workers.
+
+Tasks get ids, never objects or credentials: the broker pickles their arguments.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from exports.engine import run as engine
+from exports.joblog import job_log
+from exports.models import ExportJob, JobError, TableRun
+
+MAX_RECOVERIES = 1
+
+
+def start_job(job: ExportJob, reason: str = "start"):
+    """Queue the job's coordinator on the cluster (what the portal and adu_export call)."""
+    async_task(
+        "exports.tasks.coordinate",
+        job.pk,
+        reason,
+        task_name=f"job-{job.pk}-coordinator",
+        group=f"job-{job.pk}",
+    )
+
+
+def coordinate(job_id: int, reason: str = "start"):
+    engine.coordinate(job_id, spawn=_spawn_helper, reason=reason)
+
+
+def work(job_id: int, snapshot_id: str):
+    engine.work(job_id, snapshot_id)
+
+
+def _spawn_helper(job_id: int, snapshot_id: str):
+    async_task(
+        "exports.tasks.work",
+        job_id,
+        snapshot_id,
+        task_name=f"job-{job_id}-helper",
+        group=f"job-{job_id}",
+    )
+    return None  # the coordinator waits on the tables, not on the task
+
+
+def sweep():
+    """Run every minute by the cluster's scheduler: no table or job stays `running` forever.
+
+    A table whose worker stopped beating is queued again once (its coordinator takes it),
+    then failed. A job whose coordinator stopped beating (its cluster was killed) is
+    resumed once under a new snapshot, keeping the tables already exported; then failed.
+    """
+    engine.sweep_tables()
+    stale = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
+    for job in ExportJob.objects.filter(status=ExportJob.Status.RUNNING, heartbeat_at__lt=stale):
+        log = job_log(job.pk)
+        if not job.tables.filter(status__in=engine.ACTIVE).exists():
+            engine.finish_job(job.pk)
+            continue
+        if job.recoveries < MAX_RECOVERIES:
+            taken = ExportJob.objects.filter(pk=job.pk, heartbeat_at__lt=stale).update(
+                recoveries=F("recoveries") + 1, heartbeat_at=timezone.now()
+            )
+            if taken:
+                # Its tables that were running died with it: back to the queue.
+                job.tables.filter(status=TableRun.Status.RUNNING).update(
+                    status=TableRun.Status.QUEUED, rows_written=0
+                )
+                log.warning("its coordinator stopped; resuming under a new snapshot")
+                start_job(job, reason="resumed after its coordinator stopped")
+            continue
+        message = "The job's coordinator stopped twice (cluster killed or machine restarted)."
+        for run in job.tables.filter(status__in=engine.ACTIVE):
+            run.finish(TableRun.Status.FAILED, note="coordinator stopped", only_if=run.status)
+        JobError.record(job, None, message, phase="coordinate")
+        log.error("%s", message)
+        engine.finish_job(job.pk)
