@@ -221,9 +221,10 @@ Q_CLUSTER = {
     "ack_failures": True,
     "label": "Tasks",
 }
-# A running table or job whose heartbeat (every 10 s) is older than this has lost its
-# worker: the table is queued again once, then failed.
+# A running table or job whose heartbeat is older than this has lost its worker: the
+# table is queued again once, then failed. Heartbeats come several times per timeout.
 HEARTBEAT_TIMEOUT = _read("ADU_HEARTBEAT_TIMEOUT", env.int, 120)
+HEARTBEAT_SECONDS = max(1, min(10, HEARTBEAT_TIMEOUT // 6))
 JOB_LOG_DIR = Path(_read("ADU_JOB_LOG_DIR", env.str, str(VAR_DIR / "logs" / "jobs"))).resolve()
 REDIS_URL = os.environ.get("ADU_REDIS_URL")
 if REDIS_URL:

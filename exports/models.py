@@ -166,7 +166,17 @@ class ExportJob(models.Model):
             self.cancel_requested = False
             self.finished_at = None
             self.recoveries = 0
-            self.save(update_fields=["attempt", "cancel_requested", "finished_at", "recoveries"])
+            # Helpers of the last attempt that start late must not import its dead snapshot.
+            self.snapshot_id = ""
+            self.save(
+                update_fields=[
+                    "attempt",
+                    "cancel_requested",
+                    "finished_at",
+                    "recoveries",
+                    "snapshot_id",
+                ]
+            )
             for run in again:
                 run.status = TableRun.Status.QUEUED
                 run.attempt = self.attempt
@@ -202,8 +212,10 @@ class ExportJob(models.Model):
             return self.Status.RUNNING
         if TableRun.Status.CANCELLED in statuses or (self.cancel_requested and statuses):
             return self.Status.CANCELLED
-        if statuses == {TableRun.Status.COMPLETE} or not statuses:
-            return self.Status.COMPLETE if not self.errors.exists() else self.Status.FAILED
+        if not statuses:
+            return self.Status.FAILED if self.errors.exists() else self.Status.COMPLETE
+        if statuses == {TableRun.Status.COMPLETE}:
+            return self.Status.COMPLETE
         if TableRun.Status.COMPLETE in statuses:
             return self.Status.COMPLETE_WITH_ERRORS
         return self.Status.FAILED
@@ -307,7 +319,7 @@ class JobError(models.Model):
     @classmethod
     def record(cls, job, table_run, message: str, phase: str, trace: str = ""):
         secrets = (job.connection.password or "",)
-        context = {"phase": phase}
+        context = {"phase": phase, "attempt": job.attempt}
         if table_run is not None:
             context |= {"table": str(table_run), "rows_done": table_run.rows_written}
         return cls.objects.create(

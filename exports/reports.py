@@ -19,7 +19,7 @@ def exit_code(job: ExportJob) -> int:
 
 def job_data(job: ExportJob) -> dict:
     errors = list(job.errors.all())
-    by_table = {e.table_run_id: e.message for e in errors}
+    by_table = current_errors(job)
     manifest = job.folder() / "manifest.json"
     return {
         "job_id": job.pk,
@@ -37,12 +37,30 @@ def job_data(job: ExportJob) -> dict:
             }
             for run in job.tables.all()
         ],
-        "errors": [e.message for e in errors if e.table_run_id is None],
+        "errors": [
+            e.message
+            for e in errors
+            if e.table_run_id is None and e.context.get("attempt", job.attempt) == job.attempt
+        ],
     }
 
 
+def current_errors(job: ExportJob) -> dict:
+    """The last error of each table that is not complete (a retried table's old error is
+    history), and the job's own errors of this attempt under the key None."""
+    errors = {}
+    for error in job.errors.select_related("table_run"):
+        run = error.table_run
+        if run is None:
+            if error.context.get("attempt", job.attempt) == job.attempt:
+                errors[None] = error.message
+        elif run.status != TableRun.Status.COMPLETE:
+            errors[run.pk] = error.message
+    return errors
+
+
 def job_text(job: ExportJob, style) -> str:
-    errors = {e.table_run_id: e.message for e in job.errors.all()}
+    errors = current_errors(job)
     lines = [f"{'TABLE':40} {'STATUS':10} {'ROWS':>12} {'SIZE':>10} {'SECONDS':>8}"]
     for run in job.tables.all():
         seconds = (
@@ -56,7 +74,8 @@ def job_text(job: ExportJob, style) -> str:
         )
         if run.pk in errors:
             lines.append(f"    error: {errors[run.pk]}")
-    lines += [f"error: {message}" for pk, message in errors.items() if pk is None]
+    if None in errors:
+        lines.append(f"error: {errors[None]}")
     good = job.status == ExportJob.Status.COMPLETE
     paint = style.SUCCESS if good else (style.WARNING if not job.is_finished else style.ERROR)
     lines.append(

@@ -488,6 +488,10 @@ def explain(error: BaseException, connection) -> str:
         ),
         ("could not open relation with OID", "The table was dropped after the export started."),
         ("canceling statement due to user request", "The export was cancelled."),
+        (
+            "invalid snapshot identifier",
+            "The job's snapshot ended before this table started; retry the job.",
+        ),
     ]
     if code == "3D000" or f'database "{connection.database}" does not exist' in text:
         return f"Database '{connection.database}' does not exist on {where}."

@@ -23,7 +23,6 @@ from exports.joblog import job_log
 from exports.models import ExportJob, JobError, StatusChange, TableRun
 
 PROGRESS_SECONDS = 2.0
-HEARTBEAT_SECONDS = 10.0
 MAX_REQUEUES = 1
 DEFAULT_OPTIONS = {
     "parallel": 2,
@@ -106,7 +105,7 @@ def work(job_id: int, snapshot_id: str):
     """Claim and export queued tables of the job, one after another, until none is left."""
     while True:
         job = ExportJob.objects.only("status", "snapshot_id").get(pk=job_id)
-        if job.snapshot_id != snapshot_id or job.is_finished:
+        if job.snapshot_id != snapshot_id or job.status != ExportJob.Status.RUNNING:
             return  # a helper that outlived its attempt
         queued = job.tables.filter(status=TableRun.Status.QUEUED).order_by("pk")
         pk = queued.values_list("pk", flat=True).first()
@@ -131,15 +130,22 @@ def _in_thread(function, *args):
 
 
 @contextmanager
-def heartbeat(record):
-    """Refresh `record.heartbeat_at` every HEARTBEAT_SECONDS from a thread of its own, so
-    that a long step (a count on a huge table) does not look like a dead worker."""
+def heartbeat(record, on_cancel=None):
+    """Refresh `record.heartbeat_at` from a thread of its own, so that a long step (a count
+    on a huge table) does not look like a dead worker. With `on_cancel`, also check every
+    second whether the job was cancelled, and call it once if so (to stop a long query)."""
     stop = threading.Event()
 
     def beat():
+        last = time.monotonic()
         try:
-            while not stop.wait(HEARTBEAT_SECONDS):
-                record.beat()
+            while not stop.wait(1.0):
+                if time.monotonic() - last >= settings.HEARTBEAT_SECONDS:
+                    record.beat()
+                    last = time.monotonic()
+                if on_cancel and record.job.cancel_requested_now():
+                    on_cancel()
+                    return
         finally:
             connections.close_all()
 
@@ -186,16 +192,18 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
     job = run.job
     log = job_log(job.pk, run)
     log.info("started (attempt %s)", job.attempt)
+    sessions = []
     try:
-        with heartbeat(run):
+        with heartbeat(run, on_cancel=lambda: _interrupt(sessions)):
             if job.cancel_requested_now():
                 raise Cancelled()
-            _export(run, snapshot_id)
+            _export(run, snapshot_id, sessions)
         log.info("complete: %s rows, %s bytes", run.rows_written, run.bytes_written)
-    except Cancelled:
-        run.finish(TableRun.Status.CANCELLED)
-        log.info("cancelled")
     except Exception as error:  # a failure fails only this table
+        if isinstance(error, Cancelled) or job.cancel_requested_now():
+            run.finish(TableRun.Status.CANCELLED)
+            log.info("cancelled")
+            return True
         close_old_connections()
         phase = error.phase if isinstance(error, TableFailed) else "export"
         message = _explain(error, job.connection)
@@ -215,13 +223,21 @@ PHASES = {
 }
 
 
-def _export(run: TableRun, snapshot_id: str):
+def _interrupt(sessions):
+    """Stop the queries of a cancelled table now, even a long count between two batches."""
+    for session in list(sessions):
+        try:
+            session.cancel()
+        except Exception:
+            pass  # closed meanwhile
+
+
+def _export(run: TableRun, snapshot_id: str, sessions: list):
     job = run.job
     connection = job.connection
     driver = connection.driver()
     target = job.folder() / safe_name(run.schema) / safe_name(run.table)
     name = (run.schema, run.table)
-    sessions = []
 
     def open_session():
         session = driver.join_snapshot(connection, snapshot_id)

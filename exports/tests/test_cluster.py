@@ -1,0 +1,251 @@
+"""Jobs on a real Django-Q2 cluster (`manage.py qcluster` subprocesses) against the test server."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from django.core.management import call_command
+from django.db import connection as django_db
+from django_q.models import Schedule
+
+from exports.engine.run import create_job
+from exports.joblog import log_path
+from exports.models import ExportJob, StatusChange
+from exports.tasks import start_job
+
+ROOT = Path(__file__).resolve().parents[2]
+PLANTED = "Planted-Pa55-Mark"
+
+
+def slow_view(db, name, rows, sleeps):
+    """A view that streams for about `sleeps` x 50 ms, for both its count and its read."""
+    every = max(1, rows // sleeps)
+    db.execute(
+        f"CREATE VIEW {name} AS SELECT i, md5(i::text) AS h FROM generate_series(1, {rows}) i "
+        f"WHERE i % {every} <> 0 OR pg_sleep(0.05) IS NOT NULL"
+    )
+
+
+class Cluster:
+    def __init__(self, env, log):
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its worker processes share its group: killable at once
+        )
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # any worker left behind
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+@pytest.fixture
+def cluster_env(settings, tmp_path, export_root):
+    settings.JOB_LOG_DIR = tmp_path / "logs"
+    settings.HEARTBEAT_TIMEOUT = 6
+    return {
+        **os.environ,
+        "ADU_DATABASE_URL": f"sqlite:///{django_db.settings_dict['NAME']}",
+        "ADU_EXPORT_ROOT": str(export_root),
+        "ADU_JOB_LOG_DIR": str(tmp_path / "logs"),
+        "ADU_HEARTBEAT_TIMEOUT": "6",
+        "ADU_WORKERS": "3",
+    }
+
+
+@pytest.fixture
+def clusters(cluster_env, tmp_path):
+    started = []
+
+    def start():
+        log = open(tmp_path / f"cluster-{len(started)}.log", "w")
+        started.append(Cluster(cluster_env, log))
+        return started[-1]
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+
+
+def diagnose(job):
+    return lambda: (
+        list(job.tables.values_list("status", "rows_expected", "rows_written")),
+        list(job.errors.values_list("message", flat=True)),
+    )
+
+
+def wait_until(condition, seconds, what):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            details = what[1]() if isinstance(what, tuple) else ""
+            raise AssertionError(f"timed out waiting for {what} {details}")
+        time.sleep(0.25)
+
+
+def finished(job):
+    return lambda: ExportJob.objects.get(pk=job.pk).is_finished
+
+
+def claims_per_table(job):
+    return {
+        str(run): StatusChange.objects.filter(table_run=run, status="running").count()
+        for run in job.tables.all()
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_tables_overlap_and_each_is_exported_once(owner, source_db, clusters):
+    for n in range(4):
+        slow_view(source_db, f"v{n}", 20000, 20)
+    connection = source_db.connection(owner)
+    job = create_job(owner, connection, options={"parallel": 2})
+    clusters()
+    start_job(job)
+    wait_until(finished(job), 120, "the job")
+    job.refresh_from_db()
+    assert job.status == "complete", list(job.errors.values_list("message", flat=True))
+    runs = list(job.tables.all())
+    assert all(r.rows_written == 20000 for r in runs)
+    spans = sorted((r.started_at, r.finished_at) for r in runs)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    # never more than two at once
+    for start, _ in spans:
+        assert sum(1 for s, f in spans if s <= start < f) <= 2
+    assert set(claims_per_table(job).values()) == {1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_mid_table_ends_cancelled_within_seconds(owner, source_db, clusters):
+    slow_view(source_db, "slow", 100000, 200)
+    source_db.execute("CREATE TABLE zz_later AS SELECT generate_series(1, 10) AS i")
+    connection = source_db.connection(owner)
+    job = create_job(owner, connection, options={"parallel": 1, "batch_rows": 1000})
+    clusters()
+    start_job(job)
+    wait_until(lambda: job.tables.filter(status="running").exists(), 60, "the table to start")
+    time.sleep(2)
+    cancelled_at = time.monotonic()
+    call_command("adu_cancel", str(job.pk), "--as", "owner")
+    wait_until(finished(job), 10, "the job to end after cancel")
+    assert time.monotonic() - cancelled_at < 10
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    assert set(job.tables.values_list("status", flat=True)) == {"cancelled"}
+    leftovers = [p for p in job.folder().rglob("*") if p.suffix in (".parquet", ".part")]
+    assert not leftovers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_cluster_is_recovered_after_a_restart(owner, source_db, clusters):
+    Schedule.objects.create(
+        name="adu-sweep", func="exports.tasks.sweep", schedule_type="I", minutes=1
+    )
+    slow_view(source_db, "slow", 100000, 100)
+    connection = source_db.connection(owner)
+    job = create_job(owner, connection, options={"parallel": 1})
+    first = clusters()
+    start_job(job)
+    wait_until(
+        lambda: job.tables.filter(status="running").exists(),
+        60,
+        ("the table to start", diagnose(job)),
+    )
+    time.sleep(3)  # into its count or its read: both take seconds on the slow view
+    first.kill()
+    assert job.tables.get().status == "running"
+    folder = job.folder() / "public"
+    assert not (folder / "slow.parquet").exists()
+    clusters()
+    wait_until(finished(job), 150, "the job to be recovered")
+    job.refresh_from_db()
+    run = job.tables.get()
+    if job.status == "complete":
+        [entry] = run.files
+        assert pq.read_metadata(job.folder() / entry["path"]).num_rows == 100000
+        assert job.recoveries == 1
+        assert [a["reason"] for a in job.attempts][-1].startswith("resumed")
+    else:
+        assert "stopped" in job.errors.first().message
+    assert not list(job.folder().rglob("*.part"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clusters_export_each_table_exactly_once(owner, source_db, clusters):
+    for n in range(6):
+        slow_view(source_db, f"v{n}", 5000, 5)
+    connection = source_db.connection(owner)
+    job = create_job(owner, connection, options={"parallel": 4})
+    clusters()
+    clusters()
+    start_job(job)
+    wait_until(finished(job), 120, "the job")
+    job.refresh_from_db()
+    assert job.status == "complete"
+    assert set(claims_per_table(job).values()) == {1}
+    assert sum(len(r.files) for r in job.tables.all()) == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_reruns_only_the_failed_table_and_no_log_has_the_password(
+    owner, source_db, clusters, tmp_path
+):
+    source_db.execute("CREATE TABLE good AS SELECT generate_series(1, 100) AS i")
+    source_db.execute("CREATE TABLE locked AS SELECT generate_series(1, 50) AS i")
+    source_db.execute(f"CREATE ROLE planted LOGIN PASSWORD '{PLANTED}'")
+    source_db.execute("GRANT SELECT ON good TO planted")
+    try:
+        connection = source_db.connection(owner, username="planted", password=PLANTED)
+        job = create_job(owner, connection)
+        clusters()
+        start_job(job)
+        wait_until(finished(job), 60, "the first attempt")
+        job.refresh_from_db()
+        assert job.status == "complete_with_errors"
+        good = job.tables.get(table="good")
+        good_file = good.files
+
+        source_db.execute("GRANT SELECT ON locked TO planted")
+        call_command("adu_retry", str(job.pk), "--as", "owner")
+        wait_until(finished(job), 60, "the retry")
+        job.refresh_from_db()
+        assert job.status == "complete", list(job.errors.values_list("message", flat=True))
+        assert job.attempt == 2 and len(job.attempts) == 2
+        assert job.tables.get(table="good").files == good_file
+        assert claims_per_table(job) == {"public.good": 1, "public.locked": 2}
+        manifest = json.loads((job.folder() / "manifest.json").read_text())
+        assert [a["attempt"] for a in manifest["attempts"]] == [1, 2]
+        assert {t["table"]: t["attempt"] for t in manifest["tables"]} == {
+            "good": 1,
+            "locked": 2,
+        }
+    finally:
+        source_db.execute("DROP OWNED BY planted")
+        source_db.execute("DROP ROLE planted")
+    job_log = log_path(job.pk).read_text()
+    assert "public.locked" in job_log and "lacks permission" in job_log
+    for path in [log_path(job.pk), *tmp_path.glob("cluster-*.log")]:
+        assert PLANTED not in path.read_text(), path
