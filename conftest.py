@@ -137,3 +137,16 @@ def export(owner):
         return run_job(job.pk)
 
     return run
+
+
+@pytest.fixture
+def stored_token():
+    """stored_token(connection_pk): the password column as stored, read without the model."""
+    from django.db import connection as db
+
+    def read(pk):
+        with db.cursor() as cursor:
+            cursor.execute("SELECT password FROM connections_connection WHERE id = %s", [pk])
+            return cursor.fetchone()[0]
+
+    return read

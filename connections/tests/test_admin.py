@@ -20,16 +20,8 @@ def conn(admin_user):
     )
 
 
-def stored_token(pk):
-    from django.db import connection as db
-
-    with db.cursor() as cursor:
-        cursor.execute("SELECT password FROM connections_connection WHERE id = %s", [pk])
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db
-def test_the_change_page_shows_neither_password_nor_token(client, admin_user, conn):
+def test_the_change_page_shows_neither_password_nor_token(client, admin_user, conn, stored_token):
     client.force_login(admin_user)
     page = client.get(f"/admin/connections/connection/{conn.pk}/change/").content.decode()
     assert 'name="password"' in page

@@ -3,7 +3,6 @@
 import pytest
 from cryptography.fernet import Fernet
 from django.core.management import CommandError, call_command
-from django.db import connection as db
 
 from connections.models import Connection, ConnectionFailed
 
@@ -21,23 +20,17 @@ def make_connection(owner, name="warehouse", password=PASSWORD):
     )
 
 
-def raw_password(pk):
-    with db.cursor() as cursor:
-        cursor.execute("SELECT password FROM connections_connection WHERE id = %s", [pk])
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db
-def test_the_raw_row_does_not_hold_the_plaintext(owner):
+def test_the_raw_row_does_not_hold_the_plaintext(owner, stored_token):
     conn = make_connection(owner)
-    stored = raw_password(conn.pk)
+    stored = stored_token(conn.pk)
     assert PASSWORD not in stored
     assert stored.startswith("gAAAA")  # a Fernet token
     assert Connection.objects.get(pk=conn.pk).secret() == PASSWORD
 
 
 @pytest.mark.django_db
-def test_rotation_reencrypts_with_the_first_key(owner, settings, capsys):
+def test_rotation_reencrypts_with_the_first_key(owner, settings, capsys, stored_token):
     old_key = settings.FERNET_KEYS[0]
     conn = make_connection(owner)
     new_key = Fernet.generate_key().decode()
@@ -46,7 +39,7 @@ def test_rotation_reencrypts_with_the_first_key(owner, settings, capsys):
     call_command("adu_rotate_keys")
 
     assert "Re-encrypted 1 secret(s)" in capsys.readouterr().out
-    assert Fernet(new_key).decrypt(raw_password(conn.pk).encode()).decode() == PASSWORD
+    assert Fernet(new_key).decrypt(stored_token(conn.pk).encode()).decode() == PASSWORD
     settings.FERNET_KEYS = [new_key]  # the old key can now go
     assert Connection.objects.get(pk=conn.pk).secret() == PASSWORD
 
@@ -64,9 +57,11 @@ def test_a_secret_no_key_opens_is_a_clear_error_naming_the_connection(owner, set
 
 
 @pytest.mark.django_db
-def test_saving_a_connection_whose_secret_is_undecryptable_keeps_the_token(owner, settings):
+def test_saving_a_connection_whose_secret_is_undecryptable_keeps_the_token(
+    owner, settings, stored_token
+):
     conn = make_connection(owner)
-    token = raw_password(conn.pk)
+    token = stored_token(conn.pk)
     old_keys = settings.FERNET_KEYS
     settings.FERNET_KEYS = [Fernet.generate_key().decode()]
 
@@ -74,6 +69,6 @@ def test_saving_a_connection_whose_secret_is_undecryptable_keeps_the_token(owner
     loaded.host = "db2.internal"
     loaded.save()
 
-    assert raw_password(conn.pk) == token
+    assert stored_token(conn.pk) == token
     settings.FERNET_KEYS = old_keys
     assert Connection.objects.get(pk=conn.pk).secret() == PASSWORD

@@ -160,7 +160,8 @@ def test_cancel_mid_table_ends_cancelled_within_seconds(owner, source_db, cluste
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_killed_cluster_is_recovered_after_a_restart(owner, source_db, clusters):
+@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
+def test_a_stopped_cluster_is_recovered_after_a_restart(owner, source_db, clusters, stop):
     Schedule.objects.create(
         name="adu-sweep", func="exports.tasks.sweep", schedule_type="I", minutes=1
     )
@@ -175,10 +176,12 @@ def test_a_killed_cluster_is_recovered_after_a_restart(owner, source_db, cluster
         ("the table to start", diagnose(job)),
     )
     time.sleep(3)  # into its count or its read: both take seconds on the slow view
-    first.kill()
-    assert job.tables.get().status == "running"
-    folder = job.folder() / "public"
-    assert not (folder / "slow.parquet").exists()
+    if stop == "kill -9":
+        first.kill()
+        assert job.tables.get().status == "running"
+        assert not (job.folder() / "public" / "slow.parquet").exists()
+    else:
+        first.stop()  # Django-Q2 lets the running task finish its table first
     clusters()
     wait_until(finished(job), 150, "the job to be recovered")
     job.refresh_from_db()
@@ -186,8 +189,8 @@ def test_a_killed_cluster_is_recovered_after_a_restart(owner, source_db, cluster
     if job.status == "complete":
         [entry] = run.files
         assert pq.read_metadata(job.folder() / entry["path"]).num_rows == 100000
-        assert job.recoveries == 1
-        assert [a["reason"] for a in job.attempts][-1].startswith("resumed")
+        if job.recoveries:
+            assert [a["reason"] for a in job.attempts][-1].startswith("resumed")
     else:
         assert "stopped" in job.errors.first().message
     assert not list(job.folder().rglob("*.part"))
