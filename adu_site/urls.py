@@ -4,5 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    path("connections/", include("connections.urls")),
     path("", include("exports.urls")),
 ]

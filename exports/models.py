@@ -96,6 +96,32 @@ class ExportJob(models.Model):
             )
         return job
 
+    def progress(self) -> dict:
+        """Rows and tables done so far, with rows/s and an ETA, for the live pages."""
+        runs = list(self.tables.all())
+        rows_done = sum(r.rows_written for r in runs)
+        rows_expected = sum(r.rows_expected or 0 for r in runs)
+        done = sum(1 for r in runs if r.status in TableRun.FINISHED)
+        elapsed = (
+            ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+            if (self.started_at)
+            else 0
+        )
+        rate = rows_done / elapsed if elapsed > 0 else 0
+        eta = (rows_expected - rows_done) / rate if rate and rows_expected > rows_done else None
+        return {
+            "rows_done": rows_done,
+            "rows_expected": rows_expected,
+            "percent": min(100, int(100 * rows_done / rows_expected)) if rows_expected else 0,
+            "tables_done": done,
+            "tables_total": len(runs),
+            "tables_running": sum(1 for r in runs if r.status == TableRun.Status.RUNNING),
+            "tables_failed": sum(1 for r in runs if r.status == TableRun.Status.FAILED),
+            "rows_per_second": rate,
+            "eta_seconds": eta if not self.is_finished else None,
+            "elapsed_seconds": elapsed,
+        }
+
     def option(self, name: str):
         from exports.engine.run import DEFAULT_OPTIONS
 
@@ -229,6 +255,8 @@ class TableRun(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    FINISHED = {Status.COMPLETE, Status.FAILED, Status.CANCELLED}
+
     job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="tables")
     schema = models.CharField(max_length=255)
     table = models.CharField(max_length=255)
@@ -279,6 +307,22 @@ class TableRun(models.Model):
 
     def beat(self):
         TableRun.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.COMPLETE:
+            return 100
+        return (
+            min(100, int(100 * self.rows_written / self.rows_expected))
+            if (self.rows_expected)
+            else 0
+        )
+
+    @property
+    def seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
 
     def finish(self, status: str, note: str = "", only_if: str | None = None) -> bool:
         """Record the table's outcome; with `only_if`, only if it is still in that state."""

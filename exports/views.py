@@ -1,10 +1,214 @@
-from django.shortcuts import render
+"""Portal pages for exports: dashboard, history, new export, job detail, logs, downloads."""
 
-from exports.models import ExportJob
+import collections
+from datetime import datetime
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from connections.models import Connection
+from exports.engine.run import BadRequest, create_job, finish_job
+from exports.forms import NewExportForm
+from exports.joblog import log_path
+from exports.models import ExportJob, JobStateError
+from exports.reports import current_errors
+from exports.tasks import start_job
+
+LOG_LEVELS = {"INFO": 20, "WARNING": 30, "ERROR": 40}
 
 
+def _jobs(request):
+    return ExportJob.objects.filter(owner=request.user).select_related("connection")
+
+
+def _job(request, pk) -> ExportJob:
+    # Another user's job is a 404, never a 403 that confirms it exists.
+    return get_object_or_404(_jobs(request), pk=pk)
+
+
+@require_GET
 def dashboard(request):
-    jobs = ExportJob.objects.select_related("connection")
-    if not request.user.is_staff:
-        jobs = jobs.filter(owner=request.user)
-    return render(request, "exports/dashboard.html", {"jobs": jobs[:10]})
+    return render(request, "exports/dashboard.html", _dashboard_context(request))
+
+
+@require_GET
+def dashboard_running(request):
+    return render(request, "exports/_running.html", _dashboard_context(request))
+
+
+def _dashboard_context(request):
+    jobs = _jobs(request)
+    running = [
+        (job, job.progress())
+        for job in jobs.filter(status__in=[ExportJob.Status.QUEUED, ExportJob.Status.RUNNING])
+    ]
+    return {"running": running, "recent": jobs[:10]}
+
+
+@require_GET
+def job_list(request):
+    jobs = _jobs(request)
+    status = request.GET.get("status", "")
+    connection = request.GET.get("connection", "")
+    since = _date(request.GET.get("since"))
+    until = _date(request.GET.get("until"))
+    if status in ExportJob.Status.values:
+        jobs = jobs.filter(status=status)
+    if connection.isdigit():
+        jobs = jobs.filter(connection_id=int(connection))
+    if since:
+        jobs = jobs.filter(created_at__date__gte=since)
+    if until:
+        jobs = jobs.filter(created_at__date__lte=until)
+    page = Paginator(jobs, 25).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "statuses": ExportJob.Status.choices,
+        "connections": Connection.objects.filter(owner=request.user),
+        "filters": {"status": status, "connection": connection,
+                    "since": request.GET.get("since", ""), "until": request.GET.get("until", "")},
+    }  # fmt: skip
+    return render(request, "exports/list.html", context)
+
+
+def _date(value):
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date() if value else None
+    except ValueError:
+        return None
+
+
+@require_http_methods(["GET", "POST"])
+def job_new(request):
+    form = NewExportForm(request.POST or None, user=request.user,
+                         initial={"connection": request.GET.get("connection")})  # fmt: skip
+    tables = request.POST.getlist("tables")
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if not tables:
+            form.add_error(None, "Select at least one table to export.")
+        else:
+            try:
+                job = create_job(
+                    request.user,
+                    data["connection"],
+                    tables=tables,
+                    options={k: data[k] for k in ("parallel", "compression_level", "batch_rows")},
+                    out=data["out"],
+                )
+            except BadRequest as error:
+                form.add_error("out" if "folder" in str(error) else None, str(error))
+            else:
+                start_job(job)
+                messages.success(request, f"Job {job.pk} started: {job.tables_total} table(s).")
+                return redirect("job_detail", pk=job.pk)
+    return render(request, "exports/new.html", {"form": form, "selected": tables})
+
+
+@require_GET
+def job_detail(request, pk):
+    job = _job(request, pk)
+    return render(request, "exports/detail.html", _detail_context(job))
+
+
+@require_GET
+def job_live(request, pk):
+    job = _job(request, pk)
+    return render(request, "exports/_job_live.html", _detail_context(job))
+
+
+def _detail_context(job):
+    errors = list(job.errors.select_related("table_run"))
+    return {
+        "job": job,
+        "progress": job.progress(),
+        "tables": job.tables.all(),
+        "errors": errors,
+        "current_errors": current_errors(job),
+        "manifest_ready": job.is_finished and (job.folder() / "manifest.json").exists(),
+        "can_retry": job.is_finished and job.tables.filter(status__in=["failed", "cancelled"]).exists(),
+    }  # fmt: skip
+
+
+@require_POST
+def job_cancel(request, pk):
+    job = _job(request, pk)
+    try:
+        job.request_cancel()
+        if not job.tables.filter(status="running").exists():
+            finish_job(job.pk)
+        messages.success(request, f"Job {job.pk} is being cancelled.")
+    except JobStateError as error:
+        messages.error(request, str(error))
+    return redirect("job_detail", pk=job.pk)
+
+
+@require_POST
+def job_retry(request, pk):
+    job = _job(request, pk)
+    try:
+        job.prepare_retry()
+        start_job(job, reason=f"retry (attempt {job.attempt})")
+        messages.success(request, f"Job {job.pk}: attempt {job.attempt} started.")
+    except JobStateError as error:
+        messages.error(request, str(error))
+    return redirect("job_detail", pk=job.pk)
+
+
+@require_GET
+def job_log(request, pk):
+    job = _job(request, pk)
+    return render(request, "exports/log.html", _log_context(request, job))
+
+
+@require_GET
+def job_log_lines(request, pk):
+    job = _job(request, pk)
+    return render(request, "exports/_log_lines.html", _log_context(request, job))
+
+
+def _log_context(request, job):
+    level = request.GET.get("level", "INFO")
+    level = level if level in LOG_LEVELS else "INFO"
+    try:
+        limit = min(1000, max(50, int(request.GET.get("limit", 200))))
+    except ValueError:
+        limit = 200
+    follow = request.GET.get("follow") == "on" and not job.is_finished
+    lines = collections.deque(maxlen=limit)
+    path = log_path(job.pk)
+    if path.exists():
+        with open(path, encoding="utf-8", errors="replace") as log:
+            for line in log:
+                parts = line.split(" ", 3)
+                if len(parts) > 2 and LOG_LEVELS.get(parts[2], 20) >= LOG_LEVELS[level]:
+                    lines.append(line.rstrip("\n"))
+    return {"job": job, "lines": list(lines), "level": level, "limit": limit,
+            "follow": follow, "levels": list(LOG_LEVELS)}  # fmt: skip
+
+
+@require_GET
+def job_log_download(request, pk):
+    job = _job(request, pk)
+    path = log_path(job.pk)
+    if not path.exists():
+        raise Http404("This job has no log yet.")
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"job-{job.pk}.log")
+
+
+@require_GET
+def job_file(request, pk, path):
+    """A file of the job, only if the job lists it: a guessed path is a 404."""
+    job = _job(request, pk)
+    listed = {f["path"] for run in job.tables.all() for f in run.files}
+    if job.is_finished:
+        listed.add("manifest.json")
+    if path not in listed:
+        raise Http404("No such file in this job.")
+    full = job.folder() / path
+    if not full.is_file():
+        raise Http404("The file is no longer on disk.")
+    return FileResponse(open(full, "rb"), as_attachment=True, filename=full.name)

@@ -1,0 +1,53 @@
+"""The connection form of the portal and the admin: the password is write-only."""
+
+from django import forms
+
+from connections.models import Connection
+
+FIELDS = [
+    "name",
+    "kind",
+    "host",
+    "port",
+    "database",
+    "username",
+    "password",
+    "sslmode",
+    "connect_timeout",
+]
+
+
+class ConnectionForm(forms.ModelForm):
+    # Never sent to the browser, not even masked; left empty, the stored one stays.
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the stored password.",
+    )
+
+    class Meta:
+        model = Connection
+        fields = FIELDS
+
+    def __init__(self, *args, owner=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.pop("password", None)
+        if owner is not None:
+            self.instance.owner = owner
+        if not self.instance.pk:
+            self.fields["password"].help_text = ""
+
+    def clean_password(self):
+        typed = self.cleaned_data.get("password")
+        if not typed and self.instance.pk:
+            return self.instance.password
+        return typed
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        owner_id = self.instance.owner_id
+        taken = Connection.objects.filter(owner_id=owner_id, name=name)
+        if owner_id and taken.exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError("You already have a connection with this name.")
+        return name
