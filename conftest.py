@@ -1,9 +1,13 @@
-"""Test harness: a throwaway PostgreSQL source server per session, a fresh database per test.
+"""Test harness: a throwaway PostgreSQL source server per session, a fresh database per test,
+and real `manage.py qcluster` task clusters.
 
 Set ADU_TEST_PG_DSN (a superuser DSN) to use an existing server instead.
 """
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -150,3 +154,67 @@ def stored_token():
             return cursor.fetchone()[0]
 
     return read
+
+
+ROOT = Path(__file__).resolve().parent
+
+
+class Cluster:
+    def __init__(self, env, log):
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its worker processes share its group: killable at once
+        )
+
+    def kill(self):
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # any worker left behind
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+
+@pytest.fixture
+def cluster_env(settings, tmp_path, export_root):
+    """The environment of a cluster that shares this test's database and folders."""
+    from django.db import connection as django_db
+
+    settings.JOB_LOG_DIR = tmp_path / "logs"
+    settings.HEARTBEAT_TIMEOUT = 6
+    return {
+        **os.environ,
+        "ADU_DATABASE_URL": f"sqlite:///{django_db.settings_dict['NAME']}",
+        "ADU_EXPORT_ROOT": str(export_root),
+        "ADU_JOB_LOG_DIR": str(tmp_path / "logs"),
+        "ADU_HEARTBEAT_TIMEOUT": "6",
+        "ADU_WORKERS": "3",
+    }
+
+
+@pytest.fixture
+def clusters(cluster_env, tmp_path):
+    started = []
+
+    def start():
+        log = open(tmp_path / f"cluster-{len(started)}.log", "w")
+        started.append(Cluster(cluster_env, log))
+        return started[-1]
+
+    yield start
+    for cluster in started:
+        cluster.stop()

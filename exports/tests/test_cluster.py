@@ -1,17 +1,11 @@
 """Jobs on a real Django-Q2 cluster (`manage.py qcluster` subprocesses) against the test server."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
-from django.db import connection as django_db
 from django_q.models import Schedule
 
 from exports.engine.run import create_job
@@ -19,7 +13,6 @@ from exports.joblog import log_path
 from exports.models import ExportJob, StatusChange
 from exports.tasks import start_job
 
-ROOT = Path(__file__).resolve().parents[2]
 PLANTED = "Planted-Pa55-Mark"
 
 
@@ -30,64 +23,6 @@ def slow_view(db, name, rows, sleeps):
         f"CREATE VIEW {name} AS SELECT i, md5(i::text) AS h FROM generate_series(1, {rows}) i "
         f"WHERE i % {every} <> 0 OR pg_sleep(0.05) IS NOT NULL"
     )
-
-
-class Cluster:
-    def __init__(self, env, log):
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its worker processes share its group: killable at once
-        )
-
-    def kill(self):
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # any worker left behind
-        except ProcessLookupError:
-            pass
-        self.process.wait()
-
-
-@pytest.fixture
-def cluster_env(settings, tmp_path, export_root):
-    settings.JOB_LOG_DIR = tmp_path / "logs"
-    settings.HEARTBEAT_TIMEOUT = 6
-    return {
-        **os.environ,
-        "ADU_DATABASE_URL": f"sqlite:///{django_db.settings_dict['NAME']}",
-        "ADU_EXPORT_ROOT": str(export_root),
-        "ADU_JOB_LOG_DIR": str(tmp_path / "logs"),
-        "ADU_HEARTBEAT_TIMEOUT": "6",
-        "ADU_WORKERS": "3",
-    }
-
-
-@pytest.fixture
-def clusters(cluster_env, tmp_path):
-    started = []
-
-    def start():
-        log = open(tmp_path / f"cluster-{len(started)}.log", "w")
-        started.append(Cluster(cluster_env, log))
-        return started[-1]
-
-    yield start
-    for cluster in started:
-        cluster.stop()
 
 
 def diagnose(job):
