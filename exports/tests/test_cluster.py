@@ -85,11 +85,11 @@ def test_cancel_mid_table_ends_cancelled_within_seconds(owner, source_db, cluste
     time.sleep(2)
     cancelled_at = time.monotonic()
     call_command("adu_cancel", str(job.pk), "--as", "owner")
-    wait_until(finished(job), 10, "the job to end after cancel")
+    wait_until(finished(job), 10, ("the job to end after cancel", diagnose(job)))
     assert time.monotonic() - cancelled_at < 10
     job.refresh_from_db()
     assert job.status == "cancelled"
-    assert set(job.tables.values_list("status", flat=True)) == {"cancelled"}
+    assert set(job.tables.values_list("status", flat=True)) == {"cancelled"}, diagnose(job)()
     leftovers = [p for p in job.folder().rglob("*") if p.suffix in (".parquet", ".part")]
     assert not leftovers
 
