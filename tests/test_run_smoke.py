@@ -65,6 +65,10 @@ def test_adu_run_serves_the_login_page_and_the_admin_lists_the_demo(tmp_path, va
         base = f"http://127.0.0.1:{port}"
         page = wait_for(f"{base}/accounts/login/", run).read().decode()
         assert "Log in" in page
+        # whitenoise serves the vendored assets, under their hashed names
+        for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page):
+            assert urllib.request.urlopen(base + asset).status == 200, asset
+        assert re.search(r'src="/static/adu/htmx\.min\.[0-9a-f]+\.js"', page)
 
         opener = urllib.request.build_opener(
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
