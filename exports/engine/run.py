@@ -21,6 +21,7 @@ from exports.engine import memory, types
 from exports.engine.parquet import TableWriter, write_atomically
 from exports.joblog import job_log
 from exports.models import ExportJob, JobError, StatusChange, TableRun
+from exports.verify import seal
 
 PROGRESS_SECONDS = 2.0
 MAX_REQUEUES = 1
@@ -476,7 +477,7 @@ def manifest(job: ExportJob) -> dict:
 def write_manifest(job: ExportJob):
     folder = job.folder()
     folder.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(manifest(job), indent=2, ensure_ascii=False).encode()
+    data = json.dumps(seal(manifest(job)), indent=2, ensure_ascii=False).encode()
     write_atomically(folder / "manifest.json", data)
 
 

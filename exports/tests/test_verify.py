@@ -1,0 +1,86 @@
+"""adu_verify on the receiving side: passes on an intact export, fails precisely on damage."""
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from exports.engine.run import create_job, run_job
+
+
+@pytest.fixture
+def export_folder(owner, source_db):
+    source_db.execute(
+        "CREATE TABLE a AS SELECT i, md5(i::text) AS h FROM generate_series(1, 5000) i"
+    )
+    source_db.execute("CREATE TABLE b AS SELECT generate_series(1, 300) AS i")
+    job = run_job(create_job(owner, source_db.connection(owner), out="shipment").pk)
+    assert job.status == "complete"
+    return job.folder()
+
+
+def verify(folder):
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("adu_verify", str(folder), "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    return exit_info.value.code, {t["table"]: t["status"] for t in report["tables"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_intact_export_passes(export_folder):
+    assert verify(export_folder) == (0, {"a": "ok", "b": "ok"})
+    out = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("adu_verify", str(export_folder), stdout=out)
+    assert "2 table(s) checked, 0 not ok." in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_flipped_byte_is_corrupt(export_folder):
+    path = export_folder / "public" / "a.parquet"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert verify(export_folder) == (1, {"a": "corrupt", "b": "ok"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deleted_file_is_missing(export_folder):
+    (export_folder / "public" / "b.parquet").unlink()
+    assert verify(export_folder) == (1, {"a": "ok", "b": "missing"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_truncated_file_is_corrupt(export_folder):
+    path = export_folder / "public" / "a.parquet"
+    path.write_bytes(path.read_bytes()[:-100])
+    assert verify(export_folder) == (1, {"a": "corrupt", "b": "ok"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edited_manifest_is_refused_in_one_sentence(export_folder):
+    path = export_folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["tables"][0]["rows_written"] += 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CommandError, match="was edited after ADU wrote it"):
+        call_command("adu_verify", str(export_folder))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "content, message",
+    [('{"tables": [', "is truncated or is not JSON"), ('{"hello": 1}', "is not an ADU manifest")],
+)
+def test_a_foreign_or_truncated_manifest_is_refused(export_folder, content, message):
+    (export_folder / "manifest.json").write_text(content)
+    with pytest.raises(CommandError, match=message):
+        call_command("adu_verify", str(export_folder))
+
+
+def test_a_folder_without_manifest_is_refused(tmp_path):
+    with pytest.raises(CommandError, match="There is no manifest.json in"):
+        call_command("adu_verify", str(tmp_path))

@@ -1,0 +1,105 @@
+"""Checks an export on the receiving side of the air gap: every file, hash, row count and schema.
+
+Needs only the export folder: no source database and nothing from ADU's own database.
+"""
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+FORMAT = "adu-manifest/1"
+CHECKSUM_KEY = "manifest_sha256"
+OK, MISSING, CORRUPT, COUNT, SCHEMA, NOT_EXPORTED = (
+    "ok",
+    "missing",
+    "corrupt",
+    "count mismatch",
+    "schema mismatch",
+    "not exported",
+)
+_CHUNK = 8 << 20
+
+
+class BadManifest(Exception):
+    """The manifest cannot be trusted; the message says why in one sentence."""
+
+
+def seal(manifest: dict) -> dict:
+    """The manifest with its own checksum, so that an edit after export is noticed."""
+    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
+    return {**body, CHECKSUM_KEY: _checksum(body)}
+
+
+def _checksum(body: dict) -> str:
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise BadManifest(f"There is no {MANIFEST} in {folder}.")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadManifest(f"{path} is truncated or is not JSON.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BadManifest(f"{path} is not an ADU manifest.")
+    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
+    if manifest.get(CHECKSUM_KEY) != _checksum(body):
+        raise BadManifest(f"{path} was edited after ADU wrote it: its checksum does not match.")
+    return manifest
+
+
+def verify(folder: Path) -> dict:
+    """{"manifest": path, "ok": bool, "tables": [{schema, table, status, detail}]}."""
+    folder = Path(folder).resolve()
+    manifest = read_manifest(folder)
+    with ThreadPoolExecutor(4) as pool:  # hashing releases the GIL: files go in parallel
+        tables = list(pool.map(lambda t: _verify_table(folder, t), manifest["tables"]))
+    return {
+        "manifest": str(folder / MANIFEST),
+        "job_id": manifest.get("job_id"),
+        "ok": all(t["status"] == OK for t in tables),
+        "tables": tables,
+    }
+
+
+def _verify_table(folder: Path, table: dict) -> dict:
+    result = {"schema": table["schema"], "table": table["table"]}
+    if table["status"] != "complete":
+        return {**result, "status": NOT_EXPORTED, "detail": f"the export {table['status']}"}
+    rows = 0
+    for entry in table["files"]:
+        path = (folder / entry["path"]).resolve()
+        if not path.is_relative_to(folder) or not path.is_file():
+            return {**result, "status": MISSING, "detail": entry["path"]}
+        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+            return {**result, "status": CORRUPT, "detail": f"{entry['path']}: hash differs"}
+        try:
+            parquet = pq.ParquetFile(path)
+        except Exception:
+            return {**result, "status": CORRUPT, "detail": f"{entry['path']}: unreadable"}
+        if parquet.metadata.num_rows != entry["rows"]:
+            return {**result, "status": COUNT, "detail": f"{entry['path']}: footer rows differ"}
+        expected = [(c["name"], c["arrow_type"]) for c in table["columns"]]
+        actual = [(f.name, str(f.type)) for f in parquet.schema_arrow]
+        if actual != expected:
+            return {**result, "status": SCHEMA, "detail": entry["path"]}
+        rows += entry["rows"]
+    if rows != table["rows_written"] or rows != table["source_rows"]:
+        detail = f"{rows} rows in files, {table['source_rows']} at the source"
+        return {**result, "status": COUNT, "detail": detail}
+    return {**result, "status": OK, "detail": f"{rows} rows"}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
