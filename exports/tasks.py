@@ -28,6 +28,21 @@ def start_job(job: ExportJob, reason: str = "start"):
     )
 
 
+def cancel_job(job: ExportJob) -> ExportJob:
+    """Cancel a job (JobStateError if it has finished); finish it now if nothing runs."""
+    job.request_cancel()
+    if not job.tables.filter(status=TableRun.Status.RUNNING).exists():
+        return engine.finish_job(job.pk)
+    return job
+
+
+def retry_job(job: ExportJob) -> ExportJob:
+    """Queue the failed and cancelled tables again as a new attempt (JobStateError if not allowed)."""
+    job.prepare_retry()
+    start_job(job, reason=f"retry (attempt {job.attempt})")
+    return job
+
+
 def coordinate(job_id: int, reason: str = "start"):
     engine.coordinate(job_id, spawn=_spawn_helper, reason=reason)
 

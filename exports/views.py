@@ -10,12 +10,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from connections.models import Connection
-from exports.engine.run import BadRequest, create_job, finish_job
+from exports.engine.run import BadRequest, create_job
 from exports.forms import NewExportForm
 from exports.joblog import log_path
 from exports.models import ExportJob, JobStateError
 from exports.reports import current_errors
-from exports.tasks import start_job
+from exports.tasks import cancel_job, retry_job, start_job
 
 LOG_LEVELS = {"INFO": 20, "WARNING": 30, "ERROR": 40}
 
@@ -137,9 +137,7 @@ def _detail_context(job):
 def job_cancel(request, pk):
     job = _job(request, pk)
     try:
-        job.request_cancel()
-        if not job.tables.filter(status="running").exists():
-            finish_job(job.pk)
+        cancel_job(job)
         messages.success(request, f"Job {job.pk} is being cancelled.")
     except JobStateError as error:
         messages.error(request, str(error))
@@ -150,8 +148,7 @@ def job_cancel(request, pk):
 def job_retry(request, pk):
     job = _job(request, pk)
     try:
-        job.prepare_retry()
-        start_job(job, reason=f"retry (attempt {job.attempt})")
+        retry_job(job)
         messages.success(request, f"Job {job.pk}: attempt {job.attempt} started.")
     except JobStateError as error:
         messages.error(request, str(error))

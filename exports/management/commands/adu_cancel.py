@@ -1,8 +1,8 @@
 """Cancel a queued or running export job."""
 
-from exports.engine.run import finish_job
 from exports.models import ExportJob
 from exports.reports import JobCommand
+from exports.tasks import cancel_job
 
 
 class Command(JobCommand):
@@ -12,9 +12,7 @@ class Command(JobCommand):
     )
 
     def act(self, job: ExportJob, options):
-        job.request_cancel()
-        if not job.tables.filter(status="running").exists():
-            job = finish_job(job.pk)  # nothing left to stop: finish it now
+        job = cancel_job(job)
         self.emit(
             options,
             {"job_id": job.pk, "status": job.status, "cancel_requested": True},

@@ -2,7 +2,7 @@
 
 from exports.models import ExportJob
 from exports.reports import JobCommand
-from exports.tasks import start_job
+from exports.tasks import retry_job
 
 
 class Command(JobCommand):
@@ -13,8 +13,7 @@ class Command(JobCommand):
     )
 
     def act(self, job: ExportJob, options):
-        job.prepare_retry()
-        start_job(job, reason=f"retry (attempt {job.attempt})")
+        job = retry_job(job)
         again = job.tables.filter(status="queued").count()
         self.emit(
             options,
