@@ -44,6 +44,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 class LocalPostgres:
     """One server: `root/data`, `root/server.log`, its socket in `root`, TCP on 127.0.0.1 only."""
 
@@ -72,6 +77,11 @@ class LocalPostgres:
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
         if not self.is_running():
+            if port_in_use(self.port):
+                raise LocalPostgresError(
+                    f"Port {self.port} on 127.0.0.1 is already in use; stop what listens "
+                    "there or choose another port."
+                )
             self._pg_ctl(
                 "start",
                 "-w",

@@ -33,13 +33,21 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         call_command("collectstatic", interactive=False, verbosity=0)
         created, password = ensure_admin()
+        # Shown now, before anything else can fail: it is shown only once.
+        if password:
+            self.stdout.write(f"Log in as 'admin' with password: {password}  (shown only once)")
+        elif created:
+            self.stdout.write("Log in as 'admin' with the password in ADU_ADMIN_PASSWORD.")
         demo = None
         if not options["no_demo"]:
             admin = get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
             try:
                 demo, connection = start_demo(admin, port=options["demo_port"])
             except LocalPostgresError as error:
-                raise CommandError(f"The demo PostgreSQL did not start: {error}") from error
+                raise CommandError(
+                    f"The demo PostgreSQL did not start: {error} (`manage.py adu_run "
+                    "--demo-port N` picks another port; --no-demo skips it)"
+                ) from None
             self.stdout.write(
                 f"Demo PostgreSQL on 127.0.0.1:{demo.port}, connection '{connection.name}'."
             )
@@ -50,11 +58,7 @@ class Command(BaseCommand):
             subprocess.Popen([*manage, "qcluster"]),
         ]
         self.stdout.write(self.style.SUCCESS(f"ADU is running at http://{address}/"))
-        if password:
-            self.stdout.write(f"Log in as 'admin' with password: {password}  (shown only once)")
-        elif created:
-            self.stdout.write("Log in as 'admin' with the password in ADU_ADMIN_PASSWORD.")
-        else:
+        if not created:
             self.stdout.write("Log in with your admin account.")
         self.stdout.write("Press Ctrl-C to stop.")
         signal.signal(signal.SIGTERM, _interrupt)
