@@ -465,10 +465,14 @@ def explain(error: BaseException, connection) -> str:
             "timeout expired",
             f"No answer from {where} within {connection.connect_timeout} s: check the host, port and firewall.",
         ),
-        ("does not exist", None),
         (
             "server does not support SSL",
             f"The server at {where} does not support SSL: set sslmode to 'prefer' or 'disable'.",
+        ),
+        (
+            "no encryption",
+            f"The server at {where} has no pg_hba.conf rule for this user and database "
+            "without encryption: set sslmode to 'require', or ask the DBA to allow this address.",
         ),
         (
             "SSL off",
@@ -500,7 +504,7 @@ def explain(error: BaseException, connection) -> str:
     if code == "42501" or "permission denied" in text:
         return f"User '{connection.username}' lacks permission: {_first_line(text)}."
     for needle, message in checks:
-        if needle in text and message:
+        if needle in text:
             return message
     return redact(_first_line(text) or type(error).__name__, (connection.password or "",))
 

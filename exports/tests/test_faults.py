@@ -295,3 +295,35 @@ def test_output_folder_must_be_a_plain_name(owner, two_tables, out):
     connection = two_tables.connection(owner)
     with pytest.raises(CommandError, match="is not a folder name"):
         call_command("adu_export", connection.name, "--sync", "--out", out, "--as", "owner")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ssl_required_against_a_server_without_ssl(owner, two_tables):
+    connection_error(
+        owner,
+        two_tables,
+        "does not support SSL: set sslmode to 'prefer' or 'disable'.",
+        sslmode="require",
+        password=two_tables.server.password,
+    )
+
+
+def test_a_server_that_demands_encryption_is_explained():
+    # PostgreSQL 15's own text when pg_hba.conf only has hostssl rules for this user.
+    from types import SimpleNamespace
+
+    import psycopg2
+
+    from connections.drivers.postgresql import explain
+
+    error = psycopg2.OperationalError(
+        'connection to server at "db" (10.0.0.5), port 5432 failed: FATAL:  no pg_hba.conf '
+        'entry for host "10.0.0.9", user "etl", database "dw", no encryption'
+    )
+    connection = SimpleNamespace(
+        host="db", port=5432, username="etl", database="dw", connect_timeout=5, password="x"
+    )
+    assert explain(error, connection) == (
+        "The server at db:5432 has no pg_hba.conf rule for this user and database without "
+        "encryption: set sslmode to 'require', or ask the DBA to allow this address."
+    )
