@@ -19,6 +19,7 @@ import adu_site
 from connections.models import ConnectionFailed
 from exports.engine import memory, types
 from exports.engine.parquet import TableWriter, write_atomically
+from exports.engine.profile import Profiler
 from exports.joblog import job_log
 from exports.models import ExportJob, JobError, StatusChange, TableRun
 from exports.verify import seal
@@ -330,6 +331,7 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
         distinct=distinct,
     )
     batch_rows = max(1, int(job.option("batch_rows")))
+    profiler = Profiler(schema)
     reported = time.monotonic()
     try:
         batches = driver.read_batches(
@@ -347,6 +349,7 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
                 [p.finish(column) for p, column in zip(plans, batch.columns, strict=True)],
                 schema=schema,
             )
+            profiler.update(finished)
             for offset in range(0, finished.num_rows, batch_rows):
                 writer.write(finished.slice(offset, batch_rows))
             if time.monotonic() - reported >= PROGRESS_SECONDS:
@@ -358,6 +361,7 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
     except BaseException:
         writer.abort()
         raise
+    run.profile = profiler.result()
     return writer
 
 
@@ -466,6 +470,7 @@ def manifest(job: ExportJob) -> dict:
                 "source_rows": run.rows_expected,
                 "rows_written": run.rows_written,
                 "columns": run.columns,
+                "profile": run.profile,
                 "files": run.files,
                 "validation": None,
             }
