@@ -331,7 +331,7 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
         distinct=distinct,
     )
     batch_rows = max(1, int(job.option("batch_rows")))
-    profiler = Profiler(schema)
+    profiler = Profiler(schema, {p.name for p in plans if types.is_ordered(p)})
     reported = time.monotonic()
     try:
         batches = driver.read_batches(
@@ -361,7 +361,7 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
     except BaseException:
         writer.abort()
         raise
-    run.profile = profiler.result()
+    run.profile = profiler.result([f.path for f in writer.files])
     return writer
 
 

@@ -144,6 +144,14 @@ def plan(column: SourceColumn, fallback: bool = False, money_scale: int = 2) -> 
     return ColumnPlan(column, ident, pa.string(), pa.string(), _describe_text(column))
 
 
+def is_ordered(column_plan: ColumnPlan) -> bool:
+    """Whether min and max of the column in the file mean min and max at the source."""
+    kind = column_plan.arrow_type
+    if column_plan.representation != NATIVE or isinstance(kind, pa.BaseExtensionType):
+        return False  # text standing for another type sorts as text, not as that type
+    return not (pa.types.is_binary(kind) or pa.types.is_boolean(kind))
+
+
 def can_fall_back(column_plan: ColumnPlan) -> bool:
     return not column_plan.fallback and column_plan.source.base_type in _MAY_NOT_FIT
 
