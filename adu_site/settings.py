@@ -225,6 +225,11 @@ Q_CLUSTER = {
 # table is queued again once, then failed. Heartbeats come several times per timeout.
 HEARTBEAT_TIMEOUT = _read("ADU_HEARTBEAT_TIMEOUT", env.int, 120)
 HEARTBEAT_SECONDS = max(1, min(10, HEARTBEAT_TIMEOUT // 6))
+# A table is flagged when, against its last successful export, its rows fall by this
+# fraction or grow by this fraction, or a column's share of nulls rises by these points.
+ANOMALY_ROWS_DROP = _read("ADU_ANOMALY_ROWS_DROP", env.float, 0.5)
+ANOMALY_ROWS_GROWTH = _read("ADU_ANOMALY_ROWS_GROWTH", env.float, 2.0)
+ANOMALY_NULL_POINTS = _read("ADU_ANOMALY_NULL_POINTS", env.float, 20.0)
 JOB_LOG_DIR = Path(_read("ADU_JOB_LOG_DIR", env.str, str(VAR_DIR / "logs" / "jobs"))).resolve()
 REDIS_URL = os.environ.get("ADU_REDIS_URL")
 if REDIS_URL:

@@ -207,7 +207,8 @@ class ExportJob(models.Model):
                 run.status = TableRun.Status.QUEUED
                 run.attempt = self.attempt
                 run.rows_written = run.bytes_written = run.requeues = 0
-                run.files, run.profile, run.started_at, run.finished_at = [], [], None, None
+                run.files, run.profile, run.warnings = [], [], []
+                run.started_at, run.finished_at = None, None
                 run.save()
                 StatusChange.objects.create(job=self, table_run=run, status=run.status)
             self.set_status(self.Status.QUEUED, note=f"retry: attempt {self.attempt}")
@@ -270,6 +271,8 @@ class TableRun(models.Model):
     columns = models.JSONField(default=list, blank=True)
     # [{"name", "nulls", "min", "max", "distinct"}], computed while streaming
     profile = models.JSONField(default=list, blank=True)
+    # [{"check": "rows" | "nulls", "message"}]: against the table's last successful export
+    warnings = models.JSONField(default=list, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -339,7 +342,7 @@ class TableRun(models.Model):
             self.status = status
             self.finished_at = timezone.now()
             if status != self.Status.COMPLETE:
-                self.files, self.profile = [], []
+                self.files, self.profile, self.warnings = [], [], []
             self.save()
         StatusChange.objects.create(job_id=self.job_id, table_run=self, status=status, note=note)
         return True

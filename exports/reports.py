@@ -33,6 +33,7 @@ def job_data(job: ExportJob) -> dict:
                 "status": run.status,
                 "rows": run.rows_written,
                 "files": run.files,
+                "warnings": [w["message"] for w in run.warnings],
                 "error": by_table.get(run.pk),
             }
             for run in job.tables.all()
@@ -74,13 +75,17 @@ def job_text(job: ExportJob, style) -> str:
         )
         if run.pk in errors:
             lines.append(f"    error: {errors[run.pk]}")
+        lines += [f"    warning: {w['message']}" for w in run.warnings]
     if None in errors:
         lines.append(f"error: {errors[None]}")
     good = job.status == ExportJob.Status.COMPLETE
     paint = style.SUCCESS if good else (style.WARNING if not job.is_finished else style.ERROR)
+    warned = sum(1 for run in job.tables.all() if run.warnings)
     lines.append(
         paint(
-            f"Job {job.pk} {job.get_status_display().lower()}: {job.tables_complete} of "
+            f"Job {job.pk} {job.get_status_display().lower()}"
+            + (f" with warnings on {warned} table(s)" if warned else "")
+            + f": {job.tables_complete} of "
             f"{job.tables_total} table(s), {job.rows_written:,} rows, "
             f"{human_bytes(job.bytes_written)} in {job.folder()}"
         )

@@ -18,6 +18,7 @@ from django.utils import timezone
 import adu_site
 from connections.models import ConnectionFailed
 from exports.engine import memory, types
+from exports.engine.anomaly import anomalies
 from exports.engine.parquet import TableWriter, write_atomically
 from exports.engine.profile import Profiler
 from exports.joblog import job_log
@@ -313,6 +314,9 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
     ]
     run.rows_written = writer.rows
     run.bytes_written = sum(f.bytes for f in writer.files)
+    run.warnings = anomalies(run)
+    for warning in run.warnings:
+        job_log(job.pk, run).warning("%s", warning["message"])
     run.finish(TableRun.Status.COMPLETE)
     return writer
 
@@ -471,6 +475,7 @@ def manifest(job: ExportJob) -> dict:
                 "rows_written": run.rows_written,
                 "columns": run.columns,
                 "profile": run.profile,
+                "warnings": run.warnings,
                 "files": run.files,
                 "validation": None,
             }
