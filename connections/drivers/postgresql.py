@@ -438,8 +438,10 @@ def _merge(jobs, arrow_types: pa.Schema, block_bytes: int) -> Iterator[pa.Record
             thread.join()
 
 
-def explain(error: BaseException, connection) -> str:
-    """One sentence telling the user what went wrong and what to fix; never a secret."""
+def explain(error: BaseException, connection, table: str = "") -> str:
+    """One sentence telling the user what went wrong and what to fix; never a secret.
+
+    `table`, when the error met one table's export, is named where it helps."""
     text = str(error).strip()
     where = f"{connection.host}:{connection.port}"
     code = getattr(error, "pgcode", None)
@@ -484,11 +486,12 @@ def explain(error: BaseException, connection) -> str:
         ),
         (
             "terminating connection due to administrator command",
-            "The database server ended the export's session (an administrator or a restart stopped it); retry the job.",
+            f"The database server ended the session exporting {table or 'the table'} "
+            "(an administrator or a restart stopped it); retry the job.",
         ),
         (
             "server closed the connection unexpectedly",
-            f"The connection to {where} was lost during the export; retry the job.",
+            f"The connection to {where} was lost while exporting {table or 'the table'}; retry the job.",
         ),
         ("could not open relation with OID", "The table was dropped after the export started."),
         ("canceling statement due to user request", "The export was cancelled."),

@@ -209,7 +209,7 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
             return True
         close_old_connections()
         phase = error.phase if isinstance(error, TableFailed) else "export"
-        message = _explain(error, job.connection)
+        message = _explain(error, job.connection, run)
         run.finish(TableRun.Status.FAILED)
         JobError.record(job, run, message, phase=phase, trace=traceback.format_exc())
         log.error("failed while %s: %s", PHASES.get(phase, phase), message)
@@ -281,7 +281,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                     ) from None
                 plan = _column_of(error, plans)
                 if plan is None or not types.can_fall_back(plan):
-                    raise TableFailed(_explain(error, connection), "read") from None
+                    raise TableFailed(_explain(error, connection, run), "read") from None
                 fallback[plan.name] = _reason(error)
                 job_log(job.pk, run).info("column %s falls back to text", plan.name)
     finally:
@@ -400,12 +400,12 @@ def _reason(error) -> str:
     return f"a value does not fit the native type ({text})"
 
 
-def _explain(error: BaseException, connection) -> str:
+def _explain(error: BaseException, connection, table="") -> str:
     if isinstance(error, (ConnectionFailed, TableFailed)):
         return str(error)
     if isinstance(error, OSError):
         return explain_os_error(error)
-    return connection.driver().explain(error, connection)
+    return connection.driver().explain(error, connection, str(table))
 
 
 def explain_os_error(error: OSError) -> str:

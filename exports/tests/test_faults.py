@@ -203,8 +203,9 @@ def test_session_killed_mid_stream(owner, two_tables):
     assert tables["slow"]["status"] == "failed"
     # libpq reports either the server's termination notice or the lost connection.
     assert re.fullmatch(
-        r"The database server ended the export's session .*|"
-        r"The connection to 127\.0\.0\.1:\d+ was lost during the export; retry the job\.",
+        r"The database server ended the session exporting public\.slow .*|"
+        r"The connection to 127\.0\.0\.1:\d+ was lost while exporting public\.slow; "
+        r"retry the job\.",
         tables["slow"]["error"],
     )
     assert_no_final_file(ExportJob.objects.get(pk=output["job_id"]), "slow")
