@@ -25,8 +25,13 @@ class AduCommand(BaseCommand):
     def user(self, options):
         return acting_user(options.get("as_user"))
 
-    def emit(self, options, data, text: str):
-        self.stdout.write(json.dumps(data, indent=2, default=str) if options["json"] else text)
+    def emit(self, options, data, text):
+        """Print JSON or text; either may be a function, so only the one shown is built."""
+        if options["json"]:
+            data = data() if callable(data) else data
+            self.stdout.write(json.dumps(data, indent=2, default=str))
+        else:
+            self.stdout.write(text() if callable(text) else text)
 
 
 def human_bytes(value) -> str:

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import models
 
-from adu_site import redaction as redact
+from adu_site import redaction
 from connections.crypto import EncryptedTextField, Sealed
 
 DEFAULT_PORTS = {"postgresql": 5432, "greenplum": 5432, "vertica": 5433}
@@ -78,7 +78,7 @@ class Connection(models.Model):
                 "any key in ADU_FERNET_KEYS; add the key it was saved with, or enter the "
                 "password again."
             )
-        redact.remember(self.password)
+        redaction.remember(self.password)
         return self.password
 
     def driver(self):

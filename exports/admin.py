@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from exports.models import ExportJob, JobError, TableRun
+from exports.models import ExportJob, JobError, StatusChange, TableRun
 
 
 class TableRunInline(admin.TabularInline):
@@ -18,6 +18,17 @@ class JobErrorInline(admin.TabularInline):
     can_delete = False
     fields = ["created_at", "table_run", "message"]
     readonly_fields = fields
+
+
+class StatusChangeInline(admin.TabularInline):
+    model = StatusChange
+    extra = 0
+    can_delete = False
+    fields = ["at", "table_run", "status", "note"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ExportJob)
@@ -38,7 +49,7 @@ class ExportJobAdmin(admin.ModelAdmin):
     search_fields = ["id", "output_dir", "connection__name", "snapshot_id"]
     date_hierarchy = "created_at"
     readonly_fields = ["created_at", "started_at", "finished_at"]
-    inlines = [TableRunInline, JobErrorInline]
+    inlines = [TableRunInline, JobErrorInline, StatusChangeInline]
 
 
 @admin.register(TableRun)

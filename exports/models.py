@@ -96,9 +96,9 @@ class ExportJob(models.Model):
             )
         return job
 
-    def progress(self) -> dict:
+    def progress(self, runs: list["TableRun"] | None = None) -> dict:
         """Rows and tables done so far, with rows/s and an ETA, for the live pages."""
-        runs = list(self.tables.all())
+        runs = list(self.tables.all()) if runs is None else runs
         rows_done = sum(r.rows_written for r in runs)
         rows_expected = sum(r.rows_expected or 0 for r in runs)
         done = sum(1 for r in runs if r.status in TableRun.FINISHED)
@@ -237,7 +237,7 @@ class ExportJob(models.Model):
         statuses = set(self.tables.values_list("status", flat=True))
         if statuses & {TableRun.Status.QUEUED, TableRun.Status.RUNNING}:
             return self.Status.RUNNING
-        if TableRun.Status.CANCELLED in statuses or (self.cancel_requested and statuses):
+        if TableRun.Status.CANCELLED in statuses:
             return self.Status.CANCELLED
         if not statuses:
             return self.Status.FAILED if self.errors.exists() else self.Status.COMPLETE

@@ -62,8 +62,9 @@ def current_errors(job: ExportJob) -> dict:
 
 def job_text(job: ExportJob, style) -> str:
     errors = current_errors(job)
+    runs = list(job.tables.all())
     lines = [f"{'TABLE':40} {'STATUS':10} {'ROWS':>12} {'SIZE':>10} {'SECONDS':>8}"]
-    for run in job.tables.all():
+    for run in runs:
         seconds = (
             f"{(run.finished_at - run.started_at).total_seconds():.1f}"
             if run.started_at and run.finished_at
@@ -80,7 +81,7 @@ def job_text(job: ExportJob, style) -> str:
         lines.append(f"error: {errors[None]}")
     good = job.status == ExportJob.Status.COMPLETE
     paint = style.SUCCESS if good else (style.WARNING if not job.is_finished else style.ERROR)
-    warned = sum(1 for run in job.tables.all() if run.warnings)
+    warned = sum(1 for run in runs if run.warnings)
     lines.append(
         paint(
             f"Job {job.pk} {job.get_status_display().lower()}"

@@ -13,8 +13,7 @@ from connections.models import Connection
 from exports.engine.run import BadRequest, create_job
 from exports.forms import NewExportForm
 from exports.joblog import log_path
-from exports.models import ExportJob, JobStateError
-from exports.reports import current_errors
+from exports.models import ExportJob, JobStateError, TableRun
 from exports.tasks import cancel_job, retry_job, start_job
 
 LOG_LEVELS = {"INFO": 20, "WARNING": 30, "ERROR": 40}
@@ -121,35 +120,36 @@ def job_live(request, pk):
 
 
 def _detail_context(job):
-    errors = list(job.errors.select_related("table_run"))
+    runs = list(job.tables.all())
     return {
         "job": job,
-        "progress": job.progress(),
-        "tables": job.tables.all(),
-        "errors": errors,
-        "current_errors": current_errors(job),
+        "progress": job.progress(runs),
+        "tables": runs,
+        "errors": job.errors.select_related("table_run"),
         "manifest_ready": job.is_finished and (job.folder() / "manifest.json").exists(),
-        "can_retry": job.is_finished and job.tables.filter(status__in=["failed", "cancelled"]).exists(),
-    }  # fmt: skip
+        "can_retry": job.is_finished and any(r.status in RETRYABLE for r in runs),
+    }
+
+
+RETRYABLE = {TableRun.Status.FAILED, TableRun.Status.CANCELLED}
 
 
 @require_POST
 def job_cancel(request, pk):
-    job = _job(request, pk)
-    try:
-        cancel_job(job)
-        messages.success(request, f"Job {job.pk} is being cancelled.")
-    except JobStateError as error:
-        messages.error(request, str(error))
-    return redirect("job_detail", pk=job.pk)
+    return _job_action(request, pk, cancel_job, "Job {job.pk} is being cancelled.")
 
 
 @require_POST
 def job_retry(request, pk):
+    return _job_action(request, pk, retry_job, "Job {job.pk}: attempt {job.attempt} started.")
+
+
+def _job_action(request, pk, action, done: str):
+    """Cancel or retry: the outcome, or why not, as a message on the job's page."""
     job = _job(request, pk)
     try:
-        retry_job(job)
-        messages.success(request, f"Job {job.pk}: attempt {job.attempt} started.")
+        job = action(job)
+        messages.success(request, done.format(job=job))
     except JobStateError as error:
         messages.error(request, str(error))
     return redirect("job_detail", pk=job.pk)

@@ -87,5 +87,5 @@ class Command(AduCommand):
         else:
             start_job(job)
             job = wait_for(job.pk, None if options["json"] else self.stdout)
-        self.emit(options, job_data(job), job_text(job, self.style))
+        self.emit(options, lambda: job_data(job), lambda: job_text(job, self.style))
         sys.exit(exit_code(job))

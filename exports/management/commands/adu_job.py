@@ -16,10 +16,12 @@ class Command(JobCommand):
         parser.add_argument("--log", action="store_true", help="Also print the job's log.")
 
     def act(self, job: ExportJob, options):
-        data = job_data(job)
-        text = job_text(job, self.style)
-        if options["log"]:
-            path = log_path(job.pk)
-            data["log"] = path.read_text() if path.exists() else ""
-            text += "\n\nLog:\n" + (data["log"] or "(empty)")
-        self.emit(options, data, text)
+        path = log_path(job.pk)
+        log = (path.read_text() if path.exists() else "") if options["log"] else None
+        extra = {} if log is None else {"log": log}
+        tail = "" if log is None else "\n\nLog:\n" + (log or "(empty)")
+        self.emit(
+            options,
+            lambda: {**job_data(job), **extra},
+            lambda: job_text(job, self.style) + tail,
+        )
