@@ -366,6 +366,9 @@ def _parse(source, arrow_types: pa.Schema, block_bytes: int) -> Iterator[pa.Reco
                 null_values=[""],
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=False,
+                # The session's client_encoding is UTF8: the server checks every byte it
+                # sends (even from a SQL_ASCII database) and fails the COPY on a bad one.
+                check_utf8=False,
                 true_values=["t"],
                 false_values=["f"],
             ),
@@ -502,6 +505,12 @@ def explain(error: BaseException, connection, table: str = "") -> str:
     ]
     if code == "3D000" or f'database "{connection.database}" does not exist' in text:
         return f"Database '{connection.database}' does not exist on {where}."
+    if code == "22021":
+        return (
+            "The table holds text that is not valid UTF-8 (a database with encoding "
+            "SQL_ASCII accepts any bytes); ADU writes text only as UTF-8: correct the "
+            f"data at the source ({_first_line(text)})."
+        )
     if code == "42P01":
         return "The table does not exist (dropped or renamed?)."
     if code == "42501" or "permission denied" in text:

@@ -1,4 +1,4 @@
-"""Keeps an exporting process's memory flat: allocators that give freed memory back at once.
+"""Keeps an exporting process's memory flat: allocators that give freed memory back soon.
 
 Live Arrow data stays near 100 MB however large the table; what grows without this is
 memory that allocators keep after it is freed (mimalloc's retained pages, glibc's heap
@@ -12,6 +12,9 @@ import pyarrow as pa
 
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD_BYTES = 1 << 20
+# Freed Arrow memory goes back to the system after this long. At 0 every free is an
+# madvise call: about 15% more CPU on a large export for no lower peak (measured).
+JEMALLOC_DECAY_MS = 300
 
 
 _libc = None
@@ -20,7 +23,7 @@ _libc = None
 def return_freed_memory():
     try:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
-        pa.jemalloc_set_decay_ms(0)
+        pa.jemalloc_set_decay_ms(JEMALLOC_DECAY_MS)
     except NotImplementedError:
         pass  # a pyarrow build without jemalloc keeps its default pool
     global _libc

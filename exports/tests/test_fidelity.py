@@ -164,3 +164,42 @@ def test_values_beyond_arrow_fall_back_to_exact_text(wide_source, owner, export)
     assert columns["c_date"]["arrow_type"] == "string"
     assert "does not fit" in columns["c_date"]["fallback"]
     assert "infinity" not in columns["c_date"]["fallback"]  # the reason carries no data
+
+
+@pytest.fixture
+def sql_ascii_db(source_server):
+    """A database whose server checks no encoding: it hands out the bytes it stored."""
+    from conftest import SourceDatabase
+
+    name = f"adu_ascii_{uuid.uuid4().hex[:12]}"
+    admin = source_server.connect()
+    with admin.cursor() as cur:
+        cur.execute(
+            f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
+            " TEMPLATE template0"
+        )
+    db = SourceDatabase(source_server, name)
+    yield db
+    db.close()
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_text_that_is_not_utf8_fails_its_table_with_a_clear_message(sql_ascii_db, owner, export):
+    sql_ascii_db.execute(
+        "CREATE TABLE latin (id integer, name text);"
+        "INSERT INTO latin VALUES (1, 'plain'), (2, convert_from('\\x4dfc6c6c6572', 'SQL_ASCII'));"
+        "CREATE TABLE clean (id integer, name text); INSERT INTO clean VALUES (1, 'ok');"
+    )
+    connection = sql_ascii_db.connection(owner)
+    job = export(connection, tables=["public.latin", "public.clean"])
+    runs = {run.table: run for run in job.tables.all()}
+    assert runs["clean"].status == "complete"
+    latin = runs["latin"]
+    assert latin.status == "failed"
+    assert not (job.folder() / "public" / "latin.parquet").exists()
+    [error] = job.errors.filter(table_run=latin)
+    assert error.message.startswith("The table holds text that is not valid UTF-8")
+    assert "0xfc" in error.message
