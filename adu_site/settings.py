@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "accounts",
     "connections",
     "exports",
+    "quality",
 ]
 
 MIDDLEWARE = [

@@ -273,6 +273,9 @@ class TableRun(models.Model):
     profile = models.JSONField(default=list, blank=True)
     # [{"check": "rows" | "nulls", "message"}]: against the table's last successful export
     warnings = models.JSONField(default=list, blank=True)
+    # {"mode", "status", "rows_checked", "checks": [{"check", "column", "origin", "severity",
+    # "status", "failures", "examples": [{"row", "value"}]}]}: see quality.validation
+    validation = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
