@@ -226,6 +226,8 @@ Q_CLUSTER = {
 # table is queued again once, then failed. Heartbeats come several times per timeout.
 HEARTBEAT_TIMEOUT = _read("ADU_HEARTBEAT_TIMEOUT", env.int, 120)
 HEARTBEAT_SECONDS = max(1, min(10, HEARTBEAT_TIMEOUT // 6))
+# Validation: uniqueness checks remember at most this many keys (8 bytes each).
+VALIDATION_MAX_KEYS = _read("ADU_VALIDATION_MAX_KEYS", env.int, 10_000_000)
 # A table is flagged when, against its last successful export, its rows fall by this
 # fraction or grow by this fraction, or a column's share of nulls rises by these points.
 ANOMALY_ROWS_DROP = _read("ADU_ANOMALY_ROWS_DROP", env.float, 0.5)

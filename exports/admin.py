@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.html import format_html, format_html_join
 
 from exports.models import ExportJob, JobError, StatusChange, TableRun
 
@@ -54,10 +55,55 @@ class ExportJobAdmin(admin.ModelAdmin):
 
 @admin.register(TableRun)
 class TableRunAdmin(admin.ModelAdmin):
-    list_display = ["job", "schema", "table", "status", "rows_written", "bytes_written", "attempt"]
+    list_display = [
+        "job",
+        "schema",
+        "table",
+        "status",
+        "rows_written",
+        "bytes_written",
+        "attempt",
+        "validation_result",
+    ]
     list_filter = ["status"]
     search_fields = ["schema", "table"]
     raw_id_fields = ["job"]
+    exclude = ["validation"]
+    readonly_fields = ["validation_report"]
+
+    @admin.display(description="Validation")
+    def validation_result(self, run):
+        return run.validation_summary() or "-"
+
+    @admin.display(description="Validation report")
+    def validation_report(self, run):
+        if not run.validation:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    c["description"],
+                    c["origin"],
+                    c["severity"],
+                    f"{c['status']} {c['note']}".strip(),
+                    c["failures"],
+                    "; ".join(
+                        f"{e['row']}: {e['value']}" if e["row"] is not None else str(e["value"])
+                        for e in c["examples"]
+                    ),
+                )
+                for c in run.validation["checks"]
+            ),
+        )
+        return format_html(
+            "<p>{}</p><table><thead><tr><th>Check</th><th>From</th><th>Severity</th>"
+            "<th>Result</th><th>Failures</th><th>Examples (row: value)</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            run.validation_summary(),
+            rows,
+        )
 
 
 @admin.register(JobError)

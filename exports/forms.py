@@ -29,6 +29,17 @@ class NewExportForm(forms.Form):
         initial=DEFAULT_OPTIONS["batch_rows"],
     )
 
+    validation = forms.ChoiceField(
+        label="Validation",
+        choices=[
+            ("sample", "Sample: the source's constraints on a sample of each table"),
+            ("full", "Full: the source's constraints on every row"),
+            ("off", "Off: rules only"),
+        ],
+        initial=DEFAULT_OPTIONS["validation"],
+        help_text="Your rules always check every row.",
+    )
+
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["connection"].queryset = Connection.objects.filter(owner=user)

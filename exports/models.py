@@ -292,6 +292,29 @@ class TableRun(models.Model):
     def __str__(self) -> str:
         return f"{self.schema}.{self.table}"
 
+    def validation_summary(self) -> str:
+        """'passed with warnings (sample: 65,536 of 6,000,000 rows; 21 checks, 1 failed)'."""
+        report = self.validation
+        if not report:
+            return ""
+        checks = report["checks"]
+        counts = {}
+        for check in checks:
+            counts[check["status"]] = counts.get(check["status"], 0) + 1
+        tally = [f"{len(checks)} check(s)"] + [
+            f"{n} {status}" for status, n in counts.items() if status != "passed"
+        ]
+        seen = (
+            "source constraints not checked"
+            if report["mode"] == "off"
+            else f"source constraints on {report['rows_checked']:,} of {report['rows']:,} rows"
+        )
+        return f"{report['status']} ({report['mode']}: {seen}; {', '.join(tally)})"
+
+    def notable_checks(self) -> list[dict]:
+        """The checks worth a line of their own: failed, not applicable or not checked."""
+        return [c for c in self.validation.get("checks", []) if c["status"] != "passed"]
+
     def report_progress(self, rows: int, bytes_written: int):
         now = timezone.now()
         TableRun.objects.filter(pk=self.pk).update(

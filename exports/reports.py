@@ -1,5 +1,6 @@
 """How a job is shown on a terminal and in JSON, the same for adu_export, adu_job and adu_jobs."""
 
+import json
 import threading
 import time
 
@@ -34,6 +35,7 @@ def job_data(job: ExportJob) -> dict:
                 "rows": run.rows_written,
                 "files": run.files,
                 "warnings": [w["message"] for w in run.warnings],
+                "validation": run.validation or None,
                 "error": by_table.get(run.pk),
             }
             for run in job.tables.all()
@@ -77,6 +79,19 @@ def job_text(job: ExportJob, style) -> str:
         if run.pk in errors:
             lines.append(f"    error: {errors[run.pk]}")
         lines += [f"    warning: {w['message']}" for w in run.warnings]
+        if run.validation:
+            lines.append(f"    validation: {run.validation_summary()}")
+            lines += [
+                f"      {c['status']}: {c['description']} ({c['origin']}, {c['severity']})"
+                + (f": {c['failures']:,} failure(s)" if c["failures"] else "")
+                + (f" — {c['note']}" if c["note"] else "")
+                + (
+                    "\n        e.g. " + "; ".join(_example(e) for e in c["examples"])
+                    if c["examples"]
+                    else ""
+                )
+                for c in run.notable_checks()
+            ]
     if None in errors:
         lines.append(f"error: {errors[None]}")
     good = job.status == ExportJob.Status.COMPLETE
@@ -92,6 +107,11 @@ def job_text(job: ExportJob, style) -> str:
         )
     )
     return "\n".join(lines)
+
+
+def _example(example: dict) -> str:
+    value = json.dumps(example["value"], ensure_ascii=False)
+    return value if example["row"] is None else f"row {example['row']}: {value}"
 
 
 def wait_for(job_id: int, out=None, interval: float = 1.0) -> ExportJob:

@@ -95,7 +95,10 @@ def job_new(request):
                     request.user,
                     data["connection"],
                     tables=tables,
-                    options={k: data[k] for k in ("parallel", "compression_level", "batch_rows")},
+                    options={
+                        k: data[k]
+                        for k in ("parallel", "compression_level", "batch_rows", "validation")
+                    },
                     out=data["out"],
                 )
             except BadRequest as error:
@@ -125,6 +128,7 @@ def _detail_context(job):
         "job": job,
         "progress": job.progress(runs),
         "tables": runs,
+        "warned": sum(1 for run in runs if run.warnings),
         "errors": job.errors.select_related("table_run"),
         "manifest_ready": job.is_finished and (job.folder() / "manifest.json").exists(),
         "can_retry": job.is_finished and any(r.status in RETRYABLE for r in runs),

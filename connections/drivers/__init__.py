@@ -9,6 +9,7 @@ Each driver module offers:
     open_snapshot(connection) -> (leader DB-API connection, snapshot id)
     read_batches(...) -> iterator of Arrow record batches (see exports.engine)
     count_rows(db, schema, table) -> int
+    constraints(db, schema, table) -> [{name, kind, columns, definition}] rows must satisfy
     explain(error, connection) -> one sentence for the user, never a secret
 """
 

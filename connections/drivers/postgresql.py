@@ -237,6 +237,34 @@ def distinct_estimates(db, schema: str, table: str) -> dict[str, int]:
         return {name: int(estimate) for name, estimate in cur.fetchall()}
 
 
+def constraints(db, schema: str, table: str) -> list[dict]:
+    """Primary-key, unique and validated CHECK constraints: what the rows must satisfy.
+
+    [{"name", "kind": "primary key" | "unique" | "check", "columns", "definition"}]
+    """
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            SELECT con.conname, con.contype, pg_get_constraintdef(con.oid),
+                   ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(num, pos)
+                         JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num
+                         ORDER BY k.pos)
+            FROM pg_constraint con
+            JOIN pg_class c ON c.oid = con.conrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND con.contype IN ('p', 'u', 'c')
+              AND con.convalidated
+            ORDER BY con.contype, con.conname
+            """,
+            [schema, table],
+        )
+        kinds = {"p": "primary key", "u": "unique", "c": "check"}
+        return [
+            {"name": name, "kind": kinds[kind], "columns": list(columns), "definition": text}
+            for name, kind, text, columns in cur.fetchall()
+        ]
+
+
 def money_scale(db) -> int:
     """Digits after the point of `money`, which depend on the server's lc_monetary."""
     with db.cursor() as cur:

@@ -24,6 +24,9 @@ from exports.engine.profile import Profiler
 from exports.joblog import job_log
 from exports.models import ExportJob, JobError, StatusChange, TableRun
 from exports.verify import seal
+from quality import validation
+from quality.models import Rule
+from quality.validation import Validator
 
 PROGRESS_SECONDS = 2.0
 MAX_REQUEUES = 1
@@ -33,6 +36,7 @@ DEFAULT_OPTIONS = {
     "compression_level": 3,
     "batch_rows": 100_000,
     "max_file_mb": None,
+    "validation": "sample",
 }
 # pyarrow's CSV block size is an int32; a row longer than this cannot be read.
 MAX_BLOCK_BYTES = (1 << 31) - 1
@@ -222,6 +226,7 @@ PHASES = {
     "count": "counting its rows",
     "read": "reading",
     "verify": "checking the row count",
+    "validate": "validating its rows",
     "export": "exporting",
 }
 
@@ -253,6 +258,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         money_scale = _phase("describe", connection, driver.money_scale, first)
         pages = _phase("describe", connection, driver.table_pages, first, *name)
         distinct = _phase("describe", connection, driver.distinct_estimates, first, *name)
+        constraints = _phase("describe", connection, driver.constraints, first, *name)
         run.rows_expected = _phase("count", connection, driver.count_rows, first, *name)
         run.save(update_fields=["rows_expected"])
         fallback: dict[str, str] = {}
@@ -264,7 +270,15 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
             ]
             try:
                 writer = _write(
-                    run, plans, target, driver, open_session, pages, block_bytes, distinct
+                    run,
+                    plans,
+                    target,
+                    driver,
+                    open_session,
+                    pages,
+                    block_bytes,
+                    distinct,
+                    constraints,
                 )
                 break
             except (pa.ArrowInvalid, types.DoesNotFit) as error:
@@ -314,14 +328,19 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
     ]
     run.rows_written = writer.rows
     run.bytes_written = sum(f.bytes for f in writer.files)
-    run.warnings = anomalies(run)
+    run.warnings = anomalies(run) + [
+        {"check": "validation", "message": message}
+        for message in validation.warning_messages(run.validation)
+    ]
     for warning in run.warnings:
         job_log(job.pk, run).warning("%s", warning["message"])
     run.finish(TableRun.Status.COMPLETE)
     return writer
 
 
-def _write(run, plans, target, driver, open_session, pages, block_bytes, distinct) -> TableWriter:
+def _write(
+    run, plans, target, driver, open_session, pages, block_bytes, distinct, constraints
+) -> TableWriter:
     job = run.job
     fields = [p.field() for p in plans]
     schema = pa.schema(fields, metadata={"adu.table": f"{run.schema}.{run.table}"})
@@ -336,6 +355,14 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
     )
     batch_rows = max(1, int(job.option("batch_rows")))
     profiler = Profiler(schema, {p.name for p in plans if types.is_ordered(p)})
+    validator = Validator(
+        schema,
+        {p.name: p.source.nullable for p in plans},
+        constraints,
+        list(Rule.objects.for_table(job.connection, run.schema, run.table)),
+        mode=job.option("validation"),
+        rows_expected=run.rows_expected,
+    )
     reported = time.monotonic()
     try:
         batches = driver.read_batches(
@@ -354,6 +381,7 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
                 schema=schema,
             )
             profiler.update(finished)
+            validator.update(finished)
             for offset in range(0, finished.num_rows, batch_rows):
                 writer.write(finished.slice(offset, batch_rows))
             if time.monotonic() - reported >= PROGRESS_SECONDS:
@@ -361,12 +389,26 @@ def _write(run, plans, target, driver, open_session, pages, block_bytes, distinc
                 run.report_progress(writer.rows, writer.bytes_written)
                 if job.cancel_requested_now():
                     raise Cancelled()
+        run.validation = validator.finish(writer.rows)
+        failed = validator.errors()
+        if failed:
+            run.save(update_fields=["validation"])
+            raise TableFailed(_validation_failure(failed), "validate")
         writer.close()
     except BaseException:
         writer.abort()
         raise
     run.profile = profiler.result([f.path for f in writer.files])
     return writer
+
+
+def _validation_failure(failed: list) -> str:
+    first = failed[0]
+    more = f" (and {len(failed) - 1} more failed check(s))" if len(failed) > 1 else ""
+    return (
+        f"Validation failed: {first.description} ({first.origin}): {first.summary()}{more}; "
+        "the table's file was not kept."
+    )
 
 
 def _phase(phase: str, connection, function, *args):
@@ -477,7 +519,7 @@ def manifest(job: ExportJob) -> dict:
                 "profile": run.profile,
                 "warnings": run.warnings,
                 "files": run.files,
-                "validation": None,
+                "validation": run.validation or None,
             }
             for run in job.tables.all()
         ],
@@ -569,6 +611,8 @@ def _check_options(options: dict):
         "batch_rows": (1000, 10_000_000),
         "max_file_mb": (1, 1_000_000),
     }
+    if options.get("validation") not in validation.MODES:
+        raise BadRequest(f"validation must be one of {', '.join(validation.MODES)}.")
     for name, (low, high) in limits.items():
         value = options.get(name)
         if value is None:

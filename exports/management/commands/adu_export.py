@@ -32,6 +32,12 @@ class Command(AduCommand):
         parser.add_argument("--compression-level", type=int, help="ZSTD level, 1-22 (3).")
         parser.add_argument("--batch-rows", type=int, help="Rows per batch (100000).")
         parser.add_argument("--max-file-mb", type=int, help="Split tables into parts of ~N MB.")
+        parser.add_argument(
+            "--validation",
+            choices=["off", "sample", "full"],
+            help="Check the source's constraints on a sample of each table (default), every "
+            "row, or not at all; rules always check every row.",
+        )
         parser.add_argument("--sync", action="store_true", help="Run in this process.")
         parser.add_argument(
             "--wait", action="store_true", help="Queue the job, then follow it to the end."
@@ -56,6 +62,7 @@ class Command(AduCommand):
                     "compression_level": options["compression_level"],
                     "batch_rows": options["batch_rows"],
                     "max_file_mb": options["max_file_mb"],
+                    "validation": options["validation"],
                 },
                 out=options["out"],
             )

@@ -1,0 +1,266 @@
+"""Validation while exporting, against a real PostgreSQL: the source's constraints and rules."""
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from exports.engine.run import BadRequest, create_job
+from exports.models import ExportJob
+from quality import validation
+from quality.models import Rule
+from quality.validation import _comparisons
+
+
+def _checks(run, **match):
+    return [
+        c for c in run.validation["checks"] if all(c[key] == value for key, value in match.items())
+    ]
+
+
+def _rule(connection, table, **fields):
+    return Rule.objects.create(connection=connection, schema="public", table=table, **fields)
+
+
+@pytest.fixture
+def orders(source_db):
+    source_db.execute(
+        """
+        CREATE TABLE orders (
+            id integer PRIMARY KEY,
+            amount numeric(10,2) NOT NULL CHECK (amount >= 0),
+            status text CHECK (status IN ('new', 'paid', 'sent')),
+            email text,
+            day date,
+            CONSTRAINT small CHECK (amount < 100000 AND length(email) < 200)
+        );
+        INSERT INTO orders
+        SELECT i, i * 1.5, (ARRAY['new', 'paid', 'sent'])[1 + i % 3],
+               CASE WHEN i % 10 = 0 THEN NULL ELSE 'user' || i || '@example.org' END,
+               date '2024-01-01' + (i % 90)
+        FROM generate_series(1, 500) i;
+        CREATE TABLE other (id integer); INSERT INTO other VALUES (1), (2);
+        """
+    )
+    return source_db
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sources_constraints_are_checked_and_reported(orders, owner, export):
+    job = export(orders.connection(owner), tables=["public.orders"], validation="full")
+    assert job.status == ExportJob.Status.COMPLETE
+    run = job.tables.get()
+    report = run.validation
+    assert report["mode"] == "full" and report["status"] == "passed"
+    assert report["rows_checked"] == 500
+    described = {(c["origin"], c["description"]): c["status"] for c in report["checks"]}
+    assert described[("source: NOT NULL", "amount is never null")] == "passed"
+    assert described[("source: CHECK orders_amount_check", "amount >= 0")] == "passed"
+    assert described[("source: CHECK orders_status_check", "status in (new, paid, sent)")] == (
+        "passed"
+    )
+    # Only the plain half of `small` can be checked on a file; that half is.
+    assert described[("source: CHECK small", "amount < 100000")] == "passed"
+    assert described[("source: PRIMARY KEY orders_pkey", "(id) is unique")] == "passed"
+    assert described[("source: column type", "amount is decimal128(10, 2)")] == "passed"
+    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    assert manifest["tables"][0]["validation"]["status"] == "passed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_validation_off_checks_no_source_constraint(orders, owner, export):
+    job = export(orders.connection(owner), tables=["public.orders"], validation="off")
+    run = job.tables.get()
+    assert run.validation["rows_checked"] == 0
+    automatic = [c for c in run.validation["checks"] if c["origin"].startswith("source")]
+    assert run.validation["mode"] == "off" and automatic == []
+
+
+def test_an_unknown_validation_mode_is_refused(orders, owner, db):
+    with pytest.raises(BadRequest, match="validation must be one of off, sample, full"):
+        create_job(
+            owner,
+            orders.connection(owner),
+            tables=["public.orders"],
+            options={"validation": "most"},
+        )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_warning_rule_reports_up_to_20_examples_and_keeps_the_file(orders, owner, export):
+    connection = orders.connection(owner)
+    rule = _rule(connection, "orders", column="email", kind=Rule.Kind.NOT_NULL)
+    job = export(connection, tables=["public.orders", "public.other"])
+    assert job.status == ExportJob.Status.COMPLETE
+    run = job.tables.get(table="orders")
+    [check] = _checks(run, origin=f"rule {rule.pk}")
+    assert check["status"] == "failed" and check["severity"] == "warning"
+    assert check["failures"] == 50
+    assert len(check["examples"]) == 20
+    # Row positions count from 0 in the file's order; every 10th id has no email.
+    assert all(e["value"] is None for e in check["examples"])
+    assert run.validation["status"] == "passed with warnings"
+    assert (job.folder() / run.files[0]["path"]).exists()
+    assert any("email is never null" in w["message"] for w in run.warnings)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_rule_fails_its_table_only_and_keeps_no_file(orders, owner, export):
+    connection = orders.connection(owner)
+    _rule(
+        connection,
+        "orders",
+        column="amount",
+        kind=Rule.Kind.RANGE,
+        minimum="0",
+        maximum="600",
+        severity=Rule.Severity.ERROR,
+    )
+    job = export(connection, tables=["public.orders", "public.other"])
+    assert job.status == ExportJob.Status.COMPLETE_WITH_ERRORS
+    runs = {run.table: run for run in job.tables.all()}
+    assert runs["other"].status == "complete"
+    failed = runs["orders"]
+    assert failed.status == "failed"
+    assert not list(job.folder().rglob("orders.parquet*"))
+    [error] = job.errors.filter(table_run=failed)
+    assert error.message.startswith("Validation failed: amount between 0 and 600 (rule ")
+    assert "100 row(s), e.g. row " in error.message
+    assert error.context["phase"] == "validate"
+    [check] = _checks(failed, check="range")
+    assert check["failures"] == 100
+    assert {e["value"] for e in check["examples"]} <= {f"{i * 1.5:.2f}" for i in range(401, 501)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_gaps_finds_a_missing_month(source_db, owner, export):
+    source_db.execute(
+        "CREATE TABLE sales (day date, total integer);"
+        "INSERT INTO sales SELECT d, 1 FROM generate_series(date '2024-01-01',"
+        " date '2024-12-31', interval '1 day') d WHERE extract(month FROM d) <> 4;"
+    )
+    connection = source_db.connection(owner)
+    _rule(connection, "sales", column="day", kind=Rule.Kind.NO_GAPS, grain=Rule.Grain.MONTH)
+    _rule(connection, "sales", column="day", kind=Rule.Kind.NO_GAPS, grain=Rule.Grain.DAY)
+    run = export(connection, tables=["public.sales"]).tables.get()
+    month, day = _checks(run, check="no_gaps")
+    assert month["failures"] == 1 and month["examples"] == [{"row": None, "value": "2024-04"}]
+    assert day["failures"] == 30
+    assert day["examples"][0]["value"] == "2024-04-01"
+    assert "between 2024-01-01 and 2024-12-31" in day["note"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_uniqueness_spans_chunks_and_rules_see_every_row_in_sample_mode(
+    source_db, owner, export, monkeypatch
+):
+    monkeypatch.setattr(validation, "SAMPLE_CHUNKS", 2)
+    rows = validation.CHUNK_ROWS * 3
+    source_db.execute(
+        f"CREATE TABLE events (id bigint, code text);"
+        f"INSERT INTO events SELECT i, 'c' || i FROM generate_series(1, {rows}) i;"
+        f"INSERT INTO events VALUES (5, 'again'), (NULL, 'x'), (NULL, 'y');"
+    )
+    connection = source_db.connection(owner)
+    unique = _rule(connection, "events", column="id", kind=Rule.Kind.UNIQUE)
+    pattern = _rule(connection, "events", column="code", kind=Rule.Kind.REGEX, pattern=r"^c\d+$")
+    job = export(connection, tables=["public.events"], readers=1)
+    run = job.tables.get()
+    [dup] = _checks(run, origin=f"rule {unique.pk}")
+    assert dup["failures"] == 1  # NULLs are not duplicates of each other
+    assert dup["examples"] == [{"row": rows, "value": 5}]
+    [regex] = _checks(run, origin=f"rule {pattern.pk}")
+    assert regex["failures"] == 3
+    assert [e["value"] for e in regex["examples"]] == ["again", "x", "y"]
+    # The automatic checks saw a sample, the rules every row.
+    assert 0 < run.validation["rows_checked"] < rows
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rule_whose_column_is_gone_is_not_applicable(source_db, owner, export):
+    source_db.execute("CREATE TABLE t (a integer, b integer); INSERT INTO t VALUES (1, 2);")
+    connection = source_db.connection(owner)
+    gone_rule = _rule(
+        connection, "t", column="b", kind=Rule.Kind.NOT_NULL, severity=Rule.Severity.ERROR
+    )
+    _rule(connection, "t", kind=Rule.Kind.MIN_ROWS, min_rows=10)
+    source_db.execute("ALTER TABLE t DROP COLUMN b;")
+    run = export(connection, tables=["public.t"]).tables.get()
+    assert run.status == "complete"
+    [gone] = _checks(run, check="not_null", origin=f"rule {gone_rule.pk}")
+    [count] = _checks(run, check="min_rows")
+    assert gone["status"] == "not applicable"
+    assert gone["note"] == "the table has no column b any more"
+    assert count["status"] == "failed" and count["severity"] == "warning"
+    assert any("the table has 1 rows" in w["message"] for w in run.warnings)
+
+
+@pytest.mark.parametrize(
+    ("definition", "column", "arrow_type", "expected"),
+    [
+        ("CHECK ((amount >= (0)::numeric))", "amount", pa.decimal128(10, 2), [(">=", 0)]),
+        ("CHECK ((qty > '-5'::integer))", "qty", pa.int32(), [(">", -5)]),
+        (
+            "CHECK (((a >= 1) AND (a <= 9) AND (b < 3)))",
+            "a",
+            pa.int64(),
+            [(">=", 1), ("<=", 9)],
+        ),
+        (
+            "CHECK ((s = ANY (ARRAY['x'::text, 'it''s'::text])))",
+            "s",
+            pa.string(),
+            [("in", ["x", "it's"])],
+        ),
+        ('CHECK (("Odd Name" <> 0))', "Odd Name", pa.int32(), [("<>", 0)]),
+        ("CHECK (((a > 0) OR (a < -10)))", "a", pa.int32(), []),
+        ("CHECK ((length(s) < 5))", "s", pa.string(), []),
+        (
+            "CHECK ((d > '2020-01-01'::date))",
+            "d",
+            pa.date32(),
+            [(">", __import__("datetime").date(2020, 1, 1))],
+        ),
+        ("CHECK ((a < b))", "a", pa.int32(), []),
+    ],
+)
+def test_check_constraints_translate_only_when_plain(definition, column, arrow_type, expected):
+    assert _comparisons(definition, column, arrow_type) == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_report_is_in_adu_job_the_job_page_and_the_admin(
+    orders, owner, admin_user, export, client
+):
+    import io
+
+    from django.core.management import call_command
+
+    connection = orders.connection(owner)
+    _rule(connection, "orders", column="status", kind=Rule.Kind.ALLOWED, allowed_values=["new"])
+    job = export(connection, tables=["public.orders"], validation="full")
+    run = job.tables.get()
+
+    out = io.StringIO()
+    call_command("adu_job", str(job.pk), "--as", "owner", stdout=out)
+    text = out.getvalue()
+    assert "validation: passed with warnings (full: source constraints on 500 of 500 rows;" in text
+    assert "failed: status in (new) (rule " in text and ": 334 failure(s)" in text
+    assert 'e.g. row 0: "paid"; row 1: "sent"; row 3: "paid"' in text
+    assert "complete with warnings on 1 table(s)" in text
+
+    out = io.StringIO()
+    call_command("adu_job", str(job.pk), "--as", "owner", "--json", stdout=out)
+    [table] = json.loads(out.getvalue())["tables"]
+    [check] = [c for c in table["validation"]["checks"] if c["check"] == "allowed"]
+    assert len(check["examples"]) == 20 and check["examples"][0] == {"row": 0, "value": "paid"}
+
+    client.force_login(owner)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "passed only with warnings on 1 table" in page
+    assert "Validation of public.orders: passed with warnings" in page
+    assert "<code>0: paid</code>" in page
+
+    client.force_login(admin_user)
+    page = client.get(f"/admin/exports/tablerun/{run.pk}/change/").content.decode()
+    assert "status in (new)" in page and "0: paid" in page
