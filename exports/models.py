@@ -207,7 +207,7 @@ class ExportJob(models.Model):
                 run.status = TableRun.Status.QUEUED
                 run.attempt = self.attempt
                 run.rows_written = run.bytes_written = run.requeues = 0
-                run.files, run.profile, run.warnings = [], [], []
+                run.files, run.profile, run.warnings, run.validation = [], [], [], {}
                 run.started_at, run.finished_at = None, None
                 run.save()
                 StatusChange.objects.create(job=self, table_run=run, status=run.status)
