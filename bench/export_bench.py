@@ -22,6 +22,8 @@ What it does:
      - ConnectorX: read_sql into Arrow, then pyarrow write_table, zstd level 3;
      - COPY ... TO STDOUT (FORMAT binary) into /dev/null: what one backend can send,
        the limit for any reader on a single connection.
+   On lineitem, ADU also runs with validation off and with full validation: its default
+   validates a sample, and the report shows what sample and full cost over none.
 4. Prints one table per dataset (median wall time; peak RSS is the largest of the runs),
    then the flat-memory check: ADU's peak RSS on the small table against the large one.
 5. Fidelity: each Parquet-writing tool exports `wide`. Every value read back with pyarrow
@@ -58,7 +60,11 @@ CHILD_ENV = "ADU_BENCH_CHILD"
 RESULT_MARK = "ADU-BENCH-RESULT "
 TOOLS = ("adu", "duckdb", "connectorx", "copy")
 PARQUET_TOOLS = ("adu", "duckdb", "connectorx")
+# ADU with its other validation modes (the default, "adu", validates a sample).
+VALIDATION_TOOLS = {"adu_off": "off", "adu_full": "full"}
 LABELS = {
+    "adu_off": "ADU, no validation",
+    "adu_full": "ADU, full validation",
     "adu": "ADU",
     "duckdb": "DuckDB",
     "connectorx": "ConnectorX",
@@ -236,7 +242,9 @@ def prepare_adu(spec):
             connection.owner,
             connection,
             tables=[f"public.{spec['table']}"],
-            options={},
+            options={"validation": VALIDATION_TOOLS[spec["tool"]]}
+            if spec["tool"] in VALIDATION_TOOLS
+            else {},
             out=spec["out"],
         )
         job = run_job(job.pk)
@@ -312,6 +320,8 @@ def prepare_copy(spec):
 
 PREPARE = {
     "adu": prepare_adu,
+    "adu_off": prepare_adu,
+    "adu_full": prepare_adu,
     "duckdb": prepare_duckdb,
     "connectorx": prepare_connectorx,
     "copy": prepare_copy,
@@ -387,9 +397,11 @@ def main():
         step(f"Starting PostgreSQL in {pg.root}")
         pg.ensure_started()
         context = prepare_source(pg, args)
+        tools = {"lineitem": TOOLS + tuple(VALIDATION_TOOLS), "lineitem_small": TOOLS}
         for table in ("lineitem", "lineitem_small"):
-            context["results"][table] = bench_table(context, table, args.runs)
+            context["results"][table] = bench_table(context, table, args.runs, tools[table])
             report_table(context, table, args.runs)
+        report_validation(context)
         report_flat_memory(context)
         report_fidelity(context, fidelity(context))
     finally:
@@ -467,7 +479,7 @@ def run_tool(context, tool, table, name, select="*") -> dict:
     """
     from django.conf import settings
 
-    if tool == "adu":
+    if tool.startswith("adu"):
         out = name  # a folder under the export root
         folder = Path(settings.EXPORT_ROOT) / name
     else:
@@ -502,11 +514,11 @@ def remove_output(result):
             os.remove(f)
 
 
-def bench_table(context, table, runs) -> dict:
-    samples = {tool: [] for tool in TOOLS}
+def bench_table(context, table, runs, tools=TOOLS) -> dict:
+    samples = {tool: [] for tool in tools}
     for run in range(1, runs + 1):
         line = []
-        for tool in TOOLS:
+        for tool in tools:
             result = run_tool(context, tool, table, f"{table}-{tool}-{run}")
             remove_output(result)  # the sizes are known; the disk is not needed any more
             samples[tool].append(result)
@@ -569,6 +581,26 @@ def report_table(context, table, runs):
 
 def ratio(value, base) -> str:
     return f"{value / base:.2f}x" if base else "-"
+
+
+def report_validation(context):
+    """What validating costs: ADU's default (a sample) and every row, against no validation."""
+    results = context["results"]["lineitem"]
+    off = results["adu_off"]
+    print("\nValidation on lineitem (median wall; target: sample at most +15% over off):")
+    if "error" in off:
+        print(f"  not measured: ADU without validation failed: {off['error']}")
+        return
+    for tool, mode in (("adu_off", "off"), ("adu", "sample"), ("adu_full", "full")):
+        r = results[tool]
+        if "error" in r:
+            print(f"  {mode:<7} failed: {r['error']}")
+            continue
+        overhead = (r["wall"] - off["wall"]) / off["wall"] * 100
+        print(
+            f"  {mode:<7} {r['wall']:6.2f} s  {overhead:+6.1f}%  peak RSS "
+            f"{r['peak_rss_mb']:,.0f} MB"
+        )
 
 
 def report_flat_memory(context):
