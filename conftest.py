@@ -18,6 +18,9 @@ import pytest
 
 from connections.localpg import LocalPostgres
 
+# The browser fixture lives beside its helpers, for every browser test module.
+pytest_plugins = ["tests.browser"]
+
 
 class SourceServer:
     """Where test source databases live: host, port and a superuser."""

@@ -1,7 +1,6 @@
 """Rules a user sets on a source table: checked on every exported row, reported per table."""
 
 import datetime
-import re
 from decimal import Decimal, InvalidOperation
 
 import polars as pl
@@ -9,6 +8,8 @@ import pyarrow as pa
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+
+from connections.models import ConnectionFailed
 
 
 class RuleQuerySet(models.QuerySet):
@@ -177,7 +178,9 @@ class Rule(models.Model):
         if self.kind == self.Kind.REGEX and not pa.types.is_string(arrow_type):
             return f"A pattern checks text; {self.column} is exported as {arrow_type}."
         if self.kind == self.Kind.RANGE and not _is_ordered(arrow_type):
-            return f"A range needs numbers, dates or text; {self.column} is exported as {arrow_type}."
+            return (
+                f"A range needs numbers, dates or text; {self.column} is exported as {arrow_type}."
+            )
         if self.kind in (self.Kind.ALLOWED, self.Kind.UNIQUE) and not _is_comparable(arrow_type):
             return f"{self.column} is exported as {arrow_type}, which this rule cannot compare."
         return ""
@@ -241,25 +244,36 @@ def _is_ordered(arrow_type: pa.DataType) -> bool:
 
 
 def _is_comparable(arrow_type: pa.DataType) -> bool:
-    return _is_ordered(arrow_type) or pa.types.is_boolean(arrow_type) or pa.types.is_binary(arrow_type)
+    return (
+        _is_ordered(arrow_type) or pa.types.is_boolean(arrow_type) or pa.types.is_binary(arrow_type)
+    )
+
+
+class NoSuchTable(ConnectionFailed):
+    """The source answered, and has no such table: the rule's table is wrong, not the source."""
 
 
 def source_column_types(connection, schema: str, table: str) -> dict[str, pa.DataType]:
     """The table's columns and the Arrow types ADU exports them as, asked from the source.
 
-    Raises ConnectionFailed with one sentence when the source cannot answer.
+    Raises NoSuchTable when the source has no such table, and ConnectionFailed with one
+    sentence when the source cannot answer.
     """
-    from connections.models import ConnectionFailed
     from exports.engine import types
 
-    driver = connection.driver()
+    try:
+        driver = connection.driver()
+    except NotImplementedError as error:  # a kind without a driver yet
+        raise ConnectionFailed(str(error)) from None
     db = driver.connect(connection)
     try:
         columns = driver.columns(db, schema, table)
+    except ConnectionFailed:
+        columns = []  # how the PostgreSQL driver says the table is not there
     except Exception as error:
         raise ConnectionFailed(driver.explain(error, connection)) from None
     finally:
         db.close()
     if not columns:
-        raise ConnectionFailed(f"There is no table {schema}.{table} on this connection.")
+        raise NoSuchTable(f"There is no table {schema}.{table} on this connection.")
     return {c.name: types.plan(c).arrow_type for c in columns}

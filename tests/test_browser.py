@@ -7,46 +7,14 @@ to var/test-artifacts/. Every request the browser makes must go to the test serv
 """
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed"),
-]
+from tests.browser import BROWSER_TEST, log_in, shot
 
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
-    # are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            # No background traffic: the network here is closed, as at our users'.
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        context = browser.new_context(accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(20000)
-        yield page
-        browser.close()
-
-
-def shot(page, name):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+pytestmark = BROWSER_TEST
 
 
 @pytest.mark.django_db(transaction=True)
@@ -69,10 +37,8 @@ def test_a_user_exports_three_tables_from_the_browser(
     page.goto(f"{base}/")
     assert "/accounts/login/" in page.url
     shot(page, "01-login")
-    page.fill("#id_username", "dba")
-    page.fill("#id_password", "Dba-pass-2026")
-    page.click("main button[type=submit]")
-    page.wait_for_url(f"{base}/")
+    log_in(page, "dba", "Dba-pass-2026")
+    assert page.url == f"{base}/"
     assert page.locator("text=dba").first.is_visible()
     shot(page, "02-dashboard")
 

@@ -26,3 +26,18 @@
   document.addEventListener("change", function (e) { if (e.target.name === "tables") count(); });
   document.addEventListener("htmx:afterSwap", count);
 })();
+
+// Rule form: show only the fields the chosen kind uses (inputs marked data-kinds). Without
+// this script every field shows, and the server clears the ones the kind does not use.
+(function () {
+  function showKindFields() {
+    var kind = document.getElementById("id_kind");
+    if (!kind) return;
+    document.querySelectorAll("[data-kinds]").forEach(function (input) {
+      var wrapper = input.closest(".field");
+      if (wrapper) wrapper.hidden = input.dataset.kinds.split(" ").indexOf(kind.value) < 0;
+    });
+  }
+  document.addEventListener("change", function (e) { if (e.target.id === "id_kind") showKindFields(); });
+  document.addEventListener("DOMContentLoaded", showKindFields);
+})();
