@@ -93,8 +93,11 @@ def _database(url: str) -> dict:
         # The web process and the task cluster write at once: WAL lets readers go on,
         # IMMEDIATE takes the write lock up front, and busy_timeout waits for it instead
         # of failing with "database is locked".
-        # Exports run tables in threads, which an in-memory test database cannot serve.
-        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_suffix(".test.sqlite3"))}
+        # Exports run tables in threads, which an in-memory test database cannot serve;
+        # one file per test run, so that two runs side by side do not share it.
+        config["TEST"] = {
+            "NAME": str(Path(config["NAME"]).with_suffix(f".test-{os.getpid()}.sqlite3"))
+        }
         config["OPTIONS"] = {
             "transaction_mode": "IMMEDIATE",
             "timeout": 30,

@@ -37,8 +37,12 @@ class NewExportForm(forms.Form):
             ("off", "Off: rules only"),
         ],
         initial=DEFAULT_OPTIONS["validation"],
+        required=False,
         help_text="Your rules always check every row.",
     )
+
+    def clean_validation(self):
+        return self.cleaned_data["validation"] or DEFAULT_OPTIONS["validation"]
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
