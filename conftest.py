@@ -101,14 +101,32 @@ def source_db(source_server):
     admin.close()
 
 
+def user_with_role(django_user_model, username: str, role: str, password: str = ""):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(
+        username, password=password or f"{username}-pass-123"
+    )
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 @pytest.fixture
 def owner(django_user_model):
-    return django_user_model.objects.create_user("owner", password="owner-pass-123")
+    """An ADU Operator who owns the connections and jobs of a test."""
+    return user_with_role(django_user_model, "owner", "ADU Operator")
 
 
 @pytest.fixture
 def outsider(django_user_model):
-    return django_user_model.objects.create_user("outsider", password="outsider-pass-123")
+    """Another ADU Operator, who shares nothing with `owner`."""
+    return user_with_role(django_user_model, "outsider", "ADU Operator")
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    """An ADU Viewer."""
+    return user_with_role(django_user_model, "viewer", "ADU Viewer")
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """The connection form of the portal and the admin: the password is write-only."""
 
 from django import forms
+from django.contrib.auth.models import Group
 
+from accounts import roles
 from connections.models import Connection
 
 FIELDS = [
@@ -14,6 +16,7 @@ FIELDS = [
     "password",
     "sslmode",
     "connect_timeout",
+    "shared_with",
 ]
 
 
@@ -30,9 +33,15 @@ class ConnectionForm(forms.ModelForm):
         model = Connection
         fields = FIELDS
 
-    def __init__(self, *args, owner=None, **kwargs):
+    def __init__(self, *args, owner=None, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.initial.pop("password", None)
+        shared = self.fields["shared_with"]
+        shared.widget = forms.CheckboxSelectMultiple()
+        shared.queryset = Group.objects.all()
+        if user is not None and not roles.is_admin(user):
+            # Share only with groups one belongs to, never with strangers.
+            shared.queryset = shared.queryset.filter(user=user)
         if owner is not None:
             self.instance.owner = owner
         if not self.instance.pk:

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 
+from accounts import roles
 from adu_site import redaction
 from connections.crypto import EncryptedTextField, Sealed
 
@@ -15,11 +16,26 @@ class ConnectionFailed(Exception):
 
 class ConnectionQuerySet(models.QuerySet):
     def visible_to(self, user):
-        return self if user.is_staff else self.filter(owner=user)
+        """Connections the user may see and whose jobs they may see: their own and those
+        shared with one of their groups (an ADU Admin: all)."""
+        if roles.is_admin(user):
+            return self.all()
+        shared = models.Q(shared_with__in=user.groups.all()) if user.pk else models.Q()
+        return self.filter(models.Q(owner_id=user.pk) | shared).distinct()
+
+    def usable_by(self, user):
+        """Connections the user may export from and discover: an operator's visible ones."""
+        return self.visible_to(user) if roles.is_operator(user) else self.none()
+
+    def editable_by(self, user):
+        """Connections whose settings, sharing and rules the user may change."""
+        if roles.is_admin(user):
+            return self.all()
+        return self.filter(owner_id=user.pk) if roles.is_operator(user) else self.none()
 
     def named(self, user, name: str) -> "Connection":
-        """The user's connection of that name (staff: anyone's, their own first)."""
-        found = sorted(self.visible_to(user).filter(name=name), key=lambda c: c.owner_id != user.pk)
+        """The connection of that name in this queryset, the user's own first."""
+        found = sorted(self.filter(name=name), key=lambda c: c.owner_id != user.pk)
         if not found:
             raise ConnectionFailed(f"There is no connection named '{name}'.")
         return found[0]
@@ -52,6 +68,12 @@ class Connection(models.Model):
     sslmode = models.CharField(max_length=20, choices=SSLMode, default=SSLMode.PREFER)
     connect_timeout = models.PositiveIntegerField(
         default=10, help_text="Seconds to wait for the server to answer."
+    )
+    shared_with = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="shared_connections",
+        help_text="Operators of these groups may export from it; viewers see its jobs.",
     )
     options = models.JSONField(
         default=dict, blank=True, help_text="Extra driver options, e.g. application_name."

@@ -1,28 +1,44 @@
 """Connection pages: list, create, edit, delete, test in place, and discovery partials."""
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import roles
 from connections.forms import ConnectionForm
 from connections.models import Connection, ConnectionFailed
 
 
-def _own(request, pk) -> Connection:
-    # Another user's connection is a 404: the page must not confirm it exists.
-    return get_object_or_404(Connection.objects.filter(owner=request.user), pk=pk)
+def _editable(request, pk) -> Connection:
+    # A connection the user may not change is a 404: the page must not confirm it exists.
+    return get_object_or_404(Connection.objects.editable_by(request.user), pk=pk)
+
+
+def _usable(request, pk) -> Connection:
+    return get_object_or_404(Connection.objects.usable_by(request.user), pk=pk)
 
 
 @require_GET
 def connection_list(request):
-    connections = Connection.objects.filter(owner=request.user)
-    return render(request, "connections/list.html", {"connections": connections})
+    user = request.user
+    context = {
+        "connections": Connection.objects.visible_to(user)
+        .select_related("owner")
+        .prefetch_related("shared_with"),
+        "editable": set(Connection.objects.editable_by(user).values_list("pk", flat=True)),
+        "usable": set(Connection.objects.usable_by(user).values_list("pk", flat=True)),
+        "can_create": roles.is_operator(user),
+    }
+    return render(request, "connections/list.html", context)
 
 
 @require_http_methods(["GET", "POST"])
 def connection_create(request):
-    form = ConnectionForm(request.POST or None, owner=request.user)
+    if not roles.is_operator(request.user):
+        raise PermissionDenied("Your role cannot add connections.")
+    form = ConnectionForm(request.POST or None, owner=request.user, user=request.user)
     if request.method == "POST" and form.is_valid():
         connection = form.save()
         messages.success(request, f"Connection '{connection.name}' saved.")
@@ -32,8 +48,8 @@ def connection_create(request):
 
 @require_http_methods(["GET", "POST"])
 def connection_edit(request, pk):
-    connection = _own(request, pk)
-    form = ConnectionForm(request.POST or None, instance=connection)
+    connection = _editable(request, pk)
+    form = ConnectionForm(request.POST or None, instance=connection, user=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Connection '{connection.name}' saved.")
@@ -43,7 +59,7 @@ def connection_edit(request, pk):
 
 @require_http_methods(["GET", "POST"])
 def connection_delete(request, pk):
-    connection = _own(request, pk)
+    connection = _editable(request, pk)
     jobs = connection.export_jobs.count()
     if request.method == "POST" and not jobs:
         connection.delete()
@@ -54,7 +70,7 @@ def connection_delete(request, pk):
 
 @require_POST
 def connection_test(request, pk):
-    connection = _own(request, pk)
+    connection = _usable(request, pk)
     try:
         result = {"ok": True, "text": connection.driver().test(connection)}
     except ConnectionFailed as error:
@@ -68,7 +84,7 @@ def connection_tables(request):
     pk = request.GET.get("connection", "")
     if not pk.isdigit():
         raise Http404("Choose a connection.")
-    connection = _own(request, int(pk))
+    connection = _usable(request, int(pk))
     schema = request.GET.get("schema") or None
     try:
         every_table = connection.driver().tables(connection)

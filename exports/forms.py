@@ -46,4 +46,4 @@ class NewExportForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["connection"].queryset = Connection.objects.filter(owner=user)
+        self.fields["connection"].queryset = Connection.objects.usable_by(user)

@@ -7,6 +7,7 @@ from django.db import models, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from accounts import roles
 from adu_site.redaction import redact
 
 
@@ -16,12 +17,25 @@ class JobStateError(Exception):
 
 class ExportJobQuerySet(models.QuerySet):
     def visible_to(self, user):
-        return self if user.is_staff else self.filter(owner=user)
+        """Jobs the user may see and download: their own, and those of connections shared
+        with one of their groups (an ADU Admin: all)."""
+        if roles.is_admin(user):
+            return self.all()
+        shared = models.Q(connection__shared_with__in=user.groups.all()) if user.pk else Q()
+        return self.filter(Q(owner_id=user.pk) | shared).distinct()
 
-    def for_user(self, user, job_id) -> "ExportJob":
-        """The job if this user may see it; the same error whether it is missing or not theirs."""
+    def actionable_by(self, user):
+        """Jobs the user may cancel, retry or delete: an operator's own (an admin: all)."""
+        if roles.is_admin(user):
+            return self.all()
+        return self.filter(owner_id=user.pk) if roles.is_operator(user) else self.none()
+
+    def for_user(self, user, job_id, act: bool = False) -> "ExportJob":
+        """The job if this user may see it (or, with `act`, cancel or retry it); the same
+        error whether it is missing or not theirs."""
+        jobs = self.actionable_by(user) if act else self.visible_to(user)
         try:
-            return self.visible_to(user).select_related("connection").get(pk=int(job_id))
+            return jobs.select_related("connection").get(pk=int(job_id))
         except (ValueError, ExportJob.DoesNotExist):
             raise JobStateError(f"There is no job {job_id}.") from None
 

@@ -188,13 +188,17 @@ def _bar(run: TableRun, width: int = 24) -> str:
 class JobCommand(AduCommand):
     """A command about one job: finds it for the acting user, then `act(job, options)`."""
 
+    changes_job = False  # True: only its owner (or an ADU Admin) may run it
+
     def add_arguments(self, parser):
         parser.add_argument("job", help="The job's id.")
         super().add_arguments(parser)
 
     def handle(self, *args, **options):
         try:
-            job = ExportJob.objects.for_user(self.user(options), options["job"])
+            job = ExportJob.objects.for_user(
+                self.user(options), options["job"], act=self.changes_job
+            )
             self.act(job, options)
         except JobStateError as error:
             raise CommandError(str(error)) from None

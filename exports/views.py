@@ -4,11 +4,13 @@ import collections
 from datetime import datetime
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import roles
 from connections.models import Connection
 from exports.engine.run import BadRequest, create_job
 from exports.forms import NewExportForm
@@ -20,11 +22,11 @@ LOG_LEVELS = {"INFO": 20, "WARNING": 30, "ERROR": 40}
 
 
 def _jobs(request):
-    return ExportJob.objects.filter(owner=request.user).select_related("connection")
+    return ExportJob.objects.visible_to(request.user).select_related("connection")
 
 
 def _job(request, pk) -> ExportJob:
-    # Another user's job is a 404, never a 403 that confirms it exists.
+    # A job the user may not see is a 404, never a 403 that confirms it exists.
     return get_object_or_404(_jobs(request), pk=pk)
 
 
@@ -66,7 +68,7 @@ def job_list(request):
     context = {
         "page": page,
         "statuses": ExportJob.Status.choices,
-        "connections": Connection.objects.filter(owner=request.user),
+        "connections": Connection.objects.visible_to(request.user),
         "filters": {"status": status, "connection": connection,
                     "since": request.GET.get("since", ""), "until": request.GET.get("until", "")},
     }  # fmt: skip
@@ -82,6 +84,8 @@ def _date(value):
 
 @require_http_methods(["GET", "POST"])
 def job_new(request):
+    if not roles.is_operator(request.user):
+        raise PermissionDenied("Your role cannot start exports.")
     form = NewExportForm(request.POST or None, user=request.user,
                          initial={"connection": request.GET.get("connection")})  # fmt: skip
     tables = request.POST.getlist("tables")
@@ -150,7 +154,7 @@ def job_retry(request, pk):
 
 def _job_action(request, pk, action, done: str):
     """Cancel or retry: the outcome, or why not, as a message on the job's page."""
-    job = _job(request, pk)
+    job = get_object_or_404(ExportJob.objects.actionable_by(request.user), pk=pk)
     try:
         job = action(job)
         messages.success(request, done.format(job=job))

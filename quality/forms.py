@@ -50,7 +50,7 @@ class RuleForm(forms.ModelForm):
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
         if user is not None:
-            self.fields["connection"].queryset = Connection.objects.visible_to(user)
+            self.fields["connection"].queryset = Connection.objects.editable_by(user)
         self.initial["allowed_values"] = "\n".join(
             str(value) for value in self.instance.allowed_values or []
         )

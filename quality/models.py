@@ -14,7 +14,14 @@ from connections.models import ConnectionFailed
 
 class RuleQuerySet(models.QuerySet):
     def visible_to(self, user):
-        return self if user.is_staff else self.filter(connection__owner=user)
+        from connections.models import Connection
+
+        return self.filter(connection__in=Connection.objects.visible_to(user))
+
+    def editable_by(self, user):
+        from connections.models import Connection
+
+        return self.filter(connection__in=Connection.objects.editable_by(user))
 
     def for_table(self, connection, schema: str, table: str):
         return self.filter(connection=connection, schema=schema, table=table, enabled=True)

@@ -377,7 +377,8 @@ def _readable(arrow_type: pa.DataType) -> bool:
     try:
         _polars_type(arrow_type)
         return True
-    except Exception:
+    # polars panics (a BaseException) on a type it has no kernel for, e.g. decimal256.
+    except (Exception, pl.exceptions.PanicException):
         return False
 
 

@@ -1,11 +1,13 @@
 """Rule pages: list (per connection), create, edit and delete."""
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts import roles
 from connections.models import Connection
 from quality.forms import RuleForm
 from quality.models import Rule
@@ -13,9 +15,9 @@ from quality.models import Rule
 PREFILLED = ("connection", "schema", "table")
 
 
-def _visible(request, pk) -> Rule:
-    # Another user's rule is a 404: the page must not confirm it exists.
-    return get_object_or_404(Rule.objects.visible_to(request.user), pk=pk)
+def _editable(request, pk) -> Rule:
+    # A rule the user may not change is a 404: the page must not confirm it exists.
+    return get_object_or_404(Rule.objects.editable_by(request.user), pk=pk)
 
 
 def _list_of(rule: Rule):
@@ -43,6 +45,8 @@ def rule_list(request):
 
 @require_http_methods(["GET", "POST"])
 def rule_create(request):
+    if not roles.is_operator(request.user):
+        raise PermissionDenied("Your role cannot add rules.")
     initial = {name: request.GET[name] for name in PREFILLED if name in request.GET}
     form = RuleForm(request.POST or None, initial=initial, user=request.user)
     if request.method == "POST" and form.is_valid():
@@ -56,7 +60,7 @@ def rule_create(request):
 
 @require_http_methods(["GET", "POST"])
 def rule_edit(request, pk):
-    rule = _visible(request, pk)
+    rule = _editable(request, pk)
     form = RuleForm(request.POST or None, instance=rule, user=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -67,7 +71,7 @@ def rule_edit(request, pk):
 
 @require_http_methods(["GET", "POST"])
 def rule_delete(request, pk):
-    rule = _visible(request, pk)
+    rule = _editable(request, pk)
     if request.method == "POST":
         rule.delete()
         messages.success(request, f"Rule '{rule}' deleted.")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import user_with_role
 from tests.browser import BROWSER_TEST, log_in, shot
 
 pytestmark = BROWSER_TEST
@@ -24,7 +25,7 @@ def test_a_user_exports_three_tables_from_the_browser(
     page = browser_page
     requests = []
     page.on("request", lambda request: requests.append(request.url))
-    django_user_model.objects.create_user("dba", password="Dba-pass-2026")
+    user_with_role(django_user_model, "dba", "ADU Operator", "Dba-pass-2026")
     for name, rows in [("orders", 3000), ("customers", 500), ("items", 1200), ("skip", 10)]:
         source_db.execute(
             f"CREATE TABLE {name} AS SELECT i AS id, 'v' || i AS label FROM generate_series(1, {rows}) i"

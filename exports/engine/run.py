@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import adu_site
-from connections.models import ConnectionFailed
+from connections.models import Connection, ConnectionFailed
 from exports.engine import memory, types
 from exports.engine.anomaly import anomalies
 from exports.engine.parquet import TableWriter, write_atomically
@@ -570,6 +570,8 @@ def create_job(
     schemas). A named table that does not exist still gets its TableRun, which then fails
     with a clear message, so the other tables go on.
     """
+    if not Connection.objects.usable_by(owner).filter(pk=connection.pk).exists():
+        raise BadRequest(f"There is no connection named '{connection.name}'.")
     options = {**DEFAULT_OPTIONS, **{k: v for k, v in (options or {}).items() if v is not None}}
     _check_options(options)
     if out:

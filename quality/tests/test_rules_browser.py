@@ -3,6 +3,7 @@ minimum above the maximum next to the field, and the fixed rule lands in the lis
 
 import pytest
 
+from conftest import user_with_role
 from quality.models import Rule
 from tests.browser import BROWSER_TEST, log_in, shot
 
@@ -16,7 +17,7 @@ def test_a_user_adds_a_range_rule_from_the_browser(
     page = browser_page
     requests = []
     page.on("request", lambda request: requests.append(request.url))
-    user = django_user_model.objects.create_user("analyst", password="Analyst-pass-2026")
+    user = user_with_role(django_user_model, "analyst", "ADU Operator", "Analyst-pass-2026")
     source_db.execute("CREATE TABLE orders (id integer, amount numeric(10, 2), code text)")
     connection = source_db.connection(user, name="Sales")
     base = live_server.url

@@ -6,6 +6,7 @@ import sys
 from django.core.management.base import CommandError
 from django.db import IntegrityError
 
+from accounts import roles
 from adu_site.commands import AduCommand
 from connections.models import DEFAULT_PORTS, Connection, ConnectionFailed
 
@@ -46,6 +47,10 @@ class Command(AduCommand):
         getattr(self, f"_{options['action']}")(user, options)
 
     def _add(self, user, options):
+        if not roles.is_operator(user):
+            raise CommandError(
+                f"{user.username} is not an ADU Operator: they cannot add connections."
+            )
         password = ""
         if options["password_stdin"]:
             password = sys.stdin.readline().rstrip("\n")
@@ -81,7 +86,7 @@ class Command(AduCommand):
         self.emit(options, rows, "\n".join(lines) if rows else "No connections.")
 
     def _test(self, user, options):
-        connection = Connection.objects.named(user, options["name"])
+        connection = Connection.objects.usable_by(user).named(user, options["name"])
         try:
             version = connection.driver().test(connection)
         except ConnectionFailed as error:
@@ -95,7 +100,7 @@ class Command(AduCommand):
         )
 
     def _remove(self, user, options):
-        connection = Connection.objects.named(user, options["name"])
+        connection = Connection.objects.editable_by(user).named(user, options["name"])
         if connection.export_jobs.exists():
             raise CommandError(
                 f"Connection '{connection.name}' is used by {connection.export_jobs.count()} "

@@ -16,7 +16,8 @@ class Command(AduCommand):
         super().add_arguments(parser)
 
     def handle(self, *args, **options):
-        connection = Connection.objects.named(self.user(options), options["name"])
+        user = self.user(options)
+        connection = Connection.objects.usable_by(user).named(user, options["name"])
         tables = connection.driver().tables(connection, options["schema"])
         rows = [
             {

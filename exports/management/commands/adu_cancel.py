@@ -6,6 +6,7 @@ from exports.tasks import cancel_job
 
 
 class Command(JobCommand):
+    changes_job = True
     help = (
         "Cancels a job: queued tables never start, running tables stop between two batches "
         "(within seconds) and their partial files are removed; the job ends `cancelled`."

@@ -48,7 +48,7 @@ class Command(AduCommand):
         if options["wait"] and options["sync"]:
             raise CommandError("--wait follows a queued job; --sync runs it here: choose one.")
         user = self.user(options)
-        connection = Connection.objects.named(user, options["name"])
+        connection = Connection.objects.usable_by(user).named(user, options["name"])
         try:
             job = create_job(
                 user,

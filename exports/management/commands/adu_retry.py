@@ -6,6 +6,7 @@ from exports.tasks import retry_job
 
 
 class Command(JobCommand):
+    changes_job = True
     help = (
         "Re-runs only the failed and cancelled tables of a finished job as a new attempt, "
         "under a new snapshot, keeping the tables that succeeded and their files. The job "
