@@ -266,8 +266,6 @@ def source_column_types(connection, schema: str, table: str) -> dict[str, pa.Dat
     Raises NoSuchTable when the source has no such table, and ConnectionFailed with one
     sentence when the source cannot answer.
     """
-    from exports.engine import types
-
     try:
         driver = connection.driver()
     except NotImplementedError as error:  # a kind without a driver yet
@@ -283,4 +281,4 @@ def source_column_types(connection, schema: str, table: str) -> dict[str, pa.Dat
         db.close()
     if not columns:
         raise NoSuchTable(f"There is no table {schema}.{table} on this connection.")
-    return {c.name: types.plan(c).arrow_type for c in columns}
+    return {c.name: driver.plan(c).arrow_type for c in columns}

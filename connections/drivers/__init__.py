@@ -6,7 +6,9 @@ Each driver module offers:
     schemas(connection) -> [schema names, system schemas left out]
     tables(connection, schema=None) -> [TableInfo]
     columns(db, schema, table) -> [SourceColumn]
-    open_snapshot(connection) -> (leader DB-API connection, snapshot id)
+    plan(column, fallback=False, money_scale=2) -> exports.engine.types.ColumnPlan
+    open_snapshot(connection) -> (leader session, snapshot id: pg_export_snapshot()'s, or an epoch)
+    join_snapshot(connection, snapshot_id) -> a session that reads what the snapshot shows
     read_batches(...) -> iterator of Arrow record batches (see exports.engine)
     count_rows(db, schema, table) -> int
     constraints(db, schema, table) -> [{name, kind, columns, definition}] rows must satisfy
@@ -20,7 +22,9 @@ from dataclasses import dataclass, field
 class TableInfo:
     schema: str
     name: str
-    kind: str  # "table", "view", "materialized view", "partitioned table", "foreign table"
+    # "table", "view", "materialized view", "partitioned table", "foreign table",
+    # "external table" (listed, not exported unless named)
+    kind: str
     rows_estimate: int | None
     bytes: int | None
 
@@ -43,3 +47,19 @@ def for_kind(kind: str):
 
         return postgresql
     raise NotImplementedError(f"There is no driver for '{kind}' connections yet.")
+
+
+# A snapshot id of this form means the source could not export a snapshot (Greenplum
+# without pg_export_snapshot()): each table was read in its own transaction.
+PER_TABLE = "per-table:"
+PER_TABLE_REASON = (
+    "the server cannot export a snapshot (pg_export_snapshot() is unavailable), so each "
+    "table was read in its own transaction: the tables were not read at one instant"
+)
+
+
+def consistency(snapshot_id: str | None) -> dict:
+    """How the tables of a job were read, for the manifest."""
+    if (snapshot_id or "").startswith(PER_TABLE):
+        return {"consistency": "per table", "consistency_reason": PER_TABLE_REASON}
+    return {"consistency": "snapshot"}

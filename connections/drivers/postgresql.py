@@ -11,6 +11,7 @@ import fcntl
 import os
 import queue
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 
 import psycopg2
@@ -21,8 +22,9 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 
 from adu_site.redaction import redact
-from connections.drivers import SourceColumn, TableInfo
+from connections.drivers import PER_TABLE, SourceColumn, TableInfo
 from connections.models import ConnectionFailed
+from exports.engine.types import plan  # noqa: F401  (the driver interface)
 
 SYSTEM_SCHEMAS = ("information_schema",)
 SYSTEM_SCHEMA_PREFIXES = ("pg_", "gp_")
@@ -106,38 +108,84 @@ _RELKINDS = {
 
 
 def tables(connection, schema: str | None = None) -> list[TableInfo]:
-    """Tables and views with estimated rows and size; partitions are left to their parent."""
+    """Tables and views with estimated rows and size; partitions are left to their root.
+
+    Greenplum: its legacy partitions (pg_partition_rule) are left to their root too, and
+    its external tables are listed as "external table" (not exported by default).
+    """
     db = connect(connection)
     try:
         with db.cursor() as cur:
-            cur.execute(
-                """
-                SELECT n.nspname, c.relname, c.relkind,
-                       CASE WHEN c.relkind = 'p' THEN (
-                                SELECT sum(greatest(p.reltuples, 0))::bigint
-                                FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid
-                                WHERE i.inhparent = c.oid)
-                            WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 0
-                                THEN c.reltuples::bigint END,
-                       CASE WHEN c.relkind = 'p' THEN (
-                                SELECT sum(pg_total_relation_size(i.inhrelid))::bigint
-                                FROM pg_inherits i WHERE i.inhparent = c.oid)
-                            WHEN c.relkind IN ('r', 'm') THEN pg_total_relation_size(c.oid) END
-                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
-                  AND NOT c.relispartition
-                  AND (%(schema)s IS NULL OR n.nspname = %(schema)s)
-                ORDER BY n.nspname, c.relname
-                """,
-                {"schema": schema},
-            )
+            cur.execute(CATALOG_FEATURES_SQL)
+            features = dict(zip(CATALOG_FEATURES, cur.fetchone(), strict=True))
+            cur.execute(tables_sql(features), {"schema": schema})
             return [
-                TableInfo(nsp, name, _RELKINDS[kind], rows, size)
+                TableInfo(nsp, name, kind, rows, size)
                 for nsp, name, kind, rows, size in cur.fetchall()
                 if not is_system_schema(nsp)
             ]
     finally:
         db.close()
+
+
+CATALOG_FEATURES = ("relispartition", "relstorage", "partition_rule", "exttable")
+# PostgreSQL 10+ has relispartition; Greenplum 6 has relstorage ('x': external) and its
+# own partition catalog; Greenplum 6 and 7 list external tables in pg_exttable.
+CATALOG_FEATURES_SQL = """
+SELECT EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = 'pg_catalog.pg_class'::regclass AND attname = 'relispartition'),
+       EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = 'pg_catalog.pg_class'::regclass AND attname = 'relstorage'),
+       to_regclass('pg_catalog.pg_partition_rule') IS NOT NULL,
+       to_regclass('pg_catalog.pg_exttable') IS NOT NULL
+"""
+
+
+def tables_sql(features: dict) -> str:
+    """The discovery query for a server with these catalog features."""
+    external = ["false"]
+    if features["relstorage"]:
+        external.append("c.relstorage = 'x'")
+    if features["exttable"]:
+        external.append("EXISTS (SELECT 1 FROM pg_exttable x WHERE x.reloid = c.oid)")
+    root = ["c.relkind = 'p'"]
+    hidden = ["false"]
+    if features["relispartition"]:
+        hidden.append("c.relispartition")
+    if features["partition_rule"]:
+        root.append("EXISTS (SELECT 1 FROM pg_partition pp WHERE pp.parrelid = c.oid)")
+        hidden.append("EXISTS (SELECT 1 FROM pg_partition_rule pr WHERE pr.parchildrelid = c.oid)")
+    is_root = " OR ".join(root)
+    return f"""
+        WITH RECURSIVE tree(root, rel) AS (
+            SELECT inhparent, inhrelid FROM pg_inherits
+          UNION ALL
+            SELECT tree.root, i.inhrelid FROM tree JOIN pg_inherits i ON i.inhparent = tree.rel
+        )
+        SELECT n.nspname, c.relname,
+               CASE WHEN {" OR ".join(external)} THEN 'external table'
+                    WHEN {is_root} THEN 'partitioned table'
+                    WHEN c.relkind = 'r' THEN 'table'
+                    WHEN c.relkind = 'v' THEN 'view'
+                    WHEN c.relkind = 'm' THEN 'materialized view'
+                    ELSE 'foreign table' END,
+               CASE WHEN {is_root} THEN (
+                        SELECT sum(greatest(p.reltuples, 0))::bigint
+                        FROM tree JOIN pg_class p ON p.oid = tree.rel
+                        WHERE tree.root = c.oid AND p.relkind IN ('r', 'm'))
+                    WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 0
+                        THEN c.reltuples::bigint END,
+               CASE WHEN {is_root} THEN (
+                        SELECT sum(pg_total_relation_size(tree.rel))::bigint
+                        FROM tree WHERE tree.root = c.oid)
+                    WHEN c.relkind IN ('r', 'm') AND NOT ({" OR ".join(external)})
+                        THEN pg_total_relation_size(c.oid) END
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND NOT ({" OR ".join(hidden)})
+          AND (%(schema)s IS NULL OR n.nspname = %(schema)s)
+        ORDER BY n.nspname, c.relname
+        """
 
 
 def columns(db, schema: str, table: str) -> list[SourceColumn]:
@@ -191,6 +239,8 @@ def open_snapshot(connection):
     """A REPEATABLE READ session holding the job's snapshot, and the snapshot's id.
 
     The session must stay open until every table of the job has imported the snapshot.
+    A Greenplum that cannot export snapshots gets a PER_TABLE id instead: each table is
+    then read in a transaction of its own, and the manifest says so.
     """
     db = connect(connection)
     db.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -199,15 +249,19 @@ def open_snapshot(connection):
             cur.execute("SELECT pg_export_snapshot()")
             return db, cur.fetchone()[0]
     except psycopg2.Error as error:
+        if connection.kind == "greenplum" and not isinstance(error, psycopg2.OperationalError):
+            db.rollback()
+            return db, f"{PER_TABLE}{uuid.uuid4().hex}"
         db.close()
         raise ConnectionFailed(explain(error, connection)) from None
 
 
 def join_snapshot(connection, snapshot_id: str | None):
-    """A read-only session that sees the database exactly as the job's snapshot does."""
+    """A read-only session that sees the database exactly as the job's snapshot does
+    (with a PER_TABLE id: as its own transaction does)."""
     db = connect(connection)
     db.set_session(isolation_level="REPEATABLE READ", readonly=True)
-    if snapshot_id:
+    if snapshot_id and not snapshot_id.startswith(PER_TABLE):
         with db.cursor() as cur:
             cur.execute("SET TRANSACTION SNAPSHOT %s", [snapshot_id])
     return db

@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import adu_site
+from connections import drivers
 from connections.models import Connection, ConnectionFailed
 from exports.engine import memory, types
 from exports.engine.anomaly import anomalies
@@ -247,7 +248,12 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
     target = job.folder() / safe_name(run.schema) / safe_name(run.table)
     name = (run.schema, run.table)
 
+    # Without an exported snapshot, a table's count and rows must share its transaction.
+    per_table = drivers.consistency(snapshot_id)["consistency"] == "per table"
+
     def open_session():
+        if per_table and sessions:
+            return sessions[0]
         session = driver.join_snapshot(connection, snapshot_id)
         sessions.append(session)
         return session
@@ -256,7 +262,9 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         first = _phase("connect", connection, open_session)
         source_columns = _phase("describe", connection, driver.columns, first, *name)
         money_scale = _phase("describe", connection, driver.money_scale, first)
-        pages = _phase("describe", connection, driver.table_pages, first, *name)
+        pages = (
+            None if per_table else _phase("describe", connection, driver.table_pages, first, *name)
+        )
         distinct = _phase("describe", connection, driver.distinct_estimates, first, *name)
         constraints = _phase("describe", connection, driver.constraints, first, *name)
         run.rows_expected = _phase("count", connection, driver.count_rows, first, *name)
@@ -265,7 +273,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         block_bytes = driver.CSV_BLOCK_BYTES
         while True:
             plans = [
-                types.plan(c, fallback=c.name in fallback, money_scale=money_scale)
+                driver.plan(c, fallback=c.name in fallback, money_scale=money_scale)
                 for c in source_columns
             ]
             try:
@@ -505,6 +513,7 @@ def manifest(job: ExportJob) -> dict:
             "database": connection.database,
         },
         "snapshot_id": job.snapshot_id,
+        **drivers.consistency(job.snapshot_id),
         "attempts": job.attempts,
         "options": {k: job.option(k) for k in DEFAULT_OPTIONS},
         "tables": [
@@ -588,7 +597,7 @@ def create_job(
         found = []
         for schema in schemas or [None]:
             found += connection.driver().tables(connection, schema)
-        chosen = [(t.schema, t.name) for t in found]
+        chosen = [(t.schema, t.name) for t in found if t.kind != "external table"]
         if schemas and not chosen:
             raise BadRequest(f"No tables found in schema(s) {', '.join(schemas)}.")
     excluded = {_split_name(name) for name in exclude}

@@ -74,6 +74,7 @@ class ColumnPlan:
     arrow_type: pa.DataType  # what the file holds
     representation: str  # NATIVE, TEXT, or a short description of the text form
     fallback: bool = False
+    may_not_fit: bool = False  # a value may not fit the native type: a text fallback exists
 
     @property
     def name(self) -> str:
@@ -128,9 +129,10 @@ def plan(column: SourceColumn, fallback: bool = False, money_scale: int = 2) -> 
             return ColumnPlan(column, ident, pa.string(), pa.string(), _TEXT_KINDS["numeric"])
         if precision <= 38:
             arrow = pa.decimal128(precision, scale)
-            return ColumnPlan(column, ident, arrow, arrow, NATIVE)
+            return ColumnPlan(column, ident, arrow, arrow, NATIVE, may_not_fit=True)
         # The CSV reader has no decimal256 parser: read text, cast per batch.
-        return ColumnPlan(column, ident, pa.string(), pa.decimal256(precision, scale), NATIVE)
+        arrow = pa.decimal256(precision, scale)
+        return ColumnPlan(column, ident, pa.string(), arrow, NATIVE, may_not_fit=True)
     if base == "money":
         arrow = pa.decimal128(19, money_scale)
         return ColumnPlan(column, sql.SQL("{}::numeric").format(ident), arrow, arrow, NATIVE)
@@ -140,7 +142,7 @@ def plan(column: SourceColumn, fallback: bool = False, money_scale: int = 2) -> 
         return ColumnPlan(column, ident, pa.string(), pa.uuid(), NATIVE)
     if base in _SIMPLE:
         arrow = _SIMPLE[base]
-        return ColumnPlan(column, ident, arrow, arrow, NATIVE)
+        return ColumnPlan(column, ident, arrow, arrow, NATIVE, may_not_fit=base in _MAY_NOT_FIT)
     return ColumnPlan(column, ident, pa.string(), pa.string(), _describe_text(column))
 
 
@@ -153,7 +155,7 @@ def is_ordered(column_plan: ColumnPlan) -> bool:
 
 
 def can_fall_back(column_plan: ColumnPlan) -> bool:
-    return not column_plan.fallback and column_plan.source.base_type in _MAY_NOT_FIT
+    return not column_plan.fallback and column_plan.may_not_fit
 
 
 def numeric_precision_scale(typmod: int) -> tuple[int | None, int]:
