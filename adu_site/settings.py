@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from cryptography.fernet import Fernet
@@ -200,6 +201,8 @@ if HTTPS:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_SSL_REDIRECT = True
+    # The container's health check asks over plain HTTP from inside.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = 365 * 24 * 3600
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
@@ -238,12 +241,31 @@ ANOMALY_ROWS_DROP = _read("ADU_ANOMALY_ROWS_DROP", env.float, 0.5)
 ANOMALY_ROWS_GROWTH = _read("ADU_ANOMALY_ROWS_GROWTH", env.float, 2.0)
 ANOMALY_NULL_POINTS = _read("ADU_ANOMALY_NULL_POINTS", env.float, 20.0)
 JOB_LOG_DIR = Path(_read("ADU_JOB_LOG_DIR", env.str, str(VAR_DIR / "logs" / "jobs"))).resolve()
-REDIS_URL = os.environ.get("ADU_REDIS_URL")
-if REDIS_URL:
+# The broker: the ORM broker (the metadata database, nothing to run) or Redis, for
+# several `qcluster` hosts. Redis has no acknowledgements (a task taken by a cluster that
+# dies is lost): table heartbeats and the sweep recover the work, the claim keeps it single.
+# queue_limit 1: a busy cluster holds at most two tasks it cannot start yet (one queued,
+# one in its pusher's hand) instead of workers**2, which an idle host could run meanwhile
+# and which a killed cluster would take with it.
+BROKER = _read("ADU_BROKER", env.str, "orm").strip().lower()
+REDIS_URL = os.environ.get("ADU_REDIS_URL", "")
+if BROKER == "redis":
+    if urlsplit(REDIS_URL).scheme not in ("redis", "rediss", "unix"):
+        _stop(
+            "ADU_BROKER=redis needs ADU_REDIS_URL set to a Redis URL such as "
+            "redis://:PASSWORD@HOST:6379/0."
+        )
     Q_CLUSTER["redis"] = REDIS_URL
-else:
+elif BROKER == "orm":
+    if REDIS_URL:
+        _stop(
+            "ADU_REDIS_URL is set but ADU_BROKER is not 'redis'; set ADU_BROKER=redis or unset it."
+        )
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = 1
+else:
+    _stop("ADU_BROKER must be 'orm' or 'redis'.")
+Q_CLUSTER["queue_limit"] = 1
 
 LOGGING = {
     "version": 1,
