@@ -46,6 +46,10 @@ def for_kind(kind: str):
         from connections.drivers import postgresql
 
         return postgresql
+    if kind == "vertica":
+        from connections.drivers import vertica
+
+        return vertica
     raise NotImplementedError(f"There is no driver for '{kind}' connections yet.")
 
 

@@ -25,11 +25,18 @@ class Profiler:
         self.ordered = ordered
         self.distinct: dict[str, pa.Array | None] = dict.fromkeys(schema.names)
         self.many: set[str] = set()
+        # Lists and structs (Vertica's ARRAY, SET, ROW) have no distinct kernel and one
+        # Parquet leaf per field: their nulls are counted here, the rest is not profiled.
+        self.nested = {f.name: 0 for f in schema if pa.types.is_nested(f.type)}
+        self.leaf = _first_leaves(schema)
 
     def update(self, batch: pa.RecordBatch):
         # All in Arrow: the distinct values seen so far stay an Arrow array, and a batch
         # that brings nothing new (the usual case) costs one hash and one lookup.
         for name, array in zip(self.names, batch.columns, strict=True):
+            if name in self.nested:
+                self.nested[name] += array.null_count
+                continue
             if name in self.many:
                 continue
             if isinstance(array.type, pa.BaseExtensionType):
@@ -53,8 +60,10 @@ class Profiler:
             metadata = pq.read_metadata(path)
             for group in range(metadata.num_row_groups):
                 row_group = metadata.row_group(group)
-                for index, name in enumerate(self.names):
-                    stats = row_group.column(index).statistics
+                for name in self.names:
+                    if name in self.nested:
+                        continue
+                    stats = row_group.column(self.leaf[name]).statistics
                     if stats is None:
                         known.discard(name)
                         continue
@@ -63,6 +72,8 @@ class Profiler:
                         bounds[name].append((stats.min, stats.max))
                     elif stats.null_count < row_group.num_rows:
                         known.discard(name)  # values without statistics: bounds unknown
+        nulls.update(self.nested)
+        known -= set(self.nested)
         return [
             {
                 "name": name,
@@ -74,13 +85,36 @@ class Profiler:
                 if name in known and bounds[name]
                 else None,
                 "distinct": (
-                    f"more than {DISTINCT_LIMIT}"
+                    None
+                    if name in self.nested
+                    else f"more than {DISTINCT_LIMIT}"
                     if name in self.many
                     else _count(self.distinct[name])
                 ),
             }
             for name in self.names
         ]
+
+
+def _first_leaves(schema: pa.Schema) -> dict[str, int]:
+    """Each top-level column's first leaf column in the Parquet file."""
+    first, index = {}, 0
+    for field in schema:
+        first[field.name] = index
+        index += _leaves(field.type)
+    return first
+
+
+def _leaves(kind: pa.DataType) -> int:
+    if isinstance(kind, pa.BaseExtensionType):
+        kind = kind.storage_type
+    if pa.types.is_struct(kind):
+        return sum(_leaves(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaves(kind.value_type)
+    if pa.types.is_map(kind):
+        return _leaves(kind.key_type) + _leaves(kind.item_type)
+    return 1
 
 
 def _count(values: pa.Array | None) -> int:
