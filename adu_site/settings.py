@@ -9,6 +9,7 @@ import logging
 import os
 import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -135,6 +136,8 @@ INSTALLED_APPS = [
     "connections",
     "exports",
     "quality",
+    "audit",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -145,10 +148,27 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "audit.middleware.CurrentRequest",
+    "adu_site.security.ContentSecurityPolicy",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Brute-force protection: a username and address pair is locked after this many failed
+# logins, for this many minutes (an ADU Admin unlocks it sooner in the admin's Access
+# attempts, or with `manage.py axes_reset_username USERNAME`).
+AXES_FAILURE_LIMIT = _read("ADU_LOGIN_FAILURES", env.int, 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_read("ADU_LOCKOUT_MINUTES", env.int, 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
 
 ROOT_URLCONF = "adu_site.urls"
 WSGI_APPLICATION = "adu_site.wsgi.application"
@@ -288,5 +308,7 @@ LOGGING = {
         "handlers": ["console", "job_files"],
         "level": _read("ADU_LOG_LEVEL", env.str, "INFO"),
     },
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes announces itself at every start and logs each failed login at INFO; the audit
+    # trail holds those, so only its warnings reach the console.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -4,6 +4,7 @@ from django import forms
 from django.contrib.auth.models import Group
 
 from accounts import roles
+from audit.models import AuditEvent, record
 from connections.models import Connection
 
 FIELDS = [
@@ -60,3 +61,21 @@ class ConnectionForm(forms.ModelForm):
         if owner_id and taken.exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("You already have a connection with this name.")
         return name
+
+    def save(self, commit=True):
+        """Save, and put on the audit trail what changed (the password only as 'changed')."""
+        created = self.instance.pk is None
+        connection = super().save(commit=commit)
+        if commit:
+            changed = [name for name in self.changed_data if name != "shared_with"]
+            action = (
+                AuditEvent.Action.CONNECTION_CREATE
+                if created
+                else AuditEvent.Action.CONNECTION_UPDATE
+            )
+            if created or changed:
+                record(action, obj=connection, changed=changed)
+            if "shared_with" in self.changed_data:
+                groups = sorted(g.name for g in connection.shared_with.all())
+                record(AuditEvent.Action.CONNECTION_SHARE, obj=connection, shared_with=groups)
+        return connection

@@ -103,6 +103,26 @@ class Connection(models.Model):
         redaction.remember(self.password)
         return self.password
 
+    def test_link(self, by) -> str:
+        """Connect and ask the server's version, on the audit trail; ConnectionFailed if not."""
+        from audit.models import AuditEvent, record
+
+        try:
+            version = self.driver().test(self)
+        except ConnectionFailed as error:
+            record(AuditEvent.Action.CONNECTION_TEST, user=by, obj=self, ok=False, error=str(error))
+            raise
+        record(AuditEvent.Action.CONNECTION_TEST, user=by, obj=self, ok=True)
+        return version
+
+    def discover(self, by, schema: str | None = None) -> list:
+        """The tables (and views) of one schema or all, on the audit trail."""
+        from audit.models import AuditEvent, record
+
+        tables = self.driver().tables(self, schema)
+        record(AuditEvent.Action.DISCOVERY, user=by, obj=self, schema=schema, tables=len(tables))
+        return tables
+
     def driver(self):
         """The driver module for this connection's kind."""
         from connections import drivers

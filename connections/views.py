@@ -7,6 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import roles
+from audit.models import AuditEvent, record
 from connections.forms import ConnectionForm
 from connections.models import Connection, ConnectionFailed
 
@@ -62,6 +63,7 @@ def connection_delete(request, pk):
     connection = _editable(request, pk)
     jobs = connection.export_jobs.count()
     if request.method == "POST" and not jobs:
+        record(AuditEvent.Action.CONNECTION_DELETE, obj=connection, name=connection.name)
         connection.delete()
         messages.success(request, f"Connection '{connection.name}' deleted.")
         return redirect("connection_list")
@@ -72,7 +74,7 @@ def connection_delete(request, pk):
 def connection_test(request, pk):
     connection = _usable(request, pk)
     try:
-        result = {"ok": True, "text": connection.driver().test(connection)}
+        result = {"ok": True, "text": connection.test_link(by=request.user)}
     except ConnectionFailed as error:
         result = {"ok": False, "text": str(error)}
     return render(request, "connections/_test_result.html", result)
@@ -87,7 +89,7 @@ def connection_tables(request):
     connection = _usable(request, int(pk))
     schema = request.GET.get("schema") or None
     try:
-        every_table = connection.driver().tables(connection)
+        every_table = connection.discover(request.user)
         error = None
     except ConnectionFailed as failure:
         every_table, error = [], str(failure)

@@ -1,7 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
-from exports.models import ExportJob, JobError, StatusChange, TableRun
+from adu_site.commands import human_bytes
+from audit.models import AuditEvent, record
+from exports.models import ExportJob, JobError, JobStateError, StatusChange, TableRun
 
 
 class TableRunInline(admin.TabularInline):
@@ -51,6 +53,32 @@ class ExportJobAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     readonly_fields = ["created_at", "started_at", "finished_at"]
     inlines = [TableRunInline, JobErrorInline, StatusChangeInline]
+    actions = ["delete_with_files"]
+
+    def get_actions(self, request):
+        # Django's own bulk delete would leave the files on disk and skip the audit trail.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.action(description="Delete the selected finished jobs with their files")
+    def delete_with_files(self, request, queryset):
+        freed, deleted, skipped = 0, 0, []
+        for job in queryset:
+            try:
+                freed += job.delete_with_files(by=request.user)
+                deleted += 1
+            except JobStateError:
+                skipped.append(str(job.pk))
+        if deleted:
+            record(AuditEvent.Action.CLEANUP, jobs=deleted, bytes_freed=freed, via="admin")
+            self.message_user(request, f"Deleted {deleted} job(s), {human_bytes(freed)} freed.")
+        if skipped:
+            self.message_user(
+                request,
+                f"Not deleted, not finished: job(s) {', '.join(skipped)}.",
+                level=messages.WARNING,
+            )
 
 
 @admin.register(TableRun)

@@ -1,5 +1,6 @@
 """Export jobs, the tables they export and the errors they meet."""
 
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -144,6 +145,44 @@ class ExportJob(models.Model):
 
     def folder(self) -> Path:
         return Path(settings.EXPORT_ROOT) / self.output_dir
+
+    def disk_bytes(self) -> int:
+        """What the job's folder and log hold on disk now."""
+        from exports.joblog import log_path
+
+        files = (
+            [p for p in self.folder().rglob("*") if p.is_file()] if self.folder().is_dir() else []
+        )
+        log = log_path(self.pk)
+        return sum(p.stat().st_size for p in files) + (log.stat().st_size if log.exists() else 0)
+
+    def delete_with_files(self, by) -> int:
+        """Delete a finished job, its folder and its log, on the audit trail; the bytes freed.
+
+        JobStateError for a job that has not finished: its workers still write there.
+        """
+        from audit.models import AuditEvent, record
+        from exports.joblog import log_path
+
+        if not ExportJob.objects.filter(pk=self.pk, status__in=self.FINISHED).exists():
+            raise JobStateError(f"Job {self.pk} has not finished; cancel it first.")
+        freed = self.disk_bytes()
+        root = Path(settings.EXPORT_ROOT).resolve()
+        folder = self.folder()
+        # Never follow a link out of the export root, whatever the folder became.
+        if folder.is_dir() and not folder.is_symlink() and folder.resolve().is_relative_to(root):
+            shutil.rmtree(folder)
+        log_path(self.pk).unlink(missing_ok=True)
+        record(
+            AuditEvent.Action.JOB_DELETE,
+            user=by,
+            obj=self,
+            connection=self.connection.name,
+            status=self.status,
+            bytes_freed=freed,
+        )
+        self.delete()
+        return freed
 
     def cancel_requested_now(self) -> bool:
         """Read from the database: another process may have asked since we loaded the job."""

@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 from django_q.tasks import async_task
 
+from audit.models import AuditEvent, record
 from exports.engine import run as engine
 from exports.joblog import job_log
 from exports.models import ExportJob, JobError, TableRun
@@ -28,17 +29,19 @@ def start_job(job: ExportJob, reason: str = "start"):
     )
 
 
-def cancel_job(job: ExportJob) -> ExportJob:
+def cancel_job(job: ExportJob, by=None) -> ExportJob:
     """Cancel a job (JobStateError if it has finished); finish it now if nothing runs."""
     job.request_cancel()
+    record(AuditEvent.Action.JOB_CANCEL, user=by, obj=job)
     if not job.tables.filter(status=TableRun.Status.RUNNING).exists():
         return engine.finish_job(job.pk)
     return job
 
 
-def retry_job(job: ExportJob) -> ExportJob:
+def retry_job(job: ExportJob, by=None) -> ExportJob:
     """Queue the failed and cancelled tables again as a new attempt (JobStateError if not allowed)."""
     job.prepare_retry()
+    record(AuditEvent.Action.JOB_RETRY, user=by, obj=job, attempt=job.attempt)
     start_job(job, reason=f"retry (attempt {job.attempt})")
     return job
 

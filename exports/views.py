@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import roles
+from audit.models import AuditEvent, record
 from connections.models import Connection
 from exports.engine.run import BadRequest, create_job
 from exports.forms import NewExportForm
@@ -156,7 +157,7 @@ def _job_action(request, pk, action, done: str):
     """Cancel or retry: the outcome, or why not, as a message on the job's page."""
     job = get_object_or_404(ExportJob.objects.actionable_by(request.user), pk=pk)
     try:
-        job = action(job)
+        job = action(job, by=request.user)
         messages.success(request, done.format(job=job))
     except JobStateError as error:
         messages.error(request, str(error))
@@ -201,6 +202,7 @@ def job_log_download(request, pk):
     path = log_path(job.pk)
     if not path.exists():
         raise Http404("This job has no log yet.")
+    record(AuditEvent.Action.LOG_DOWNLOAD, obj=job)
     return FileResponse(open(path, "rb"), as_attachment=True, filename=f"job-{job.pk}.log")
 
 
@@ -216,4 +218,5 @@ def job_file(request, pk, path):
     full = job.folder() / path
     if not full.is_file():
         raise Http404("The file is no longer on disk.")
+    record(AuditEvent.Action.FILE_DOWNLOAD, obj=job, path=path, bytes=full.stat().st_size)
     return FileResponse(open(full, "rb"), as_attachment=True, filename=full.name)

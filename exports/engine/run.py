@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import adu_site
+from audit.models import AuditEvent, record
 from connections import drivers
 from connections.models import Connection, ConnectionFailed
 from exports.engine import memory, types
@@ -589,7 +590,10 @@ def create_job(
                 f"'{out}' is not a folder name: use letters, digits, '_', '-' and '.', "
                 "starting with a letter or digit."
             )
-        folder = Path(settings.EXPORT_ROOT) / out
+        root = Path(settings.EXPORT_ROOT).resolve()
+        folder = root / out
+        if folder.is_symlink() or not folder.resolve().is_relative_to(root):
+            raise BadRequest(f"'{out}' leads outside the export root: choose another name.")
         if folder.exists() and any(folder.iterdir()):
             raise BadRequest(f"The folder '{out}' already exists and is not empty.")
     chosen = [_split_name(name) for name in tables]
@@ -604,7 +608,9 @@ def create_job(
     chosen = list(dict.fromkeys(t for t in chosen if t not in excluded))
     if not chosen:
         raise BadRequest("There is nothing to export: no table was selected.")
-    return ExportJob.create_with_tables(owner, connection, chosen, options, out)
+    job = ExportJob.create_with_tables(owner, connection, chosen, options, out)
+    record(AuditEvent.Action.JOB_CREATE, user=owner, obj=job, tables=len(chosen), options=options)
+    return job
 
 
 def _split_name(name: str) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from django.db import IntegrityError
 
 from accounts import roles
 from adu_site.commands import AduCommand
+from audit.models import AuditEvent, record
 from connections.models import DEFAULT_PORTS, Connection, ConnectionFailed
 
 
@@ -73,6 +74,7 @@ class Command(AduCommand):
             )
         except IntegrityError:
             raise CommandError(f"You already have a connection named '{options['name']}'.")
+        record(AuditEvent.Action.CONNECTION_CREATE, user=user, obj=connection, via="command")
         self.emit(options, _describe(connection), f"Added connection '{connection.name}'.")
 
     def _list(self, user, options):
@@ -88,7 +90,7 @@ class Command(AduCommand):
     def _test(self, user, options):
         connection = Connection.objects.usable_by(user).named(user, options["name"])
         try:
-            version = connection.driver().test(connection)
+            version = connection.test_link(by=user)
         except ConnectionFailed as error:
             if options["json"]:
                 self.emit(options, {"name": connection.name, "ok": False, "error": str(error)}, "")
@@ -106,6 +108,7 @@ class Command(AduCommand):
                 f"Connection '{connection.name}' is used by {connection.export_jobs.count()} "
                 "export job(s); delete those jobs first."
             )
+        record(AuditEvent.Action.CONNECTION_DELETE, user=user, obj=connection, name=connection.name)
         connection.delete()
         self.emit(options, {"removed": options["name"]}, f"Removed '{options['name']}'.")
 

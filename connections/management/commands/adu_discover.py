@@ -18,7 +18,7 @@ class Command(AduCommand):
     def handle(self, *args, **options):
         user = self.user(options)
         connection = Connection.objects.usable_by(user).named(user, options["name"])
-        tables = connection.driver().tables(connection, options["schema"])
+        tables = connection.discover(user, options["schema"])
         rows = [
             {
                 "schema": t.schema,

@@ -1,5 +1,6 @@
 """Re-encrypt every stored secret with the first key of ADU_FERNET_KEYS."""
 
+import getpass
 import json
 
 from cryptography.fernet import InvalidToken
@@ -7,6 +8,7 @@ from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
+from audit.models import AuditEvent, record
 from connections.crypto import EncryptedTextField, Sealed, rotate
 
 
@@ -31,6 +33,12 @@ class Command(BaseCommand):
                         continue
                     model.objects.filter(pk=pk).update(**{field.name: Sealed(new_token)})
                     rotated += 1
+        record(
+            AuditEvent.Action.KEY_ROTATION,
+            username=getpass.getuser(),  # an operating-system user: no ADU account runs this
+            rotated=rotated,
+            failed=len(failed),
+        )
         if options["json"]:
             self.stdout.write(json.dumps({"rotated": rotated, "failed": failed}))
         else:

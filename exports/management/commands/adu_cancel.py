@@ -13,7 +13,7 @@ class Command(JobCommand):
     )
 
     def act(self, job: ExportJob, options):
-        job = cancel_job(job)
+        job = cancel_job(job, by=self.user(options))
         self.emit(
             options,
             {"job_id": job.pk, "status": job.status, "cancel_requested": True},

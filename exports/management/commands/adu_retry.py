@@ -14,7 +14,7 @@ class Command(JobCommand):
     )
 
     def act(self, job: ExportJob, options):
-        job = retry_job(job)
+        job = retry_job(job, by=self.user(options))
         again = job.tables.filter(status="queued").count()
         self.emit(
             options,

@@ -1,0 +1,98 @@
+"""The audit trail: who did what, when, from where. Written once, never changed."""
+
+import contextvars
+import json
+
+from django.conf import settings
+from django.db import models
+
+from adu_site.redaction import redact
+
+# The request being served, so that a model-level action (a job created, a connection
+# changed) records the address and browser of whoever caused it; None in a command.
+current_request: contextvars.ContextVar = contextvars.ContextVar("adu_request", default=None)
+
+
+class AuditEvent(models.Model):
+    class Action(models.TextChoices):
+        LOGIN = "login"
+        LOGOUT = "logout"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        LOCKOUT = "lockout"
+        CONNECTION_CREATE = "connection_create", "Connection created"
+        CONNECTION_UPDATE = "connection_update", "Connection updated"
+        CONNECTION_DELETE = "connection_delete", "Connection deleted"
+        CONNECTION_TEST = "connection_test", "Connection tested"
+        CONNECTION_SHARE = "connection_share", "Connection sharing changed"
+        DISCOVERY = "discovery"
+        JOB_CREATE = "job_create", "Job created"
+        JOB_CANCEL = "job_cancel", "Job cancelled"
+        JOB_RETRY = "job_retry", "Job retried"
+        JOB_DELETE = "job_delete", "Job deleted"
+        FILE_DOWNLOAD = "file_download", "File downloaded"
+        LOG_DOWNLOAD = "log_download", "Log downloaded"
+        ADMIN_CHANGE = "admin_change", "Admin change"
+        KEY_ROTATION = "key_rotation", "Key rotation"
+        CLEANUP = "cleanup", "Clean-up"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Kept as typed: a failed login names no user row, and users may be deleted later.
+    username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=32, choices=Action, db_index=True)
+    object_type = models.CharField(max_length=100, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action}"
+
+
+def record(
+    action: str,
+    *,
+    user=None,
+    username: str = "",
+    obj=None,
+    object_type: str = "",
+    object_id: str = "",
+    request=None,
+    **details,
+):
+    """Add one event. The user, address and browser come from the request being served
+    unless given; details are cleaned of anything that looks like a secret."""
+    request = request or current_request.get()
+    if user is None and request is not None and request.user.is_authenticated:
+        user = request.user
+    if user is not None and not getattr(user, "pk", None):
+        user = None
+    return AuditEvent.objects.create(
+        user=user,
+        username=username or (user.get_username() if user else ""),
+        action=action,
+        object_type=obj._meta.label_lower if obj is not None else object_type,
+        object_id=str(obj.pk) if obj is not None else str(object_id),
+        details=_clean(details),
+        ip_address=_address(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300] if request else "",
+    )
+
+
+def _clean(details: dict) -> dict:
+    # Through JSON and back: every string is redacted, and the result is plain JSON.
+    return json.loads(redact(json.dumps(details, default=str)))
+
+
+def _address(request):
+    if request is None:
+        return None
+    # REMOTE_ADDR only: X-Forwarded-For is whatever the client says unless a proxy we
+    # trust set it, and gunicorn behind a proxy passes the real one in REMOTE_ADDR.
+    return request.META.get("REMOTE_ADDR") or None

@@ -1,0 +1,190 @@
+"""The audit trail: each action leaves one event with who, what, when and from where."""
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import AuditEvent
+from conftest import user_with_role
+from exports.engine.run import create_job, run_job
+from exports.models import ExportJob
+
+PASSWORD = "Audit-Secret-Pw-7781"
+AGENT = "AuditTest/1.0"
+
+
+def actions(**match):
+    return list(AuditEvent.objects.filter(**match).order_by("id").values_list("action", flat=True))
+
+
+@pytest.fixture
+def browser(client):
+    client.defaults["HTTP_USER_AGENT"] = AGENT
+    return client
+
+
+@pytest.mark.django_db
+def test_logins_logouts_and_failed_logins(browser, owner):
+    browser.post(reverse("login"), {"username": "owner", "password": "wrong"})
+    browser.post(reverse("login"), {"username": "owner", "password": "owner-pass-123"})
+    browser.post(reverse("logout"))
+    assert actions() == ["login_failed", "login", "logout"]
+    failed, login, _ = AuditEvent.objects.order_by("id")
+    assert failed.username == "owner" and failed.user is None
+    assert failed.ip_address == "127.0.0.1" and failed.user_agent == AGENT
+    assert login.user == owner
+    assert "wrong" not in str(failed.details)
+
+
+@pytest.mark.django_db
+def test_five_failures_lock_the_pair_out_with_a_clear_message_until_unlocked(browser, owner):
+    for _ in range(5):
+        browser.post(reverse("login"), {"username": "owner", "password": "wrong"})
+    response = browser.post(reverse("login"), {"username": "owner", "password": "owner-pass-123"})
+    assert response.status_code == 429
+    assert "Too many failed logins for this user from this address: try again in 15 minutes" in (
+        response.content.decode()
+    )
+    assert "_auth_user_id" not in browser.session
+    assert "lockout" in actions()
+    # Another user from the same address is not locked out.
+    user_with_role(owner.__class__, "other", "ADU Operator")
+    other = browser.post(reverse("login"), {"username": "other", "password": "other-pass-123"})
+    assert other.status_code == 302
+    browser.post(reverse("logout"))
+    call_command("axes_reset_username", "owner", stdout=io.StringIO())
+    unlocked = browser.post(reverse("login"), {"username": "owner", "password": "owner-pass-123"})
+    assert unlocked.status_code == 302 and browser.session["_auth_user_id"] == str(owner.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_connection_and_job_actions_are_on_the_trail_without_secrets(
+    browser, owner, source_db, settings
+):
+    from django.contrib.auth.models import Group
+
+    Group.objects.create(name="team").user_set.add(owner)
+    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 3) AS i")
+    browser.force_login(owner)
+    fields = {
+        "name": "src",
+        "kind": "postgresql",
+        "host": source_db.server.host,
+        "port": source_db.server.port,
+        "database": source_db.name,
+        "username": source_db.server.user,
+        "password": source_db.server.password,
+        "sslmode": "disable",
+        "connect_timeout": 5,
+    }
+    browser.post(reverse("connection_create"), fields)
+    connection = owner.connections.get()
+    team = Group.objects.get(name="team")
+    browser.post(
+        reverse("connection_edit", args=[connection.pk]),
+        {**fields, "password": "", "connect_timeout": 7, "shared_with": [team.pk]},
+    )
+    browser.post(reverse("connection_test", args=[connection.pk]))
+    browser.get(reverse("connection_tables") + f"?connection={connection.pk}")
+    job = run_job(create_job(owner, connection, tables=["public.t"]).pk)
+    browser.get(reverse("job_file", args=[job.pk, "manifest.json"]))
+    browser.get(reverse("job_log_download", args=[job.pk]))
+    browser.post(reverse("job_retry", args=[job.pk]))  # refused: nothing to retry
+    assert actions() == [
+        "login",
+        "connection_create",
+        "connection_update",
+        "connection_share",
+        "connection_test",
+        "discovery",
+        "job_create",
+        "file_download",
+        "log_download",
+    ]
+    update = AuditEvent.objects.get(action="connection_update")
+    assert update.details == {"changed": ["connect_timeout"]}
+    assert update.object_type == "connections.connection" and update.object_id == str(
+        connection.pk
+    )
+    assert AuditEvent.objects.get(action="connection_share").details == {"shared_with": ["team"]}
+    assert AuditEvent.objects.get(action="file_download").details["path"] == "manifest.json"
+    for event in AuditEvent.objects.all():
+        assert source_db.server.password not in str(event.details)
+        assert event.user == owner
+
+
+@pytest.mark.django_db
+def test_the_admin_changes_are_on_the_trail_and_the_trail_is_read_only(client, admin_user):
+    client.force_login(admin_user)
+    client.post(
+        reverse("admin:auth_group_add"),
+        {"name": "auditors"},
+    )
+    [event] = AuditEvent.objects.filter(action="admin_change")
+    assert event.details["change"] == "add" and event.details["object"] == "auditors"
+    assert event.object_type == "auth.group"
+    assert client.get(reverse("admin:audit_auditevent_add")).status_code == 403
+    change = reverse("admin:audit_auditevent_change", args=[event.pk])
+    assert client.post(change, {"action": "x"}).status_code == 403
+    delete = reverse("admin:audit_auditevent_delete", args=[event.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+    listing = client.get(reverse("admin:audit_auditevent_changelist") + "?action=admin_change")
+    assert listing.status_code == 200
+    assert f"/admin/audit/auditevent/{event.pk}/change/" in listing.content.decode()
+    exported = client.post(
+        reverse("admin:audit_auditevent_changelist"),
+        {"action": "export_csv", "_selected_action": [event.pk]},
+    )
+    rows = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert rows[0][:3] == ["at", "username", "action"]
+    assert rows[1][1:3] == ["root", "admin_change"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cleanup_deletes_old_finished_jobs_with_their_files_and_never_a_running_one(
+    owner, admin_user, source_db
+):
+    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 3) AS i")
+    connection = source_db.connection(owner)
+    old = run_job(create_job(owner, connection, tables=["public.t"]).pk)
+    recent = run_job(create_job(owner, connection, tables=["public.t"]).pk)
+    running = create_job(owner, connection, tables=["public.t"])
+    ExportJob.objects.filter(pk=old.pk).update(finished_at=timezone.now() - timedelta(days=40))
+    ExportJob.objects.filter(pk=running.pk).update(
+        status="running", created_at=timezone.now() - timedelta(days=90)
+    )
+    assert old.folder().is_dir()
+
+    out = io.StringIO()
+    call_command("adu_cleanup", "--older-than", "30d", "--dry-run", "--as", "root", stdout=out)
+    assert f"job {old.pk}" in out.getvalue() and "Would delete 1 job(s)" in out.getvalue()
+    assert ExportJob.objects.filter(pk=old.pk).exists() and old.folder().is_dir()
+
+    out = io.StringIO()
+    call_command("adu_cleanup", "--older-than", "30d", "--as", "root", stdout=out)
+    assert "Deleted 1 job(s)" in out.getvalue()
+    assert not ExportJob.objects.filter(pk=old.pk).exists()
+    assert not old.folder().exists()
+    assert ExportJob.objects.filter(pk__in=[recent.pk, running.pk]).count() == 2
+    [deleted] = AuditEvent.objects.filter(action="job_delete")
+    assert deleted.object_id == str(old.pk) and deleted.details["bytes_freed"] > 0
+    assert AuditEvent.objects.get(action="cleanup").details["jobs"] == 1
+
+    with pytest.raises(CommandError, match="is not an ADU Admin"):
+        call_command("adu_cleanup", "--older-than", "1d", "--as", "owner")
+    with pytest.raises(CommandError, match="is not an age: write it as 30d"):
+        call_command("adu_cleanup", "--older-than", "soon", "--as", "root")
+
+
+@pytest.mark.django_db
+def test_key_rotation_is_on_the_trail(owner, source_db):
+    source_db.connection(owner)
+    call_command("adu_rotate_keys", stdout=io.StringIO())
+    [event] = AuditEvent.objects.filter(action="key_rotation")
+    assert event.details == {"rotated": 1, "failed": 0}
