@@ -9,7 +9,10 @@
     if (label) label.textContent = n + " selected";
   }
   function check(on) {
-    rows().forEach(function (row) { if (visible(row)) row.querySelector("input").checked = on; });
+    // "Select all" leaves external tables out: they are exported only when picked one by one.
+    rows().forEach(function (row) {
+      if (visible(row) && !(on && row.hasAttribute("data-external"))) row.querySelector("input").checked = on;
+    });
     count();
   }
   document.addEventListener("input", function (e) {
