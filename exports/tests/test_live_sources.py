@@ -73,7 +73,7 @@ def vertica_source(owner):
     from connections.models import Connection
 
     params = parse_dsn(VERTICA_DSN)
-    admin = vertica_python.connect(**params, autocommit=True, binary_transfer=True)
+    admin = vertica_python.connect(**{**params, "autocommit": True, "binary_transfer": True})
     schema = f"adu_test_{uuid.uuid4().hex[:12]}"
     cur = admin.cursor()
     cur.execute(f"CREATE SCHEMA {schema}")
