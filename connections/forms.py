@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 
 from accounts import roles
 from audit.models import AuditEvent, record
-from connections.models import Connection
+from connections.models import MAX_CA_BYTES, Connection, describe_ca, parse_ca_certificate
 
 FIELDS = [
     "name",
@@ -30,6 +30,16 @@ class ConnectionForm(forms.ModelForm):
         help_text="Leave empty to keep the stored password.",
     )
 
+    ca_certificate_file = forms.FileField(
+        label="CA certificate (PEM)",
+        required=False,
+        help_text="The CA that signed the server's certificate, for sslmode verify-ca or "
+        "verify-full. Stored encrypted.",
+    )
+    clear_ca_certificate = forms.BooleanField(
+        label="Remove the stored CA certificate", required=False
+    )
+
     class Meta:
         model = Connection
         fields = FIELDS
@@ -47,6 +57,18 @@ class ConnectionForm(forms.ModelForm):
             self.instance.owner = owner
         if not self.instance.pk:
             self.fields["password"].help_text = ""
+        stored = describe_ca(self.instance.ca_certificate)
+        if stored:
+            self.fields["ca_certificate_file"].help_text = f"Stored: {stored}. Upload to replace."
+
+    def clean_ca_certificate_file(self):
+        upload = self.cleaned_data.get("ca_certificate_file")
+        if not upload:
+            return None
+        try:
+            return parse_ca_certificate(upload.read(MAX_CA_BYTES + 1))
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
 
     def clean_password(self):
         typed = self.cleaned_data.get("password")
@@ -65,9 +87,16 @@ class ConnectionForm(forms.ModelForm):
     def save(self, commit=True):
         """Save, and put on the audit trail what changed (the password only as 'changed')."""
         created = self.instance.pk is None
+        if self.cleaned_data.get("ca_certificate_file"):
+            self.instance.ca_certificate = self.cleaned_data["ca_certificate_file"]
+            self.changed_data.append("ca_certificate")
+        elif self.cleaned_data.get("clear_ca_certificate"):
+            self.instance.ca_certificate = ""
+            self.changed_data.append("ca_certificate")
         connection = super().save(commit=commit)
         if commit:
-            changed = [name for name in self.changed_data if name != "shared_with"]
+            hidden = {"shared_with", "ca_certificate_file", "clear_ca_certificate"}
+            changed = [name for name in self.changed_data if name not in hidden]
             action = (
                 AuditEvent.Action.CONNECTION_CREATE
                 if created

@@ -52,13 +52,20 @@ def port_in_use(port: int) -> bool:
 class LocalPostgres:
     """One server: `root/data`, `root/server.log`, its socket in `root`, TCP on 127.0.0.1 only."""
 
-    def __init__(self, root: Path, port: int | None = None, fast_unsafe: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        port: int | None = None,
+        fast_unsafe: bool = False,
+        settings: dict[str, str] | None = None,
+    ):
         self.root = Path(root).resolve()
         self.data = self.root / "data"
         self.port = port or free_port()
         # fsync off makes a throwaway test cluster quick; never for data someone keeps.
         self.fast_unsafe = fast_unsafe
         self.password_file = self.root / "superuser_password"
+        self.settings = settings or {}  # more server settings, e.g. {"ssl": "on"}
 
     @property
     def password(self) -> str:
@@ -146,6 +153,7 @@ class LocalPostgres:
         ]
         if self.fast_unsafe:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        options += [f"-c {name}={value}" for name, value in self.settings.items()]
         return " ".join(options)
 
     def _pg_ctl(self, *args, check=True):

@@ -1,5 +1,9 @@
 """Connections to source databases, with their credentials encrypted at rest."""
 
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
 from django.conf import settings
 from django.db import models
 
@@ -69,6 +73,9 @@ class Connection(models.Model):
     connect_timeout = models.PositiveIntegerField(
         default=10, help_text="Seconds to wait for the server to answer."
     )
+    # PEM of the CA that signed the server's certificate, for sslmode verify-ca/verify-full.
+    # Encrypted like the password: which CA a site trusts is nobody else's business.
+    ca_certificate = EncryptedTextField(blank=True)
     shared_with = models.ManyToManyField(
         "auth.Group",
         blank=True,
@@ -103,17 +110,43 @@ class Connection(models.Model):
         redaction.remember(self.password)
         return self.password
 
-    def test_link(self, by) -> str:
-        """Connect and ask the server's version, on the audit trail; ConnectionFailed if not."""
+    def test_link(self, by):
+        """Connect and report the link (a drivers.LinkReport: server version, encryption,
+        verification, write access), on the audit trail; ConnectionFailed if it fails."""
         from audit.models import AuditEvent, record
 
         try:
-            version = self.driver().test(self)
+            report = self.driver().test(self)
         except ConnectionFailed as error:
             record(AuditEvent.Action.CONNECTION_TEST, user=by, obj=self, ok=False, error=str(error))
             raise
-        record(AuditEvent.Action.CONNECTION_TEST, user=by, obj=self, ok=True)
-        return version
+        record(
+            AuditEvent.Action.CONNECTION_TEST,
+            user=by,
+            obj=self,
+            ok=True,
+            encrypted=report.encrypted,
+            verified=report.verified,
+        )
+        return report
+
+    @contextmanager
+    def ca_file(self):
+        """The stored CA certificate as a file only its owner reads, for the time of a
+        connect (libpq and vertica-python take a path); None when there is none."""
+        if isinstance(self.ca_certificate, Sealed):
+            raise ConnectionFailed(
+                f"The stored CA certificate of connection '{self.name}' cannot be decrypted "
+                "with any key in ADU_FERNET_KEYS; upload it again."
+            )
+        if not self.ca_certificate:
+            yield None
+            return
+        with tempfile.TemporaryDirectory(prefix="adu-ca-") as folder:
+            path = Path(folder) / "ca.pem"
+            path.touch(mode=0o600)
+            path.write_text(self.ca_certificate)
+            yield str(path)
 
     def discover(self, by, schema: str | None = None) -> list:
         """The tables (and views) of one schema or all, on the audit trail."""
@@ -128,3 +161,35 @@ class Connection(models.Model):
         from connections import drivers
 
         return drivers.for_kind(self.kind)
+
+
+MAX_CA_BYTES = 64 * 1024
+
+
+def parse_ca_certificate(data: bytes) -> str:
+    """The PEM text of an uploaded CA certificate; ValueError with one sentence if it is not."""
+    from cryptography import x509
+
+    if len(data) > MAX_CA_BYTES:
+        raise ValueError("This file is too large for a CA certificate (64 kB at most).")
+    try:
+        text = data.decode("ascii")
+        x509.load_pem_x509_certificates(text.encode())
+    except (UnicodeDecodeError, ValueError):
+        raise ValueError(
+            "This is not a certificate in PEM form (-----BEGIN CERTIFICATE-----)."
+        ) from None
+    return text
+
+
+def describe_ca(pem) -> str:
+    """'CN=Example CA, valid until 2030-01-01' for a stored PEM ('' for none)."""
+    from cryptography import x509
+
+    if not pem or isinstance(pem, Sealed):
+        return "a certificate no configured key can decrypt" if pem else ""
+    try:
+        [first, *_] = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError:
+        return "a certificate ADU cannot read"
+    return f"{first.subject.rfc4514_string()}, valid until {first.not_valid_after_utc:%Y-%m-%d}"

@@ -39,7 +39,9 @@ def connection_list(request):
 def connection_create(request):
     if not roles.is_operator(request.user):
         raise PermissionDenied("Your role cannot add connections.")
-    form = ConnectionForm(request.POST or None, owner=request.user, user=request.user)
+    form = ConnectionForm(
+        request.POST or None, request.FILES or None, owner=request.user, user=request.user
+    )
     if request.method == "POST" and form.is_valid():
         connection = form.save()
         messages.success(request, f"Connection '{connection.name}' saved.")
@@ -50,7 +52,9 @@ def connection_create(request):
 @require_http_methods(["GET", "POST"])
 def connection_edit(request, pk):
     connection = _editable(request, pk)
-    form = ConnectionForm(request.POST or None, instance=connection, user=request.user)
+    form = ConnectionForm(
+        request.POST or None, request.FILES or None, instance=connection, user=request.user
+    )
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Connection '{connection.name}' saved.")
@@ -74,7 +78,8 @@ def connection_delete(request, pk):
 def connection_test(request, pk):
     connection = _usable(request, pk)
     try:
-        result = {"ok": True, "text": connection.test_link(by=request.user)}
+        report = connection.test_link(by=request.user)
+        result = {"ok": True, "text": report.summary(), "warning": report.warning()}
     except ConnectionFailed as error:
         result = {"ok": False, "text": str(error)}
     return render(request, "connections/_test_result.html", result)

@@ -2,7 +2,7 @@
 
 Each driver module offers:
     connect(connection, **settings) -> DB-API connection; raises ConnectionFailed
-    test(connection) -> server version string
+    test(connection) -> LinkReport: server version, encryption, verification, write access
     schemas(connection) -> [schema names, system schemas left out]
     tables(connection, schema=None) -> [TableInfo]
     columns(db, schema, table) -> [SourceColumn]
@@ -27,6 +27,46 @@ class TableInfo:
     kind: str
     rows_estimate: int | None
     bytes: int | None
+
+
+@dataclass
+class LinkReport:
+    """What "Test connection" found about the link to a source."""
+
+    version: str
+    encrypted: bool
+    protocol: str = ""  # e.g. TLSv1.3
+    verified: bool = False  # the server's certificate checked against the stored CA
+    write_access: str = ""  # why this login could change the source; "" if it cannot
+
+    def summary(self) -> str:
+        if not self.encrypted:
+            link = "not encrypted"
+        else:
+            link = f"encrypted ({self.protocol})" if self.protocol else "encrypted"
+            link += (
+                ", server certificate verified"
+                if self.verified
+                else ", server certificate not verified (sslmode verify-full checks it)"
+            )
+        return f"{self.version} · {link}"
+
+    def warning(self) -> str:
+        if not self.write_access:
+            return ""
+        return (
+            f"This login {self.write_access}; an export needs only read access: use a "
+            "read-only role."
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "server_version": self.version,
+            "encrypted": self.encrypted,
+            "protocol": self.protocol,
+            "verified": self.verified,
+            "write_access": self.write_access,
+        }
 
 
 @dataclass

@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 
 from adu_site.redaction import redact
-from connections.drivers import PER_TABLE, SourceColumn, TableInfo
+from connections.drivers import PER_TABLE, LinkReport, SourceColumn, TableInfo
 from connections.models import ConnectionFailed
 from exports.engine.types import plan  # noqa: F401  (the driver interface)
 
@@ -65,20 +65,69 @@ def connect(connection, *, session_settings: bool = True):
         params["options"] = " ".join(
             f"-c {name}={value.replace(' ', '')}" for name, value in SESSION_SETTINGS.items()
         )
-    try:
-        return psycopg2.connect(**params)
-    except psycopg2.Error as error:
-        raise ConnectionFailed(explain(error, connection)) from None
+    if connection.sslmode in VERIFYING and not connection.ca_certificate:
+        raise ConnectionFailed(
+            f"sslmode {connection.sslmode} checks the server's certificate against a CA "
+            "certificate: upload the CA that signed it with the connection."
+        )
+    with connection.ca_file() as ca_path:
+        if ca_path:
+            params["sslrootcert"] = ca_path
+        try:
+            return psycopg2.connect(**params)
+        except psycopg2.Error as error:
+            raise ConnectionFailed(explain(error, connection)) from None
 
 
-def test(connection) -> str:
+def test(connection) -> LinkReport:
     db = connect(connection, session_settings=False)
     try:
         with db.cursor() as cur:
             cur.execute("SELECT version()")
-            return cur.fetchone()[0]
+            version = cur.fetchone()[0]
+            cur.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            row = cur.fetchone()
+            encrypted, protocol = (bool(row[0]), row[1] or "") if row else (False, "")
+            cur.execute(WRITE_ACCESS)
+            superuser, tables, create = cur.fetchone()
+        return LinkReport(
+            version=version,
+            encrypted=encrypted,
+            protocol=protocol,
+            verified=encrypted and connection.sslmode in VERIFYING,
+            write_access=_write_access(superuser, tables, create),
+        )
     finally:
         db.close()
+
+
+VERIFYING = ("verify-ca", "verify-full")
+# Whether this login could change the source: superuser, tables it may write, schemas
+# it may create objects in (outside the system schemas).
+WRITE_ACCESS = """
+SELECT r.rolsuper,
+       (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema'
+          AND n.nspname NOT LIKE 'pg\\_%'
+          AND (has_table_privilege(c.oid, 'INSERT') OR has_table_privilege(c.oid, 'UPDATE')
+               OR has_table_privilege(c.oid, 'DELETE')
+               OR has_table_privilege(c.oid, 'TRUNCATE'))),
+       (SELECT count(*) FROM pg_namespace n
+        WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+          AND has_schema_privilege(n.oid, 'CREATE'))
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+def _write_access(superuser: bool, tables: int, create: int) -> str:
+    if superuser:
+        return "is a superuser (it can change anything)"
+    found = []
+    if tables:
+        found.append(f"may write to {tables} table(s)")
+    if create:
+        found.append(f"may create objects in {create} schema(s)")
+    return " and ".join(found)
 
 
 def schemas(connection) -> list[str]:
@@ -560,6 +609,16 @@ def explain(error: BaseException, connection, table: str = "") -> str:
             "no encryption",
             f"The server at {where} has no pg_hba.conf rule for this user and database "
             "without encryption: set sslmode to 'require', or ask the DBA to allow this address.",
+        ),
+        (
+            "certificate verify failed",
+            f"The certificate of the server at {where} is not signed by this connection's CA "
+            "certificate (or has expired): upload the CA that signed it.",
+        ),
+        (
+            "does not match host name",
+            f"The server's certificate is not for the host name '{connection.host}': connect "
+            "with the name on its certificate, or use sslmode verify-ca.",
         ),
         (
             "SSL off",

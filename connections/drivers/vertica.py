@@ -15,7 +15,7 @@ import vertica_python
 from vertica_python import errors as vertica_errors
 
 from adu_site.redaction import redact
-from connections.drivers import SourceColumn, TableInfo
+from connections.drivers import LinkReport, SourceColumn, TableInfo
 from connections.models import ConnectionFailed
 from exports.engine.types import DoesNotFit
 from exports.engine.vertica_types import (
@@ -89,10 +89,13 @@ def connect(connection, *, session_settings: bool = True) -> Session:
         "unicode_error": "strict",
     }
     params.update({k: v for k, v in (connection.options or {}).items() if k not in params})
-    try:
-        db = vertica_python.connect(**params)
-    except (vertica_errors.Error, OSError) as error:
-        raise ConnectionFailed(explain(error, connection)) from None
+    with connection.ca_file() as ca_path:
+        if ca_path:
+            params["tls_cafile"] = ca_path
+        try:
+            db = vertica_python.connect(**params)
+        except (vertica_errors.Error, OSError) as error:
+            raise ConnectionFailed(explain(error, connection)) from None
     # The connect timeout stays on the socket: without this a count longer than it fails.
     if getattr(db, "socket", None) is not None:
         db.socket.settimeout(None)
@@ -108,14 +111,41 @@ def connect(connection, *, session_settings: bool = True) -> Session:
     return session
 
 
-def test(connection) -> str:
+# ssl_state: None, Server (TLS) or Mutual (TLS with a client certificate).
+TLS_STATE_SQL = "SELECT ssl_state FROM v_monitor.sessions WHERE session_id = CURRENT_SESSION()"
+# A superuser, or a login granted a privilege that changes data (its roles' grants aside).
+WRITE_ACCESS_SQL = (
+    "SELECT (SELECT is_super_user FROM v_catalog.users WHERE user_name = CURRENT_USER()), "
+    "(SELECT COUNT(*) FROM v_catalog.grants WHERE grantee = CURRENT_USER() "
+    "AND object_type = 'TABLE' AND REGEXP_LIKE(privileges_description, "
+    "'INSERT|UPDATE|DELETE|TRUNCATE'))"
+)
+
+
+def test(connection) -> LinkReport:
     session = connect(connection, session_settings=False)
     try:
         with session.cursor() as cur:
             cur.execute("SELECT version()")
-            return cur.fetchone()[0]
+            version = cur.fetchone()[0]
+            cur.execute(TLS_STATE_SQL)
+            row = cur.fetchone()
+            encrypted = bool(row) and (row[0] or "None") != "None"
+            cur.execute(WRITE_ACCESS_SQL)
+            superuser, tables = cur.fetchone()
     finally:
         session.close()
+    write = (
+        "is a superuser (it can change anything)"
+        if superuser
+        else (f"may write to {tables} table(s)" if tables else "")
+    )
+    return LinkReport(
+        version=version,
+        encrypted=encrypted,
+        verified=encrypted and connection.sslmode in ("verify-ca", "verify-full"),
+        write_access=write,
+    )
 
 
 def is_system_schema(name: str) -> bool:
@@ -373,8 +403,8 @@ def explain(error: BaseException, connection, table: str = "") -> str:
         ("Failed to establish a connection", None),
         (
             "CERTIFICATE_VERIFY_FAILED",
-            f"The TLS certificate of {where} could not be verified: check the CA file "
-            "(option tls_cafile), or set sslmode to 'require'.",
+            f"The TLS certificate of {where} could not be verified against this connection's "
+            "CA certificate: upload the CA that signed it, or set sslmode to 'require'.",
         ),
         (
             "Ancient History Mark",

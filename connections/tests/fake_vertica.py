@@ -81,6 +81,8 @@ class FakeVertica:
     """One fake server: its tables, its epoch, and every statement any session sent."""
 
     def __init__(self, tables=(), epoch=41, catalog_tables=(), schemas=("public",)):
+        self.tls_state = "None"  # v_monitor.sessions.ssl_state
+        self.superuser = False
         self.tables = {(t.schema, t.name): t for t in tables}
         self.epoch = epoch
         self.catalog_tables = list(catalog_tables)
@@ -171,6 +173,10 @@ class FakeCursor:
         server = self.server
         if sql.startswith("SET ") or sql == "SELECT version()":
             return [["Vertica Analytic Database v24.1.0-0"]] if "version" in sql else []
+        if "FROM v_monitor.sessions" in sql:
+            return [[server.tls_state]]
+        if "is_super_user" in sql:
+            return [[server.superuser, 0]]
         if "GET_CURRENT_EPOCH()" in sql:
             return [[server.epoch]]
         if "FROM v_catalog.schemata" in sql:

@@ -7,6 +7,7 @@ tests talk to a tiny socket server that answers vertica-python's start-up like V
 does when it refuses a login.
 """
 
+import contextlib
 import socket
 import struct
 import threading
@@ -36,6 +37,7 @@ def connection(**overrides):
     fields.update(overrides)
     found = SimpleNamespace(**fields)
     found.secret = lambda: found.password
+    found.ca_file = lambda: contextlib.nullcontext(None)  # no CA stored
     return found
 
 
@@ -102,10 +104,21 @@ def test_a_session_reads_utc_iso_and_read_only_without_a_read_timeout(server):
     assert session.db.socket.timeouts == [None]  # the connect timeout does not cut a long count
 
 
-def test_test_returns_the_server_version(server):
-    assert vertica.test(connection()) == "Vertica Analytic Database v24.1.0-0"
-    assert server.statements == ["SELECT version()"]
+def test_test_reports_the_version_the_link_and_write_access(server):
+    server.tls_state, server.superuser = "Server", True
+    report = vertica.test(connection(sslmode="verify-full"))
+    assert report.version == "Vertica Analytic Database v24.1.0-0"
+    assert report.encrypted and report.verified
+    assert report.write_access == "is a superuser (it can change anything)"
+    assert server.statements == [
+        "SELECT version()",
+        vertica.TLS_STATE_SQL,
+        vertica.WRITE_ACCESS_SQL,
+    ]
     assert server.sessions[0].closed
+    server.tls_state, server.superuser = "None", False
+    plain = vertica.test(connection(sslmode="disable"))
+    assert not plain.encrypted and plain.write_access == ""
 
 
 def test_schemas_leave_out_system_schemas(server):
@@ -206,8 +219,9 @@ def query_error(message, sqlstate):
         (errors.SSLNotSupported("SSL requested but disabled on the server"),
          "The server at 127.0.0.1:5433 does not support TLS: set sslmode to 'prefer' or 'disable'."),
         (errors.ConnectionError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"),
-         "The TLS certificate of 127.0.0.1:5433 could not be verified: check the CA file "
-         "(option tls_cafile), or set sslmode to 'require'."),
+         "The TLS certificate of 127.0.0.1:5433 could not be verified against this "
+         "connection's CA certificate: upload the CA that signed it, or set sslmode to "
+         "'require'."),
         (errors.ConnectionError("timed out"),
          "No answer from 127.0.0.1:5433 within 2 s: check the host, port and firewall."),
         (query_error(f"Something odd near '{SECRET}'", "XX000"), "Something odd near '[redacted]'"),

@@ -9,7 +9,13 @@ from django.db import IntegrityError
 from accounts import roles
 from adu_site.commands import AduCommand
 from audit.models import AuditEvent, record
-from connections.models import DEFAULT_PORTS, Connection, ConnectionFailed
+from connections.models import (
+    DEFAULT_PORTS,
+    MAX_CA_BYTES,
+    Connection,
+    ConnectionFailed,
+    parse_ca_certificate,
+)
 
 
 class Command(AduCommand):
@@ -36,6 +42,9 @@ class Command(AduCommand):
         secret.add_argument("--password-env", metavar="VAR", help="Read it from this variable.")
         add.add_argument("--sslmode", choices=Connection.SSLMode.values, default="prefer")
         add.add_argument("--connect-timeout", type=int, default=10)
+        add.add_argument(
+            "--ca-file", metavar="PEM", help="CA certificate for sslmode verify-ca/verify-full."
+        )
         for name in ("list", "test", "remove"):
             sub = actions.add_parser(name)
             if name != "list":
@@ -59,6 +68,15 @@ class Command(AduCommand):
             if options["password_env"] not in os.environ:
                 raise CommandError(f"The variable {options['password_env']} is not set.")
             password = os.environ[options["password_env"]]
+        ca_certificate = ""
+        if options["ca_file"]:
+            try:
+                with open(options["ca_file"], "rb") as pem:
+                    ca_certificate = parse_ca_certificate(pem.read(MAX_CA_BYTES + 1))
+            except OSError as error:
+                raise CommandError(f"Cannot read {options['ca_file']}: {error.strerror}.") from None
+            except ValueError as error:
+                raise CommandError(str(error)) from None
         try:
             connection = Connection.objects.create(
                 owner=user,
@@ -71,6 +89,7 @@ class Command(AduCommand):
                 password=password,
                 sslmode=options["sslmode"],
                 connect_timeout=options["connect_timeout"],
+                ca_certificate=ca_certificate,
             )
         except IntegrityError:
             raise CommandError(f"You already have a connection named '{options['name']}'.")
@@ -90,15 +109,16 @@ class Command(AduCommand):
     def _test(self, user, options):
         connection = Connection.objects.usable_by(user).named(user, options["name"])
         try:
-            version = connection.test_link(by=user)
+            report = connection.test_link(by=user)
         except ConnectionFailed as error:
             if options["json"]:
                 self.emit(options, {"name": connection.name, "ok": False, "error": str(error)}, "")
             raise CommandError(str(error)) from None
+        warning = report.warning()
         self.emit(
             options,
-            {"name": connection.name, "ok": True, "server_version": version},
-            f"OK: {version}",
+            {"name": connection.name, "ok": True, **report.as_dict(), "warning": warning},
+            f"OK: {report.summary()}" + (f"\nWarning: {warning}" if warning else ""),
         )
 
     def _remove(self, user, options):
