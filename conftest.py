@@ -1,7 +1,9 @@
 """Test harness: a throwaway PostgreSQL source server per session, a fresh database per test,
 and real `manage.py qcluster` task clusters.
 
-Set ADU_TEST_PG_DSN (a superuser DSN) to use an existing server instead.
+Set ADU_TEST_PG_DSN (a superuser DSN) to use an existing server instead. Tests that run
+export jobs are marked `jobs`; `make test` runs them a second time on PostgreSQL metadata
+and the Redis broker (`-p tests.backends --backends postgres-redis`, see tests/backends.py).
 """
 
 import os
@@ -11,6 +13,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg2
 import psycopg2.extensions
@@ -20,6 +23,23 @@ from connections.localpg import LocalPostgres
 
 # The browser fixture lives beside its helpers, for every browser test module.
 pytest_plugins = ["tests.browser"]
+
+# What makes a test a job test: it runs export jobs, in this process or on a cluster.
+JOB_FIXTURES = {"export", "clusters", "cluster_env"}
+JOB_FOLDERS = [Path(__file__).resolve().parent / "exports"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "jobs: runs export jobs (make test runs these on PostgreSQL and Redis too)"
+    )
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        in_folder = any(item.path.is_relative_to(folder) for folder in JOB_FOLDERS)
+        if in_folder or JOB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.jobs)
 
 
 class SourceServer:
@@ -219,7 +239,7 @@ def cluster_env(settings, tmp_path, export_root):
     settings.HEARTBEAT_TIMEOUT = 6
     return {
         **os.environ,
-        "ADU_DATABASE_URL": f"sqlite:///{django_db.settings_dict['NAME']}",
+        "ADU_DATABASE_URL": database_url(django_db.settings_dict),
         "ADU_EXPORT_ROOT": str(export_root),
         "ADU_JOB_LOG_DIR": str(tmp_path / "logs"),
         "ADU_HEARTBEAT_TIMEOUT": "6",
@@ -227,13 +247,45 @@ def cluster_env(settings, tmp_path, export_root):
     }
 
 
-@pytest.fixture
-def clusters(cluster_env, tmp_path):
-    started = []
+def database_url(db: dict) -> str:
+    """The ADU_DATABASE_URL of the test database, for the processes a test starts."""
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    user, password = quote(db["USER"], safe=""), quote(db["PASSWORD"], safe="")
+    return f"postgres://{user}:{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
-    def start():
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The URL of a redis-server: the run's broker under postgres-redis, else a throwaway one."""
+    if os.environ.get("ADU_BROKER") == "redis":
+        yield os.environ["ADU_REDIS_URL"]
+        return
+    from tests.backends import LocalRedis
+
+    server = LocalRedis().start()
+    try:
+        yield server.url()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clusters(cluster_env, tmp_path, settings):
+    """clusters(**env) starts one more `manage.py qcluster`; all are stopped after the test."""
+    started = []
+    if settings.Q_CLUSTER.get("redis"):
+        # Tasks an earlier test queued and never ran would reach this test's clusters: the
+        # ORM broker's queue is a table that the test database empties, Redis's is not.
+        import redis
+
+        client = redis.from_url(settings.Q_CLUSTER["redis"])
+        client.flushdb()
+        client.close()
+
+    def start(**env):
         log = open(tmp_path / f"cluster-{len(started)}.log", "w")
-        started.append(Cluster(cluster_env, log))
+        started.append(Cluster({**cluster_env, **env}, log))
         return started[-1]
 
     yield start

@@ -1,6 +1,8 @@
 """Export jobs, the tables they export and the errors they meet."""
 
+import os
 import shutil
+import socket
 from pathlib import Path
 
 from django.conf import settings
@@ -386,6 +388,7 @@ class TableRun(models.Model):
                 job_id=cls.objects.values_list("job_id", flat=True).get(pk=pk),
                 table_run_id=pk,
                 status=cls.Status.RUNNING,
+                note=worker_name(),
             )
         return bool(claimed)
 
@@ -457,6 +460,11 @@ class JobError(models.Model):
             traceback=redact(trace, secrets),
             context=context,
         )
+
+
+def worker_name() -> str:
+    """Which host and process took a table: clusters on several hosts share one queue."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
 
 
 class StatusChange(models.Model):
