@@ -34,8 +34,17 @@ def browser_page(monkeypatch):
         context = browser.new_context(accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(20000)
+        # The browser reports each thing the Content-Security-Policy blocked on the console.
+        blocked = []
+        page.on(
+            "console",
+            lambda message: (
+                blocked.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         yield page
         browser.close()
+    assert not blocked, f"the Content-Security-Policy blocked: {blocked}"
 
 
 def shot(page, name):
