@@ -43,11 +43,11 @@ SESSION_SETTINGS = [
     "SET DATESTYLE TO ISO",
     "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
 ]
-# Arrow bytes per batch, and rows per fetch: Python holds a fetch's values as objects
-# (about 60 bytes each), so both stay small whatever the table's size.
+# A batch ends at about BATCH_BYTES of values or MAX_BATCH_ROWS rows, whichever comes
+# first: Python holds a batch's values as objects (about 60 bytes each) until it becomes
+# Arrow, so both stay small whatever the table's size, even with 32 MB LONG values.
 BATCH_BYTES = 4 << 20
-FIRST_FETCH_ROWS = 1024
-MAX_FETCH_ROWS = 16384
+MAX_BATCH_ROWS = 16384
 CSV_BLOCK_BYTES = BATCH_BYTES  # the engine's name for a driver's read budget
 
 
@@ -355,24 +355,38 @@ def read_batches(
     pages: int | None = None,
     block_bytes: int = BATCH_BYTES,
 ) -> Iterator[pa.RecordBatch]:
-    """Arrow batches of the table at the session's epoch, one bounded fetch at a time.
+    """Arrow batches of the table at the session's epoch, of bounded size.
 
-    The first fetch takes FIRST_FETCH_ROWS rows; each next one as many rows as fit in
-    `block_bytes` of Arrow at the size of the rows seen so far (at least one row).
+    Rows are taken one at a time from the cursor (vertica-python reads one message per
+    row from the socket) and counted by size, so a batch never holds much more than
+    `block_bytes` of values, whatever the width of the rows.
     """
     session = open_session()
     columns = ", ".join(read.sql for read in select_list)
+    fixed = 8 * len(select_list)
     with session.cursor() as cur:
         cur.execute(f"{session.at()}SELECT {columns} FROM {relation(schema, table)}")
-        size = FIRST_FETCH_ROWS
         while True:
-            rows = cur.fetchmany(size)
-            if not rows:
+            rows, size, row = [], 0, None
+            while size < block_bytes and len(rows) < MAX_BATCH_ROWS:
+                row = cur.fetchone()
+                if row is None:
+                    break
+                rows.append(row)
+                size += fixed + sum(_size(value) for value in row)
+            if rows:
+                yield build_batch(rows, select_list, arrow_types)
+            if row is None:
                 return
-            batch = build_batch(rows, select_list, arrow_types)
-            yield batch
-            per_row = max(1, batch.nbytes // batch.num_rows)
-            size = max(1, min(MAX_FETCH_ROWS, block_bytes // per_row))
+
+
+def _size(value) -> int:
+    """About how many bytes a value takes in Arrow (fixed-width values count in `fixed`)."""
+    if isinstance(value, (str, bytes, bytearray)):
+        return len(value)
+    if isinstance(value, (list, dict, set)):
+        return 16 * len(value)
+    return 0
 
 
 def explain(error: BaseException, connection, table: str = "") -> str:

@@ -266,8 +266,7 @@ def test_every_type_round_trips_through_the_batch_builder_and_parquet(tmp_path):
     assert not server.fetchall_on_data
 
 
-def test_batches_stay_bounded_and_never_fetch_everything(monkeypatch):
-    monkeypatch.setattr(vertica, "FIRST_FETCH_ROWS", 100)
+def test_batches_stay_bounded_and_never_fetch_everything():
     many = FakeTable(
         "public",
         "many",
@@ -279,13 +278,29 @@ def test_batches_stay_bounded_and_never_fetch_everything(monkeypatch):
     server = FakeVertica([many])
     _, _, batches = read_all(server, many)
     assert sum(b.num_rows for b in batches) == 5000
-    assert server.fetch_sizes[0] == 100
-    # ~8 kB rows: each later fetch holds about BATCH_BYTES of Arrow, never the whole table.
-    assert max(server.fetch_sizes[1:]) <= vertica.BATCH_BYTES // 8000 + 1
-    assert max(b.nbytes for b in batches) <= 2 * vertica.BATCH_BYTES
+    assert len(batches) > 1  # ~8 kB rows: a batch holds about BATCH_BYTES, not the table
+    assert max(b.nbytes for b in batches) <= vertica.BATCH_BYTES + 2 * 8016
     assert not server.fetchall_on_data
     [select] = [s for s in server.statements if '"blob" FROM' in s]
     assert select == 'AT EPOCH 41 SELECT "id", "blob" FROM "public"."many"'
+
+
+def test_huge_values_come_one_row_per_batch_and_small_rows_in_bounded_counts(monkeypatch):
+    monkeypatch.setattr(vertica, "MAX_BATCH_ROWS", 1000)
+    huge = b"\xab" * (vertica.BATCH_BYTES + 1)
+    wide = FakeTable(
+        "public",
+        "wide",
+        [FakeColumn("data", "long varbinary(32000000)", V.LONGVARBINARY, values=[huge] * 3)],
+    )
+    narrow = FakeTable(
+        "public",
+        "narrow",
+        [FakeColumn("id", "int", V.INT8, values=[fv.int8(i) for i in range(2500)])],
+    )
+    server = FakeVertica([wide, narrow])
+    assert [b.num_rows for b in read_all(server, wide)[2]] == [1, 1, 1]
+    assert [b.num_rows for b in read_all(server, narrow)[2]] == [1000, 1000, 500]
 
 
 def test_a_value_python_cannot_hold_names_its_column():
