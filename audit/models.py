@@ -34,6 +34,11 @@ class AuditEvent(models.Model):
         ADMIN_CHANGE = "admin_change", "Admin change"
         KEY_ROTATION = "key_rotation", "Key rotation"
         CLEANUP = "cleanup", "Clean-up"
+        TOKEN_CREATE = "token_create", "API token created"
+        TOKEN_REVOKE = "token_revoke", "API token revoked"
+        # At most one per token per minute (see api.models.ApiToken.note_use): a script
+        # polling a job every second would otherwise bury every other event.
+        TOKEN_USE = "token_use", "API token used"
 
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(
