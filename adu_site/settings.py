@@ -137,12 +137,15 @@ INSTALLED_APPS = [
     "exports",
     "quality",
     "audit",
+    "api",
     "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # API errors raised outside its views (no such URL, wrong method) as JSON, not HTML.
+    "api.middleware.JsonErrors",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -255,6 +258,8 @@ HEARTBEAT_TIMEOUT = _read("ADU_HEARTBEAT_TIMEOUT", env.int, 120)
 HEARTBEAT_SECONDS = max(1, min(10, HEARTBEAT_TIMEOUT // 6))
 # Validation: uniqueness checks remember at most this many keys (8 bytes each).
 VALIDATION_MAX_KEYS = _read("ADU_VALIDATION_MAX_KEYS", env.int, 10_000_000)
+# API requests per token (or per session user) and minute; more get a 429. 0: no limit.
+API_RATE_PER_MINUTE = _read("ADU_API_RATE_PER_MINUTE", env.int, 120)
 # A table is flagged when, against its last successful export, its rows fall by this
 # fraction or grow by this fraction, or a column's share of nulls rises by these points.
 ANOMALY_ROWS_DROP = _read("ADU_ANOMALY_ROWS_DROP", env.float, 0.5)

@@ -9,5 +9,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("connections/", include("connections.urls")),
     path("rules/", include("quality.urls")),
+    path("", include("api.urls")),
     path("", include("exports.urls")),
 ]

@@ -1,0 +1,694 @@
+"""The JSON API under /api/v1/: job history, jobs, their errors and files, new jobs, cancel
+and retry, and the connections' schemas and tables, with exactly the permissions of the
+pages (an object the caller may not see is a 404) and errors of one shape."""
+
+import json
+import logging
+from datetime import date, datetime
+from functools import wraps
+from typing import Annotated, Any, Literal
+
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404, HttpResponse
+from django.urls import reverse
+from ninja import Field, NinjaAPI, Path, Query, Schema, Status
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from pydantic import ConfigDict, StringConstraints, field_validator
+
+from accounts import roles
+from api.auth import AUTH, ApiError, NotAuthenticated, authenticate
+from audit.models import AuditEvent, record
+from connections.models import Connection, ConnectionFailed
+from exports.engine.run import BadRequest, create_job
+from exports.models import ExportJob, JobStateError
+from exports.reports import job_data
+from exports.tasks import cancel_job, retry_job, start_job
+
+log = logging.getLogger("adu.api")
+
+NAMESPACE = "api-v1"
+MAX_ID = 2**63 - 1  # a bigint primary key
+PAGE_SIZE = 25
+# What each answer may be besides success; every error has the ErrorOut shape.
+AUTH_ERRORS = (400, 401, 429)
+
+# Names of source objects: what a PostgreSQL or Vertica identifier can be, and never a
+# NUL byte, which neither the source nor the metadata database can store.
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
+Id = Annotated[int, Path(ge=1, le=MAX_ID, description="Its id.")]
+
+DESCRIPTION = """\
+Drive ADU from schedulers and scripts: the job history, one job with its tables (the object
+of `manage.py adu_job --json`), its errors, manifest and files, new jobs, cancel and retry,
+and the schemas and tables of the connections you may export from.
+
+Authenticate with a personal API token (made on your profile page) in the header
+`Authorization: Bearer <token>`, or, from the browser, with your login session (unsafe
+methods then need the CSRF token in the `X-CSRFToken` header). You see exactly what the
+portal shows you: an object you may not see is a 404.
+
+Every error is `{"error": {"code": ..., "message": ..., "field": ...}}`: 400 bad input
+(`field` names it), 401 no, invalid, revoked or expired token, 403 your role may not do
+this, 404 no such object (or not yours), 405 wrong method, 409 the job's state forbids it,
+429 too many requests (see `Retry-After`), 502 the source database could not be reached.
+"""
+
+
+def _openapi_needs_login(view):
+    # The document is a page like any other: it needs a token or a session.
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            authenticate(request)
+        except ApiError as error:
+            return error_response(error)
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+api = NinjaAPI(
+    title="ADU API",
+    version="1",
+    description=DESCRIPTION,
+    urls_namespace=NAMESPACE,
+    auth=AUTH,
+    docs_url=None,  # no Swagger UI: it loads from a CDN; the portal's API page renders this
+    docs_decorator=_openapi_needs_login,
+)
+
+
+# Errors -------------------------------------------------------------------------------
+
+
+class ErrorDetail(Schema):
+    code: str = Field(description="Stable and machine-readable, e.g. not_found.")
+    message: str = Field(description="One sentence for a person.")
+    field: str | None = Field(None, description="The input at fault (400), else null.")
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail
+
+
+def error_response(error: ApiError) -> HttpResponse:
+    body = {"code": error.code, "message": error.message, "field": error.field}
+    response = HttpResponse(
+        json.dumps({"error": body}), status=error.status, content_type="application/json"
+    )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+@api.exception_handler(ApiError)
+def _api_error(request, error: ApiError):
+    return error_response(error)
+
+
+@api.exception_handler(ValidationError)
+def _invalid(request, error: ValidationError):
+    problems = []
+    for item in error.errors:
+        # loc is (source, [body parameter,] field, index...): name the field as sent.
+        loc = [str(p) for p in item.get("loc", ())]
+        loc = loc[2:] if loc[:2] == ["body", "payload"] else loc[1:]
+        problems.append((".".join(loc) or "body", item.get("msg", "is not valid")))
+    field, _ = problems[0] if problems else ("body", "")
+    message = "; ".join(f"{name}: {msg}" for name, msg in problems) or "The request is not valid."
+    return error_response(ApiError(400, "invalid_input", message, field=field))
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthenticated(request, error):
+    return error_response(
+        NotAuthenticated("Authentication required: send 'Authorization: Bearer <token>'.")
+    )
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, error: HttpError):
+    # Ninja's own: a body that is not JSON (400), ...
+    status = error.status_code
+    code = {400: "invalid_input", 403: "permission_denied", 429: "rate_limited"}.get(
+        status, "error"
+    )
+    message = "The body is not valid JSON." if status == 400 else str(error)
+    return error_response(ApiError(status, code, message, field="body" if status == 400 else None))
+
+
+@api.exception_handler(Http404)
+def _not_found(request, error):
+    return error_response(ApiError(404, "not_found", "Not found."))
+
+
+@api.exception_handler(Exception)
+def _server_error(request, error):
+    # Logged (through the redaction filter) for the operator; the caller gets one sentence
+    # and never a traceback.
+    log.exception("API error on %s %s", request.method, request.path)
+    return error_response(
+        ApiError(500, "server_error", "ADU could not answer this request; the error is logged.")
+    )
+
+
+def answers(ok: dict, *codes: int) -> dict:
+    return {**ok, **dict.fromkeys((*AUTH_ERRORS, *codes), ErrorOut)}
+
+
+def _not_found_error(what: str, pk, field: str | None = None) -> ApiError:
+    return ApiError(404, "not_found", f"There is no {what} {pk}.", field=field)
+
+
+# Jobs ---------------------------------------------------------------------------------
+
+JobStatus = Literal[tuple(ExportJob.Status.values)]
+
+
+class JobSummary(Schema):
+    id: int
+    url: str = Field(description="This job in the API.")
+    status: JobStatus
+    connection: int = Field(description="The connection's id.")
+    connection_name: str
+    owner: str
+    output_dir: str = Field(description="The job's folder under the export root.")
+    attempt: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    tables_total: int
+    tables_complete: int
+    tables_failed: int
+    rows_written: int
+    bytes_written: int
+
+
+class JobPage(Schema):
+    count: int = Field(description="Jobs that match, on all pages.")
+    page: int
+    pages: int
+    next: str | None = Field(description="URL of the next page, or null.")
+    previous: str | None = Field(description="URL of the previous page, or null.")
+    results: list[JobSummary]
+
+
+class JobFilters(Schema):
+    status: JobStatus | None = Field(None, description="Only jobs in this state.")
+    connection: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Only jobs of this connection id."
+    )
+    since: date | None = Field(None, description="Created on or after this day (YYYY-MM-DD).")
+    until: date | None = Field(None, description="Created on or before this day (YYYY-MM-DD).")
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(PAGE_SIZE, ge=1, le=100)
+
+
+class FileOut(Schema):
+    model_config = ConfigDict(extra="allow")
+    path: str = Field(description="Relative to the job's folder: GET /jobs/{id}/files/{path}.")
+    rows: int
+    bytes: int
+    sha256: str
+
+
+class TableReport(Schema):
+    schema_: str = Field(alias="schema")
+    table: str
+    status: str
+    rows: int
+    files: list[FileOut]
+    warnings: list[str]
+    validation: dict[str, Any] | None = Field(description="Validation report (see the README).")
+    error: str | None
+
+
+class JobDetail(Schema):
+    """The object of `manage.py adu_job --json`."""
+
+    job_id: int
+    status: JobStatus
+    output_dir: str = Field(description="The job's folder on the server.")
+    manifest: str | None = Field(description="Path of manifest.json on the server, once written.")
+    tables: list[TableReport]
+    errors: list[str] = Field(description="Errors of the job itself (not of one table).")
+
+
+class JobErrorOut(Schema):
+    message: str
+    time: datetime
+    table: str | None = Field(description="SCHEMA.TABLE, or null for an error of the job.")
+    phase: str | None
+    attempt: int | None
+    context: dict[str, Any]
+    traceback: str | None = Field(description="Only for ADU Admins; null for others.")
+
+
+class ExportOptions(Schema):
+    model_config = ConfigDict(extra="forbid")
+    parallel: int | None = Field(None, ge=1, le=64, description="Tables at once (2).")
+    readers: int | None = Field(
+        None, ge=1, le=16, description="Connections reading one large table (2)."
+    )
+    compression_level: int | None = Field(None, ge=1, le=22, description="ZSTD level (3).")
+    batch_rows: int | None = Field(
+        None, ge=1000, le=10_000_000, description="Rows per batch (100000)."
+    )
+    max_file_mb: int | None = Field(
+        None, ge=1, le=1_000_000, description="Split a table into parts of this size."
+    )
+    validation: Literal["off", "sample", "full"] | None = Field(
+        None, description="sample by default."
+    )
+
+
+class JobIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    connection: int = Field(ge=1, le=MAX_ID, description="The connection's id (GET /connections/).")
+    tables: list[str] = Field([], max_length=100_000, description="SCHEMA.TABLE names to export.")
+    schemas: list[Name] = Field(
+        [],
+        max_length=1000,
+        description="Export every table of these schemas (when no tables are named; neither: all schemas).",
+    )
+    exclude: list[str] = Field(
+        [], max_length=100_000, description="SCHEMA.TABLE names to leave out."
+    )
+    options: ExportOptions = Field(default_factory=ExportOptions)
+    out: str = Field(
+        "", max_length=200, description="The folder under the export root (default job-<id>)."
+    )
+
+    @field_validator("tables", "exclude")
+    @classmethod
+    def _qualified(cls, names: list[str]) -> list[str]:
+        for name in names:
+            schema, dot, table = name.partition(".")
+            if not (dot and 0 < len(schema) <= 255 and 0 < len(table) <= 255) or "\x00" in name:
+                raise ValueError(f"{name[:100]!r} is not SCHEMA.TABLE")
+        return names
+
+
+class JobAccepted(Schema):
+    id: int
+    url: str = Field(description="Poll this for the job's state.")
+    status: JobStatus
+    attempt: int
+    tables: int = Field(description="Tables in the job.")
+
+
+def _job_url(request, pk: int) -> str:
+    return request.build_absolute_uri(reverse(f"{NAMESPACE}:job", kwargs={"job_id": pk}))
+
+
+def _summary(request, job: ExportJob) -> dict:
+    return {
+        "id": job.pk,
+        "url": _job_url(request, job.pk),
+        "status": job.status,
+        "connection": job.connection_id,
+        "connection_name": job.connection.name,
+        "owner": job.owner.get_username(),
+        "output_dir": job.output_dir,
+        "attempt": job.attempt,
+        **{
+            name: getattr(job, name)
+            for name in (
+                "created_at", "started_at", "finished_at", "tables_total", "tables_complete",
+                "tables_failed", "rows_written", "bytes_written",
+            )
+        },
+    }  # fmt: skip
+
+
+def _visible_job(request, job_id: int) -> ExportJob:
+    jobs = ExportJob.objects.visible_to(request.user).select_related("connection")
+    job = jobs.filter(pk=job_id).first()
+    if job is None:
+        raise _not_found_error("job", job_id)
+    return job
+
+
+def _accepted(request, job: ExportJob) -> dict:
+    return {
+        "id": job.pk,
+        "url": _job_url(request, job.pk),
+        "status": job.status,
+        "attempt": job.attempt,
+        "tables": job.tables_total,
+    }
+
+
+@api.get(
+    "/jobs/",
+    response=answers({200: JobPage}),
+    url_name="jobs",
+    operation_id="listJobs",
+    summary="The job history",
+    tags=["jobs"],
+)
+def list_jobs(request, filters: Query[JobFilters]):
+    """The job history, newest first: the jobs you may see, filtered and paginated."""
+    jobs: QuerySet = ExportJob.objects.visible_to(request.user).select_related(
+        "connection", "owner"
+    )
+    if filters.status:
+        jobs = jobs.filter(status=filters.status)
+    if filters.connection:
+        jobs = jobs.filter(connection_id=filters.connection)
+    if filters.since:
+        jobs = jobs.filter(created_at__date__gte=filters.since)
+    if filters.until:
+        jobs = jobs.filter(created_at__date__lte=filters.until)
+    count = jobs.count()
+    size, page = filters.page_size, filters.page
+    pages = max(1, -(-count // size))
+    start = (page - 1) * size
+    results = list(jobs[start : start + size]) if start < count else []
+
+    def link(number):
+        query = request.GET.copy()
+        query["page"] = str(number)
+        return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+    return {
+        "count": count,
+        "page": page,
+        "pages": pages,
+        "next": link(page + 1) if page < pages else None,
+        "previous": link(min(page - 1, pages)) if page > 1 else None,
+        "results": [_summary(request, job) for job in results],
+    }
+
+
+@api.post(
+    "/jobs/",
+    response=answers({202: JobAccepted}, 403, 404, 502),
+    url_name="job_create",
+    operation_id="createJob",
+    summary="Start an export job",
+    tags=["jobs"],
+)
+def create(request, response: HttpResponse, payload: JobIn):
+    """Start an export: a connection and tables (or schemas), with options. Answers 202 with
+    the job's URL (also in `Location`); poll it until `status` is finished."""
+    user = request.user
+    if not roles.is_operator(user):
+        raise ApiError(403, "permission_denied", "Your role cannot start exports.")
+    connection = Connection.objects.usable_by(user).filter(pk=payload.connection).first()
+    if connection is None:
+        raise _not_found_error("connection", payload.connection, field="connection")
+    try:
+        job = create_job(
+            user,
+            connection,
+            schemas=payload.schemas,
+            tables=payload.tables,
+            exclude=payload.exclude,
+            options=payload.options.model_dump(exclude_none=True),
+            out=payload.out,
+        )
+    except BadRequest as error:
+        raise ApiError(400, "invalid_input", str(error), field=_field_of(str(error))) from None
+    except ConnectionFailed as error:
+        raise ApiError(502, "source_unavailable", str(error)) from None
+    start_job(job)
+    response["Location"] = _job_url(request, job.pk)
+    return Status(202, _accepted(request, job))
+
+
+def _field_of(message: str) -> str:
+    """Which input a BadRequest of create_job is about (it says so in words)."""
+    for option in ExportOptions.model_fields:
+        if message.startswith((option, option.replace("_", " "))):
+            return f"options.{option}"
+    if "folder" in message or "export root" in message:
+        return "out"
+    if "schema(s)" in message:
+        return "schemas"
+    return "tables"
+
+
+@api.get(
+    "/jobs/{job_id}/",
+    response=answers({200: JobDetail}, 404),
+    url_name="job",
+    operation_id="getJob",
+    summary="One job with its tables",
+    tags=["jobs"],
+    by_alias=True,
+)
+def get_job(request, job_id: Id):
+    """One job with its tables: the object of `manage.py adu_job --json`."""
+    return job_data(_visible_job(request, job_id))
+
+
+@api.get(
+    "/jobs/{job_id}/errors/",
+    response=answers({200: list[JobErrorOut]}, 404),
+    url_name="job_errors",
+    operation_id="getJobErrors",
+    summary="A job's errors",
+    tags=["jobs"],
+)
+def job_errors(request, job_id: Id):
+    """Every error of the job, oldest first, of every attempt; tracebacks for ADU Admins only."""
+    job = _visible_job(request, job_id)
+    tracebacks = roles.is_admin(request.user)
+    return [
+        {
+            "message": error.message,
+            "time": error.created_at,
+            "table": error.context.get("table"),
+            "phase": error.context.get("phase"),
+            "attempt": error.context.get("attempt"),
+            "context": error.context,
+            "traceback": (error.traceback or None) if tracebacks else None,
+        }
+        for error in job.errors.all()
+    ]
+
+
+@api.post(
+    "/jobs/{job_id}/cancel/",
+    response=answers({202: JobAccepted}, 403, 404, 409),
+    url_name="job_cancel",
+    operation_id="cancelJob",
+    summary="Cancel a job",
+    tags=["jobs"],
+)
+def cancel(request, job_id: Id):
+    """Cancel a queued or running job (yours, or any for an ADU Admin); 409 once finished."""
+    return Status(202, _accepted(request, _act(request, job_id, cancel_job)))
+
+
+@api.post(
+    "/jobs/{job_id}/retry/",
+    response=answers({202: JobAccepted}, 403, 404, 409),
+    url_name="job_retry",
+    operation_id="retryJob",
+    summary="Retry a job's failed tables",
+    tags=["jobs"],
+)
+def retry(request, job_id: Id):
+    """Run the failed and cancelled tables of a finished job again, as a new attempt under a
+    new snapshot; 409 while it runs or when nothing failed."""
+    return Status(202, _accepted(request, _act(request, job_id, retry_job)))
+
+
+def _act(request, job_id: int, action) -> ExportJob:
+    jobs = ExportJob.objects.actionable_by(request.user).select_related("connection")
+    job = jobs.filter(pk=job_id).first()
+    if job is None:
+        raise _not_found_error("job", job_id)
+    try:
+        return action(job, by=request.user)
+    except JobStateError as error:
+        raise ApiError(409, "invalid_state", str(error)) from None
+
+
+MANIFEST = "manifest.json"
+
+
+@api.get(
+    "/jobs/{job_id}/manifest/",
+    response=answers({200: dict[str, Any]}, 404),
+    url_name="job_manifest",
+    operation_id="getJobManifest",
+    summary="A job's manifest",
+    tags=["jobs"],
+)
+def manifest(request, job_id: Id):
+    """The job's manifest.json, as written next to its files (404 until the job finishes)."""
+    job = _visible_job(request, job_id)
+    path = job.folder() / MANIFEST
+    if not job.is_finished or not path.is_file():
+        raise ApiError(404, "not_found", f"Job {job.pk} has no manifest yet: it has not finished.")
+    record(AuditEvent.Action.FILE_DOWNLOAD, obj=job, path=MANIFEST, bytes=path.stat().st_size)
+    return FileResponse(open(path, "rb"), content_type="application/json")
+
+
+@api.get(
+    "/jobs/{job_id}/files/{path:path}",
+    response=answers({200: None}, 404),
+    url_name="job_file",
+    operation_id="downloadJobFile",
+    summary="Download a file of a job",
+    tags=["jobs"],
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The file, streamed.",
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
+            }
+        }
+    },
+)
+def download(request, job_id: Id, path: str):
+    """A file the job lists (a table's Parquet file or part, by the `path` of its `files`, or
+    manifest.json once finished), streamed; any other path is a 404."""
+    job = _visible_job(request, job_id)
+    listed = {f["path"] for run in job.tables.all() for f in run.files}
+    if job.is_finished:
+        listed.add(MANIFEST)
+    full = job.folder() / path
+    if path not in listed or not full.is_file():
+        raise ApiError(404, "not_found", f"Job {job.pk} has no file {path[:200]!r}.")
+    record(AuditEvent.Action.FILE_DOWNLOAD, obj=job, path=path, bytes=full.stat().st_size)
+    return FileResponse(
+        open(full, "rb"),
+        as_attachment=True,
+        filename=full.name,
+        content_type="application/octet-stream",
+    )
+
+
+# Connections --------------------------------------------------------------------------
+
+
+class ConnectionOut(Schema):
+    id: int
+    name: str
+    kind: Literal[tuple(Connection.Kind.values)]
+    owner: str
+    shared_with: list[str] = Field(description="Groups it is shared with.")
+    can_edit: bool = Field(description="You may change it (then you see where it points).")
+    can_export: bool = Field(description="You may start jobs and discover tables on it.")
+    host: str | None = Field(description="Only for those who may edit it; else null.")
+    port: int | None
+    database: str | None
+    username: str | None
+    sslmode: str | None
+
+
+class TableOut(Schema):
+    schema_: str = Field(alias="schema")
+    name: str
+    kind: str = Field(
+        description="table, view, materialized view, partitioned table, foreign table or external table"
+    )
+    rows_estimate: int | None
+    bytes: int | None
+
+
+@api.get(
+    "/connections/",
+    response=answers({200: list[ConnectionOut]}),
+    url_name="connections",
+    operation_id="listConnections",
+    summary="The connections you may see",
+    tags=["connections"],
+)
+def list_connections(request):
+    """The connections you may see, as on the Connections page: never a password or a CA
+    certificate, and where one points only if you may edit it."""
+    user = request.user
+    editable = set(Connection.objects.editable_by(user).values_list("pk", flat=True))
+    usable = set(Connection.objects.usable_by(user).values_list("pk", flat=True))
+    connections = (
+        Connection.objects.visible_to(user).select_related("owner").prefetch_related("shared_with")
+    )
+    result = []
+    for c in connections:
+        mine = c.pk in editable
+        result.append(
+            {
+                "id": c.pk,
+                "name": c.name,
+                "kind": c.kind,
+                "owner": c.owner.get_username(),
+                "shared_with": [g.name for g in c.shared_with.all()],
+                "can_edit": mine,
+                "can_export": c.pk in usable,
+                "host": c.host if mine else None,
+                "port": c.port if mine else None,
+                "database": c.database if mine else None,
+                "username": c.username if mine else None,
+                "sslmode": c.sslmode if mine else None,
+            }
+        )
+    return result
+
+
+def _usable_connection(request, connection_id: int) -> Connection:
+    connection = Connection.objects.usable_by(request.user).filter(pk=connection_id).first()
+    if connection is None:
+        raise _not_found_error("connection", connection_id)
+    return connection
+
+
+@api.get(
+    "/connections/{connection_id}/schemas/",
+    response=answers({200: list[str]}, 404, 502),
+    url_name="connection_schemas",
+    operation_id="listSchemas",
+    summary="A connection's schemas",
+    tags=["connections"],
+)
+def schemas(request, connection_id: Id):
+    """The schemas of a connection you may export from, system schemas left out."""
+    connection = _usable_connection(request, connection_id)
+    try:
+        found = connection.driver().schemas(connection)
+    except ConnectionFailed as error:
+        raise ApiError(502, "source_unavailable", str(error)) from None
+    record(AuditEvent.Action.DISCOVERY, obj=connection, schemas=len(found))
+    return found
+
+
+@api.get(
+    "/connections/{connection_id}/tables/",
+    response=answers({200: list[TableOut]}, 404, 502),
+    url_name="connection_tables",
+    operation_id="listTables",
+    summary="A connection's tables",
+    tags=["connections"],
+    by_alias=True,
+)
+def tables(
+    request,
+    connection_id: Id,
+    # Named schema_ in Python: pydantic models already have a `schema` attribute.
+    schema_: Annotated[
+        Name | None, Query(alias="schema", description="Only this schema's tables.")
+    ] = None,
+):
+    """The tables and views of a connection you may export from (of one schema, or all),
+    with estimated rows and size."""
+    connection = _usable_connection(request, connection_id)
+    try:
+        found = connection.discover(request.user, schema_)
+    except ConnectionFailed as error:
+        raise ApiError(502, "source_unavailable", str(error)) from None
+    return [
+        {
+            "schema": t.schema,
+            "name": t.name,
+            "kind": t.kind,
+            "rows_estimate": t.rows_estimate,
+            "bytes": t.bytes,
+        }
+        for t in found
+    ]
