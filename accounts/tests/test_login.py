@@ -11,7 +11,13 @@ def every_path(patterns=None, prefix=""):
     for pattern in patterns if patterns is not None else get_resolver().url_patterns:
         route = str(pattern.pattern)
         route = route.replace("^", "").replace("$", "").replace("\\Z", "")
-        for converter in ("<int:pk>", "<path:object_id>", "<int:job_id>", "<int:id>"):
+        for converter in (
+            "<int:pk>",
+            "<path:object_id>",
+            "<int:job_id>",
+            "<int:id>",
+            "<int:connection_id>",
+        ):
             route = route.replace(converter, "1")
         if isinstance(pattern, URLResolver):
             yield from every_path(pattern.url_patterns, prefix + route)
@@ -19,17 +25,25 @@ def every_path(patterns=None, prefix=""):
             yield "/" + prefix + route
 
 
-PUBLIC = {"/accounts/login/", "/admin/login/"}
+# /healthz answers load balancers and the container's health check, which have no login.
+PUBLIC = {"/accounts/login/", "/admin/login/", "/healthz"}
+API = "/api/v1/"
 
 
 @pytest.mark.django_db
 def test_anonymous_visitors_are_sent_to_log_in_everywhere(client):
     paths = sorted(set(every_path(root_urls.urlpatterns)))
-    assert "/" in paths and "/admin/" in paths
+    assert "/" in paths and "/admin/" in paths and "/api/v1/jobs/1/" in paths
     for path in paths:
         if path in PUBLIC or path.startswith("/static/"):
             continue
         response = client.get(path)
+        if path.startswith(API):
+            # The API answers its callers in JSON (token or session), never with a redirect:
+            # 401, or 404/405 for the API's root and POST-only endpoints.
+            assert response.status_code in (401, 404, 405), path
+            assert response["Content-Type"].startswith("application/json"), path
+            continue
         assert response.status_code == 302, path
         assert "login" in response["Location"], path
 
