@@ -34,7 +34,7 @@ def _read(name, cast, default):
         _stop(f"{name}={os.environ.get(name)!r} is not a valid value.")
 
 
-def _generated_secret(path: Path, make) -> str:
+def _generated_secret(path: Path, make, loss: str = "stored passwords cannot be decrypted") -> str:
     """Read a secret from var/, or create it there on first run (mode 0600)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,9 +42,10 @@ def _generated_secret(path: Path, make) -> str:
         with os.fdopen(fd, "w") as f:
             f.write(make())
         log.warning(
-            "Generated %s. Keep it safe and back it up: without it stored passwords "
-            "cannot be decrypted. Set the environment variable in production.",
+            "Generated %s. Keep it safe and back it up: without it %s. Set the "
+            "environment variable in production.",
             path,
+            loss,
         )
     return path.read_text().strip()
 
@@ -55,7 +56,7 @@ ALLOWED_HOSTS = _read("ADU_ALLOWED_HOSTS", env.list, ["127.0.0.1", "localhost"])
 HTTPS = _read("ADU_HTTPS", env.bool, False)
 
 SECRET_KEY = os.environ.get("ADU_SECRET_KEY") or _generated_secret(
-    VAR_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
+    VAR_DIR / "secret_key", lambda: secrets.token_urlsafe(50), "every login is lost"
 )
 if len(SECRET_KEY) < 50:
     _stop("ADU_SECRET_KEY must be at least 50 characters long.")
@@ -78,6 +79,16 @@ for _key in FERNET_KEYS:
         )
 if not FERNET_KEYS:
     _stop("ADU_FERNET_KEYS is empty; give at least one Fernet key.")
+
+# The key of the `hash` masking: the same key gives the same tokens in every job (joins
+# across exports work); whoever holds it can test guesses, so keep it like a password.
+MASKING_KEY = os.environ.get("ADU_MASKING_KEY") or _generated_secret(
+    VAR_DIR / "masking_key",
+    lambda: secrets.token_urlsafe(32),
+    "hashed columns of new exports no longer match those of earlier ones",
+)
+if len(MASKING_KEY) < 32:
+    _stop("ADU_MASKING_KEY must be at least 32 characters long.")
 
 
 def _database(url: str) -> dict:

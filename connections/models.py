@@ -1,5 +1,6 @@
 """Connections to source databases, with their credentials encrypted at rest."""
 
+import fnmatch
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -161,6 +162,67 @@ class Connection(models.Model):
         from connections import drivers
 
         return drivers.for_kind(self.kind)
+
+
+class SavedQuery(models.Model):
+    """A named SELECT on a connection, exported like a table (in the job's snapshot)."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="queries")
+    name = models.SlugField(
+        max_length=100, help_text="Letters, digits, - and _: the name of its Parquet file."
+    )
+    sql = models.TextField(help_text="One SELECT; it runs read-only.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["connection", "name"]
+        verbose_name_plural = "saved queries"
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "name"], name="one_query_name")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection.name}: {self.name}"
+
+
+class SensitiveColumn(models.Model):
+    """Columns of a connection that may not leave as they are, by name pattern.
+
+    `pattern` is matched (case-insensitive, * and ? as wildcards) against the column name
+    and against schema.table.column, so "*ssn*", "*email*" and "hr.people.salary" work.
+    """
+
+    class Action(models.TextChoices):
+        EXCLUDE = "exclude", "Leave the column out"
+        NULL = "null", "Mask: keep the column, drop its values"
+        HASH = "hash", "Mask: keyed hash (joins still work)"
+        REDACT = "redact", "Mask: a fixed string"
+
+    connection = models.ForeignKey(
+        Connection, on_delete=models.CASCADE, related_name="sensitive_columns"
+    )
+    pattern = models.CharField(max_length=300)
+    action = models.CharField(max_length=10, choices=Action, default=Action.EXCLUDE)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["connection", "pattern"]
+
+    def __str__(self) -> str:
+        return f"{self.connection.name}: {self.pattern} ({self.get_action_display().lower()})"
+
+    def matches(self, schema: str, table: str, column: str) -> bool:
+        pattern = self.pattern.lower()
+        return fnmatch.fnmatchcase(column.lower(), pattern) or fnmatch.fnmatchcase(
+            f"{schema}.{table}.{column}".lower(), pattern
+        )
 
 
 MAX_CA_BYTES = 64 * 1024

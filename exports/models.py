@@ -95,7 +95,9 @@ class ExportJob(models.Model):
         return self.status in self.FINISHED
 
     @classmethod
-    def create_with_tables(cls, owner, connection, tables, options: dict, output_dir: str = ""):
+    def create_with_tables(
+        cls, owner, connection, tables, options: dict, output_dir: str = "", specs=None
+    ):
         """One job and one queued TableRun per (schema, table), in one transaction."""
         with transaction.atomic():
             job = cls.objects.create(
@@ -109,7 +111,10 @@ class ExportJob(models.Model):
                 job.output_dir = f"job-{job.pk}"
                 job.save(update_fields=["output_dir"])
             TableRun.objects.bulk_create(
-                TableRun(job=job, schema=schema, table=table) for schema, table in tables
+                TableRun(
+                    job=job, schema=schema, table=table, spec=(specs or {}).get((schema, table), {})
+                )
+                for schema, table in tables
             )
         return job
 
@@ -331,6 +336,10 @@ class TableRun(models.Model):
     # {"mode", "status", "rows_checked", "checks": [{"check", "column", "origin", "severity",
     # "status", "failures", "examples": [{"row", "value"}]}]}: see quality.validation
     validation = models.JSONField(default=dict, blank=True)
+    # What of the table leaves: {"columns": [...] (empty: all), "exclude": [...],
+    # "filter": "SQL condition", "masks": {column: {"method", "precision"}},
+    # "query": "SELECT ..." (a saved query exported like a table), "sensitive": {...}}
+    spec = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

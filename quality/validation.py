@@ -89,8 +89,12 @@ class Validator:
         rules: list[Rule],
         mode: str = "sample",
         rows_expected: int | None = None,
+        masked: set[str] = frozenset(),
     ):
+        """`masked`: columns whose values were changed on purpose; the source's constraints
+        and the rules say nothing about what they hold now."""
         self.mode = mode
+        self._masked = set(masked)
         self.checks: list[Check] = []
         self.rows_checked = 0
         self._names = [n for n in schema.names if _readable(schema.field(n).type)]
@@ -120,7 +124,7 @@ class Validator:
             type_check.description = f"{name} is {types[name]}"
             checks = []
             for constraint in constraints:
-                if constraint["kind"] != "check":
+                if constraint["kind"] != "check" or name in self._masked:
                     continue
                 for op, value in _comparisons(constraint["definition"], name, types[name]):
                     check = self._add(
@@ -134,7 +138,7 @@ class Validator:
                     )
                     checks.append(_pandera_check(op, value, check))
             not_null = None
-            if not nullable.get(name, True):
+            if not nullable.get(name, True) and name not in self._masked:
                 not_null = self._add("not_null", name, "source: NOT NULL", "error", "")
                 not_null.description = f"{name} is never null"
             columns[name] = pandera.Column(
@@ -160,10 +164,12 @@ class Validator:
                     "error",
                     f"({', '.join(key)}) is unique",
                 )
-                if all(k in self._names for k in key):
+                if any(k in self._masked for k in key):
+                    check.skip("not checked", "a key column is masked")
+                elif all(k in self._names for k in key):
                     self._keys.append(_KeySet(check, key, automatic=True))
                 else:
-                    check.skip("not checked", "the validator cannot read a key column")
+                    check.skip("not checked", "a key column is not exported or not readable")
         return pandera.DataFrameSchema(columns) if columns else None
 
     def _plan_rules(self, types, rules):
@@ -176,9 +182,17 @@ class Validator:
                 self._min_rows.append((check, rule.min_rows))
                 continue
             if rule.column not in types:
-                check.skip("not applicable", f"the table has no column {rule.column} any more")
+                check.skip(
+                    "not applicable",
+                    f"column {rule.column} is not in this export (dropped from the table, "
+                    "or left out)",
+                )
                 continue
-            problem = rule.not_applicable(types[rule.column])
+            problem = (
+                "the column is masked in this export"
+                if rule.column in self._masked
+                else rule.not_applicable(types[rule.column])
+            )
             if not problem and rule.column not in self._names:
                 problem = f"the validator cannot read {types[rule.column]}"
             if problem:

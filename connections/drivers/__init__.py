@@ -10,7 +10,10 @@ Each driver module offers:
     open_snapshot(connection) -> (leader session, snapshot id: pg_export_snapshot()'s, or an epoch)
     join_snapshot(connection, snapshot_id) -> a session that reads what the snapshot shows
     read_batches(...) -> iterator of Arrow record batches (see exports.engine)
-    count_rows(db, schema, table) -> int
+    count_rows(db, schema, table, row_filter="", query="") -> int
+    check_filter(db, schema, table, expression) / check_query(db, query): BadSelection if not
+        a plain condition / a single read-only SELECT
+    query_columns(db, query) -> [SourceColumn] of a query's result
     constraints(db, schema, table) -> [{name, kind, columns, definition}] rows must satisfy
     explain(error, connection) -> one sentence for the user, never a secret
 """
@@ -27,6 +30,10 @@ class TableInfo:
     kind: str
     rows_estimate: int | None
     bytes: int | None
+
+
+class BadSelection(Exception):
+    """A row filter or a query the source would not run as asked; one sentence for the user."""
 
 
 @dataclass

@@ -8,8 +8,10 @@ several connections that all import the job's snapshot, as `pg_dump -j` does.
 """
 
 import fcntl
+import json
 import os
 import queue
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +24,7 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 
 from adu_site.redaction import redact
-from connections.drivers import PER_TABLE, LinkReport, SourceColumn, TableInfo
+from connections.drivers import PER_TABLE, BadSelection, LinkReport, SourceColumn, TableInfo
 from connections.models import ConnectionFailed
 from exports.engine.types import plan  # noqa: F401  (the driver interface)
 
@@ -102,6 +104,7 @@ def test(connection) -> LinkReport:
 
 
 VERIFYING = ("verify-ca", "verify-full")
+NUMERIC_OID = 1700
 # Whether this login could change the source: superuser, tables it may write, schemas
 # it may create objects in (outside the system schemas).
 WRITE_ACCESS = """
@@ -242,33 +245,49 @@ def columns(db, schema: str, table: str) -> list[SourceColumn]:
     with db.cursor() as cur:
         cur.execute(
             """
-            WITH RECURSIVE cols AS (
-                SELECT a.attnum, a.attname, a.attnotnull,
-                       format_type(a.atttypid, a.atttypmod) AS declared,
-                       a.atttypid AS typid, a.atttypmod AS typmod, 0 AS depth
-                FROM pg_attribute a
-                JOIN pg_class c ON c.oid = a.attrelid
-                JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-              UNION ALL
-                SELECT cols.attnum, cols.attname, cols.attnotnull OR t.typnotnull, cols.declared,
-                       t.typbasetype, t.typtypmod, cols.depth + 1
-                FROM cols JOIN pg_type t ON t.oid = cols.typid
-                WHERE t.typtype = 'd'
-            )
-            SELECT DISTINCT ON (cols.attnum) cols.attname, cols.declared, t.typname,
-                   t.typcategory, t.typtype, cols.typmod, cols.attnotnull, et.typname,
-                   format_type(cols.typid, cols.typmod)
-            FROM cols
-            JOIN pg_type t ON t.oid = cols.typid
-            LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
-            ORDER BY cols.attnum, cols.depth DESC
+            SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull
+            FROM pg_attribute a
+            JOIN pg_class c ON c.oid = a.attrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
             """,
             [schema, table],
         )
         rows = cur.fetchall()
     if not rows:
         raise ConnectionFailed(f"Table {schema}.{table} does not exist or has no columns.")
+    names, oids, typmods, notnull = (list(values) for values in zip(*rows, strict=True))
+    return _resolve_types(db, names, oids, typmods, notnull)
+
+
+# Each column's declared type and, through any domains, its base type.
+_RESOLVE_TYPES = """
+WITH RECURSIVE cols AS (
+    SELECT u.ord, u.name, u.not_null, format_type(u.typid, u.typmod) AS declared,
+           u.typid, u.typmod, 0 AS depth
+    FROM unnest(%s::text[], %s::oid[], %s::int[], %s::bool[])
+         WITH ORDINALITY AS u(name, typid, typmod, not_null, ord)
+  UNION ALL
+    SELECT cols.ord, cols.name, cols.not_null OR t.typnotnull, cols.declared,
+           t.typbasetype, t.typtypmod, cols.depth + 1
+    FROM cols JOIN pg_type t ON t.oid = cols.typid
+    WHERE t.typtype = 'd'
+)
+SELECT DISTINCT ON (cols.ord) cols.name, cols.declared, t.typname, t.typcategory, t.typtype,
+       cols.typmod, cols.not_null, et.typname, format_type(cols.typid, cols.typmod)
+FROM cols
+JOIN pg_type t ON t.oid = cols.typid
+LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+ORDER BY cols.ord, cols.depth DESC
+"""
+
+
+def _resolve_types(db, names, oids, typmods, notnull=None) -> list[SourceColumn]:
+    notnull = notnull if notnull is not None else [False] * len(names)
+    with db.cursor() as cur:
+        cur.execute(_RESOLVE_TYPES, [names, oids, typmods, notnull])
+        rows = cur.fetchall()
     return [
         SourceColumn(
             name=name,
@@ -277,10 +296,10 @@ def columns(db, schema: str, table: str) -> list[SourceColumn]:
             category=category,
             type_kind=typtype,
             typmod=typmod,
-            nullable=not notnull,
+            nullable=not is_notnull,
             extra={"element_type": element, "base_declared": base_declared},
         )
-        for name, declared, typname, category, typtype, typmod, notnull, element, base_declared in rows
+        for name, declared, typname, category, typtype, typmod, is_notnull, element, base_declared in rows
     ]
 
 
@@ -316,10 +335,150 @@ def join_snapshot(connection, snapshot_id: str | None):
     return db
 
 
-def count_rows(db, schema: str, table: str) -> int:
+def count_rows(db, schema: str, table: str, row_filter: str = "", query: str = "") -> int:
     with db.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+        cur.execute(
+            sql.SQL("SELECT count(*) FROM {}{}").format(
+                _relation(schema, table, query), _where(row_filter, [])
+            )
+        )
         return cur.fetchone()[0]
+
+
+def _relation(schema: str, table: str, query: str) -> sql.Composable:
+    if query:
+        return sql.SQL("(\n{}\n) AS q").format(sql.SQL(query))
+    return sql.Identifier(schema, table)
+
+
+def _where(row_filter: str, conditions: list) -> sql.Composable:
+    # The filter on lines of its own, in parentheses: it was checked to be one
+    # expression (no comment, no semicolon) before the job started.
+    if row_filter:
+        conditions = [sql.SQL("(\n{}\n)").format(sql.SQL(row_filter)), *conditions]
+    if not conditions:
+        return sql.SQL("")
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+
+
+def check_filter(db, schema: str, table: str, expression: str):
+    """BadSelection unless `expression` is one plain condition on the table's rows: it
+    must parse, name only its columns, call no volatile function and hold no query."""
+    _plain_text(expression, "filter")
+    statement = sql.SQL("SELECT * FROM ONLY {}{}").format(
+        sql.Identifier(schema, table), _where(expression, [])
+    )
+    tree = _check_plan(db, statement, "filter")
+    # The table itself is all the plan may read (a partitioned one: its partitions).
+    scans = re.findall(r'"Relation Name": "((?:[^"\\]|\\.)*)"', json.dumps(tree))
+    if len(scans) != 1 or "SubPlan" in json.dumps(tree) or "InitPlan" in json.dumps(tree):
+        raise BadSelection(
+            "The filter contains a query; a filter is one condition on the table's own columns."
+        )
+
+
+def check_query(db, query: str):
+    """BadSelection unless `query` is one SELECT that changes nothing and gives the same
+    rows each time it runs in one snapshot (no volatile function)."""
+    _plain_text(query, "query")
+    tree = _check_plan(db, sql.SQL(query), "query")
+    if '"ModifyTable"' in json.dumps(tree):
+        raise BadSelection("The query changes data; an export runs only a SELECT.")
+
+
+def query_columns(db, query: str) -> list[SourceColumn]:
+    """The columns of a query's result, typed like a table's (nullable: unknown, so yes)."""
+    with db.cursor() as cur:
+        try:
+            cur.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(_relation("", "", query)))
+        finally:
+            db.rollback()
+        described = cur.description
+    names = [c.name for c in described]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise BadSelection(
+            f"The query returns several columns named {', '.join(repeated)}: name each "
+            "column once (… AS other_name)."
+        )
+    # The result's type modifiers are known only through what psycopg2 derives from them:
+    # a numeric's precision and scale (the rest need none; an unconstrained numeric
+    # reports 65535).
+    typmods = [
+        ((c.precision << 16) | c.scale) + 4
+        if c.type_code == NUMERIC_OID and c.precision is not None and 0 < c.precision <= 1000
+        else -1
+        for c in described
+    ]  # fmt: skip
+    return _resolve_types(db, names, [c.type_code for c in described], typmods)
+
+
+def _plain_text(text: str, what: str):
+    if not text.strip():
+        raise BadSelection(f"The {what} is empty.")
+    outside = _outside_quotes(text)
+    for mark, name in ((";", "a semicolon"), ("--", "a comment"), ("/*", "a comment")):
+        if mark in outside:
+            raise BadSelection(
+                f"The {what} contains {name}; write one {'condition' if what == 'filter' else 'SELECT'} "
+                "without it."
+            )
+    depth = 0
+    for char in outside:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        raise BadSelection(f"The {what}'s parentheses do not match.")
+
+
+def _outside_quotes(text: str) -> str:
+    """The text with quoted literals and identifiers blanked out."""
+    out, quote = [], None
+    for char in text:
+        if quote:
+            if char == quote:
+                quote = None
+            out.append(" ")
+        elif char in ("'", '"'):
+            quote = char
+            out.append(" ")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _check_plan(db, statement, what: str) -> dict:
+    """Plan the statement in a read-only transaction (nothing runs) and look at the plan."""
+    readonly, autocommit = db.readonly, db.autocommit
+    db.autocommit = False
+    try:
+        with db.cursor() as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
+            cur.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + statement)
+            [[explained]] = cur.fetchall()
+            tree = explained[0]["Plan"]
+            text = json.dumps(tree)
+            called = set(re.findall(r"([A-Za-z_][\w$]*)\(", text))
+            cur.execute(
+                "SELECT DISTINCT proname FROM pg_proc WHERE provolatile = 'v' "
+                "AND proname = ANY(%s) ORDER BY proname",
+                [sorted(called)],
+            )
+            volatile = [name for (name,) in cur.fetchall()]
+    except psycopg2.Error as error:
+        db.rollback()
+        reason = error.diag.message_primary or _first_line(str(error))
+        raise BadSelection(f"The source refuses the {what}: {reason.rstrip('.')}.") from None
+    finally:
+        db.rollback()
+        db.autocommit, db.readonly = autocommit, readonly
+    if volatile:
+        raise BadSelection(
+            f"The {what} calls {', '.join(volatile)}, which can change the database or give "
+            f"another answer each time; an export's {what} must give the same rows every time."
+        )
+    return tree
 
 
 def distinct_estimates(db, schema: str, table: str) -> dict[str, int]:
@@ -400,32 +559,35 @@ def read_batches(
     readers: int = 1,
     pages: int | None = None,
     block_bytes: int = CSV_BLOCK_BYTES,
+    row_filter: str = "",
+    query: str = "",
 ) -> Iterator[pa.RecordBatch]:
-    """Arrow batches of the table, read over `readers` sessions opened by `open_session`.
+    """Arrow batches of the table (or of `query`'s result), read over `readers` sessions
+    opened by `open_session`, keeping only rows that meet `row_filter` (checked before).
 
     Each session must already see the job's snapshot. Batches of several readers
     interleave; their order carries no meaning. A row longer than `block_bytes` raises
     ArrowInvalid ("straddling object"): read again with larger blocks.
     """
-    relation = sql.Identifier(schema, table)
-    if readers <= 1 or not pages or pages < SPLIT_MIN_PAGES:
-        ranges = [sql.SQL("")]
+    relation = _relation(schema, table, query)
+    if query or readers <= 1 or not pages or pages < SPLIT_MIN_PAGES:
+        ranges = [[]]
     else:
         bounds = [pages * i // readers for i in range(readers + 1)]
         ranges = [
-            sql.SQL(" WHERE ctid >= {}::tid").format(sql.Literal(f"({bounds[i]},0)"))
+            [sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({bounds[i]},0)"))]
             + (
-                sql.SQL(" AND ctid < {}::tid").format(sql.Literal(f"({bounds[i + 1]},0)"))
+                [sql.SQL("ctid < {}::tid").format(sql.Literal(f"({bounds[i + 1]},0)"))]
                 if i < readers - 1
-                else sql.SQL("")
+                else []
             )
             for i in range(readers)
         ]
     statements = [
         sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT csv)").format(
-            sql.SQL(", ").join(select_list), relation, where
+            sql.SQL(", ").join(select_list), relation, _where(row_filter, conditions)
         )
-        for where in ranges
+        for conditions in ranges
     ]
     if len(statements) == 1:
         yield from _read_copy(open_session(), statements[0], arrow_types, block_bytes)

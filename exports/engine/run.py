@@ -19,7 +19,7 @@ import adu_site
 from audit.models import AuditEvent, record
 from connections import drivers
 from connections.models import Connection, ConnectionFailed
-from exports.engine import memory, types
+from exports.engine import masking, memory, selection, types
 from exports.engine.anomaly import anomalies
 from exports.engine.parquet import TableWriter, write_atomically
 from exports.engine.profile import Profiler
@@ -39,6 +39,8 @@ DEFAULT_OPTIONS = {
     "batch_rows": 100_000,
     "max_file_mb": None,
     "validation": "sample",
+    # "site": hashed columns match across jobs; "job": only within this job
+    "masking_key": "site",
 }
 # pyarrow's CSV block size is an int32; a row longer than this cannot be read.
 MAX_BLOCK_BYTES = (1 << 31) - 1
@@ -259,16 +261,31 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         sessions.append(session)
         return session
 
+    spec = run.spec or {}
+    query = spec.get("query", "")
+    # Only what was asked reaches the driver: a kind without filters or queries still
+    # exports whole tables.
+    narrowing = {"row_filter": spec.get("filter", ""), "query": query}
+    narrowing = {key: value for key, value in narrowing.items() if value}
     try:
         first = _phase("connect", connection, open_session)
-        source_columns = _phase("describe", connection, driver.columns, first, *name)
+        if query:
+            source_columns = _phase("describe", connection, driver.query_columns, first, query)
+            pages, distinct, constraints = None, {}, []
+        else:
+            source_columns = _phase("describe", connection, driver.columns, first, *name)
+            pages = (
+                None
+                if per_table
+                else _phase("describe", connection, driver.table_pages, first, *name)
+            )
+            distinct = _phase("describe", connection, driver.distinct_estimates, first, *name)
+            constraints = _phase("describe", connection, driver.constraints, first, *name)
+        source_columns = _selected(source_columns, spec)
         money_scale = _phase("describe", connection, driver.money_scale, first)
-        pages = (
-            None if per_table else _phase("describe", connection, driver.table_pages, first, *name)
+        run.rows_expected = _phase(
+            "count", connection, lambda: driver.count_rows(first, *name, **narrowing)
         )
-        distinct = _phase("describe", connection, driver.distinct_estimates, first, *name)
-        constraints = _phase("describe", connection, driver.constraints, first, *name)
-        run.rows_expected = _phase("count", connection, driver.count_rows, first, *name)
         run.save(update_fields=["rows_expected"])
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
@@ -288,6 +305,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                     block_bytes,
                     distinct,
                     constraints,
+                    narrowing,
                 )
                 break
             except (pa.ArrowInvalid, types.DoesNotFit) as error:
@@ -323,6 +341,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
             "nullable": p.source.nullable,
             "representation": p.representation,
             **({"fallback": fallback[p.name]} if p.name in fallback else {}),
+            **({"masking": spec["masks"][p.name]} if p.name in spec.get("masks", {}) else {}),
         }
         for p in plans
     ]
@@ -348,10 +367,15 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
 
 
 def _write(
-    run, plans, target, driver, open_session, pages, block_bytes, distinct, constraints
+    run, plans, target, driver, open_session, pages, block_bytes, distinct, constraints, narrowing
 ) -> TableWriter:
     job = run.job
-    fields = [p.field() for p in plans]
+    masks = (run.spec or {}).get("masks", {})
+    key = masking.job_key(job.pk, job.option("masking_key")) if masks else b""
+    fields = [
+        masking.masked_field(p.field(), masks[p.name]) if p.name in masks else p.field()
+        for p in plans
+    ]
     schema = pa.schema(fields, metadata={"adu.table": f"{run.schema}.{run.table}"})
     read_schema = pa.schema([pa.field(p.name, p.read_type) for p in plans])
     max_mb = job.option("max_file_mb")
@@ -371,6 +395,7 @@ def _write(
         list(Rule.objects.for_table(job.connection, run.schema, run.table)),
         mode=job.option("validation"),
         rows_expected=run.rows_expected,
+        masked=set(masks),
     )
     reported = time.monotonic()
     try:
@@ -383,10 +408,16 @@ def _write(
             readers=int(job.option("readers")),
             pages=pages,
             block_bytes=block_bytes,
+            **narrowing,
         )
         for batch in batches:
             finished = pa.RecordBatch.from_arrays(
-                [p.finish(column) for p, column in zip(plans, batch.columns, strict=True)],
+                [
+                    masking.mask(p.finish(column), masks[p.name], key)
+                    if p.name in masks
+                    else p.finish(column)
+                    for p, column in zip(plans, batch.columns, strict=True)
+                ],
                 schema=schema,
             )
             profiler.update(finished)
@@ -418,6 +449,22 @@ def _validation_failure(failed: list) -> str:
         f"Validation failed: {first.description} ({first.origin}): {first.summary()}{more}; "
         "the table's file was not kept."
     )
+
+
+def _selected(columns: list, spec: dict) -> list:
+    """The source's columns that leave, in the source's order; a chosen column gone since
+    the job was created fails the table rather than shrink it silently."""
+    chosen = spec.get("columns")
+    if not chosen:
+        return columns
+    present = {c.name for c in columns}
+    gone = [name for name in chosen if name not in present]
+    if gone:
+        raise TableFailed(
+            f"Column {', '.join(gone)} is no longer in the table; create the job again.",
+            "describe",
+        )
+    return [c for c in columns if c.name in set(chosen)]
 
 
 def _phase(phase: str, connection, function, *args):
@@ -528,6 +575,14 @@ def manifest(job: ExportJob) -> dict:
                 "columns": run.columns,
                 "profile": run.profile,
                 "warnings": run.warnings,
+                # What of the source this is: columns, filter, masking, query text.
+                "selection": {
+                    "columns": [c["name"] for c in run.columns],
+                    "filter": (run.spec or {}).get("filter", ""),
+                    "masks": (run.spec or {}).get("masks", {}),
+                    "query": (run.spec or {}).get("query", ""),
+                    "sensitive": (run.spec or {}).get("sensitive", {}),
+                },
                 "files": run.files,
                 "validation": run.validation or None,
             }
@@ -573,12 +628,18 @@ def create_job(
     exclude=(),
     options: dict | None = None,
     out: str = "",
+    selections: dict | None = None,
+    queries=(),
+    allow_sensitive=(),
 ) -> ExportJob:
     """Resolve what to export and record the job with its queued tables (nothing runs yet).
 
     With no tables named, every table of the chosen schemas (default: all non-system
-    schemas). A named table that does not exist still gets its TableRun, which then fails
-    with a clear message, so the other tables go on.
+    schemas); `queries` adds saved queries. A named table that does not exist still gets
+    its TableRun, which then fails with a clear message, so the other tables go on.
+    `selections` ({(schema, table): {"columns", "exclude", "filter", "masks"}}) and the
+    connection's sensitive-column policies are checked against the source first (see
+    exports.engine.selection); `allow_sensitive` ("s.t.c" or "*") is for ADU Admins only.
     """
     if not Connection.objects.usable_by(owner).filter(pk=connection.pk).exists():
         raise BadRequest(f"There is no connection named '{connection.name}'.")
@@ -597,7 +658,7 @@ def create_job(
         if folder.exists() and any(folder.iterdir()):
             raise BadRequest(f"The folder '{out}' already exists and is not empty.")
     chosen = [_split_name(name) for name in tables]
-    if not chosen:
+    if not chosen and not queries:
         found = []
         for schema in schemas or [None]:
             found += connection.driver().tables(connection, schema)
@@ -606,10 +667,29 @@ def create_job(
             raise BadRequest(f"No tables found in schema(s) {', '.join(schemas)}.")
     excluded = {_split_name(name) for name in exclude}
     chosen = list(dict.fromkeys(t for t in chosen if t not in excluded))
-    if not chosen:
+    if not chosen and not queries:
         raise BadRequest("There is nothing to export: no table was selected.")
-    job = ExportJob.create_with_tables(owner, connection, chosen, options, out)
-    record(AuditEvent.Action.JOB_CREATE, user=owner, obj=job, tables=len(chosen), options=options)
+    try:
+        chosen, specs = selection.resolve(
+            owner, connection, chosen, selections or {}, queries, allow_sensitive
+        )
+    except selection.SelectionRefused as error:
+        raise BadRequest(str(error)) from None
+    job = ExportJob.create_with_tables(owner, connection, chosen, options, out, specs)
+    allowed = {
+        f"{schema}.{table}.{column}": note
+        for (schema, table), spec in specs.items()
+        for column, note in spec.get("sensitive", {}).items()
+        if "allowed unmasked" in note
+    }
+    record(
+        AuditEvent.Action.JOB_CREATE,
+        user=owner,
+        obj=job,
+        tables=len(chosen),
+        options=options,
+        **({"sensitive_allowed_unmasked": sorted(allowed)} if allowed else {}),
+    )
     return job
 
 
@@ -628,6 +708,8 @@ def _check_options(options: dict):
         "batch_rows": (1000, 10_000_000),
         "max_file_mb": (1, 1_000_000),
     }
+    if options.get("masking_key") not in ("site", "job"):
+        raise BadRequest("masking key must be 'site' or 'job'.")
     if options.get("validation") not in validation.MODES:
         raise BadRequest(f"validation must be one of {', '.join(validation.MODES)}.")
     for name, (low, high) in limits.items():

@@ -1,0 +1,98 @@
+"""Masking of sensitive columns, applied to each Arrow batch before anything is written.
+
+- null: the column stays, its values go (all NULL).
+- hash: HMAC-SHA-256 of the value's text under a key, as 64 hex digits. The same value
+  gives the same token in every table and job that uses the same key, so joins still
+  work; without the key the value cannot be recovered. The key is the site's
+  (settings.MASKING_KEY) or, with the job option masking_key="job", one derived from it
+  for that job alone (tokens then match only within the job).
+- redact: every value becomes "[redacted]" (NULL stays NULL).
+- truncate: dates and timestamps to the first of their month, numbers to `precision`
+  digits after the point (negative: to tens, hundreds...), towards zero.
+"""
+
+import hashlib
+import hmac
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from django.conf import settings
+
+METHODS = ("null", "hash", "redact", "truncate")
+REDACTED = "[redacted]"
+
+
+def problem(spec: dict, arrow_type: pa.DataType) -> str:
+    """Why this masking cannot apply to a column of this type ('' when it can)."""
+    method = spec.get("method")
+    if method not in METHODS:
+        return f"'{method}' is not a masking method; choose one of {', '.join(METHODS)}."
+    if method == "truncate":
+        if not _truncatable(arrow_type):
+            return f"truncate applies to dates, timestamps and numbers, not {arrow_type}."
+        precision = spec.get("precision", 0)
+        if not isinstance(precision, int) or not -18 <= precision <= 18:
+            return "The precision of truncate is a whole number from -18 to 18."
+    return ""
+
+
+def masked_field(field: pa.Field, spec: dict) -> pa.Field:
+    """The field as the file holds it once masked (hash and redact give text)."""
+    arrow_type = pa.string() if spec["method"] in ("hash", "redact") else field.type
+    metadata = {**(field.metadata or {}), b"adu.masking": spec["method"].encode()}
+    return pa.field(field.name, arrow_type, nullable=True, metadata=metadata)
+
+
+def mask(array: pa.Array, spec: dict, key: bytes) -> pa.Array:
+    method = spec["method"]
+    if method == "null":
+        return pa.nulls(len(array), type=array.type)
+    if method == "redact":
+        present = pc.is_valid(array)
+        return pc.if_else(present, pa.scalar(REDACTED), pa.scalar(None, pa.string()))
+    if method == "truncate":
+        if pa.types.is_date(array.type) or pa.types.is_timestamp(array.type):
+            return pc.floor_temporal(array, unit="month")
+        return pc.round(array, ndigits=spec.get("precision", 0), round_mode="towards_zero")
+    return pa.array(
+        [None if value is None else _token(key, value) for value in _texts(array)],
+        type=pa.string(),
+    )
+
+
+def job_key(job_id: int, scope: str) -> bytes:
+    site = settings.MASKING_KEY.encode()
+    if scope == "job":
+        return hmac.new(site, f"adu-job-{job_id}".encode(), hashlib.sha256).digest()
+    return site
+
+
+def _token(key: bytes, value: bytes) -> str:
+    return hmac.new(key, value, hashlib.sha256).hexdigest()
+
+
+def _texts(array: pa.Array):
+    """Each value as the bytes that are hashed: the same value, the same bytes, whatever
+    the column's width (an integer is its digits in a smallint as in a bigint)."""
+    if isinstance(array.type, pa.BaseExtensionType):
+        array = array.storage
+    if pa.types.is_binary(array.type) or pa.types.is_fixed_size_binary(array.type):
+        return array.to_pylist()
+    try:
+        texts = pc.cast(array, pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return [None if v is None else str(v).encode() for v in array.to_pylist()]
+    return [None if v is None else v.encode() for v in texts.to_pylist()]
+
+
+def _truncatable(arrow_type: pa.DataType) -> bool:
+    return any(
+        test(arrow_type)
+        for test in (
+            pa.types.is_date,
+            pa.types.is_timestamp,
+            pa.types.is_integer,
+            pa.types.is_floating,
+            pa.types.is_decimal,
+        )
+    )

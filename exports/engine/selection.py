@@ -1,0 +1,123 @@
+"""What of each table may leave: columns, a row filter, masking, saved queries, and the
+connection's sensitive-column policies. Checked against the source before a job exists.
+
+A request per table, as the portal, the commands and the API give it:
+    {"columns": [...], "exclude": [...], "filter": "SQL condition", "masks": {column: spec}}
+becomes the TableRun's `spec`: the columns that leave (empty: all), the filter, the masks
+(policies included) and, under "sensitive", what each policy did and who allowed what.
+"""
+
+from accounts import roles
+from connections.drivers import BadSelection
+from connections.models import ConnectionFailed, SensitiveColumn
+from exports.engine import masking
+
+QUERY_SCHEMA = "queries"  # TableRuns of saved queries: queries.<name>
+
+
+class SelectionRefused(Exception):
+    """The selection cannot be exported as asked; one sentence for the user."""
+
+
+def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensitive=()):
+    """(tables, specs): `tables` plus the saved queries as ("queries", name), and the spec
+    of each (schema, table) that has one. SelectionRefused if anything is wrong."""
+    policies = list(SensitiveColumn.objects.filter(connection=connection))
+    allowed = set(allow_sensitive)
+    if allowed and not roles.is_admin(owner):
+        raise SelectionRefused("Only an ADU Admin may allow sensitive columns to leave unmasked.")
+    unknown = set(requests) - set(tables)
+    if unknown:
+        schema, table = sorted(unknown)[0]
+        raise SelectionRefused(
+            f"Columns or a filter were given for {schema}.{table}, which is not exported."
+        )
+    names = {(QUERY_SCHEMA, q.name) for q in queries}
+    if names & set(tables):
+        raise SelectionRefused(
+            f"A table {QUERY_SCHEMA}.{sorted(names & set(tables))[0][1]} and a saved query "
+            "have the same name; export one of them in another job."
+        )
+    driver = connection.driver()
+    work = [(t, requests.get(t, {}), None) for t in tables if t in requests or policies]
+    work += [((QUERY_SCHEMA, q.name), {}, q.sql) for q in queries]
+    specs = {}
+    if work:
+        db = driver.connect(connection)
+        try:
+            for name, request, query in work:
+                specs[name] = _spec(driver, db, name, request, query, policies, allowed, owner)
+        finally:
+            db.close()
+    return list(tables) + [(QUERY_SCHEMA, q.name) for q in queries], specs
+
+
+def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
+    schema, table = name
+    label = f"query '{table}'" if query else f"{schema}.{table}"
+    try:
+        if query:
+            driver.check_query(db, query)
+            columns = driver.query_columns(db, query)
+        else:
+            columns = driver.columns(db, schema, table)
+    except BadSelection as error:
+        raise SelectionRefused(f"The {label}: {error}") from None
+    except ConnectionFailed as error:
+        if not request and not query:
+            return {}  # a missing table fails in its own run, with the others going on
+        raise SelectionRefused(str(error)) from None
+    finally:
+        db.rollback()
+    types = {c.name: driver.plan(c).arrow_type for c in columns}
+    include, exclude = request.get("columns") or [], request.get("exclude") or []
+    missing = [c for c in [*include, *exclude] if c not in types]
+    if missing:
+        raise SelectionRefused(f"{label} has no column {', '.join(missing)}.")
+    selected = [
+        c.name for c in columns if (not include or c.name in include) and c.name not in exclude
+    ]
+    masks = dict(request.get("masks") or {})
+    for column, mask in masks.items():
+        if column not in selected:
+            raise SelectionRefused(f"{label}: {column} is masked but not exported.")
+        problem = masking.problem(mask, types[column])
+        if problem:
+            raise SelectionRefused(f"{label}, column {column}: {problem}")
+    sensitive = {}
+    for column in list(selected):
+        policy = next((p for p in policies if p.matches(schema, table, column)), None)
+        if policy is None:
+            continue
+        key = f"{schema}.{table}.{column}"
+        if key in allowed or "*" in allowed:
+            sensitive[column] = (
+                f"sensitive ({policy.pattern}): allowed unmasked by {owner.username}"
+            )
+        elif column in masks:
+            sensitive[column] = f"sensitive ({policy.pattern}): masked ({masks[column]['method']})"
+        elif policy.action == SensitiveColumn.Action.EXCLUDE:
+            selected.remove(column)
+            sensitive[column] = f"sensitive ({policy.pattern}): left out"
+        else:
+            masks[column] = {"method": policy.action}
+            sensitive[column] = f"sensitive ({policy.pattern}): masked ({policy.action})"
+    if not selected:
+        raise SelectionRefused(f"{label}: no column is left to export.")
+    row_filter = (request.get("filter") or "").strip()
+    if row_filter:
+        if query:
+            raise SelectionRefused(f"{label}: write the condition into the query itself.")
+        try:
+            driver.check_filter(db, schema, table, row_filter)
+        except BadSelection as error:
+            raise SelectionRefused(f"The filter of {label}: {error}") from None
+    spec = {
+        "columns": selected if len(selected) < len(columns) else [],
+        "filter": row_filter,
+        "masks": masks,
+        "sensitive": sensitive,
+    }
+    if query:
+        spec["query"] = query
+    return {key: value for key, value in spec.items() if value}
