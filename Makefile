@@ -13,9 +13,12 @@ run: system-postgres $(VENV)/.base
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py adu_run
 
+# The whole suite on SQLite and the ORM broker, then every test that runs jobs (marked
+# `jobs` by conftest.py) again on a throwaway PostgreSQL metadata database and redis-server.
 test: system-postgres system-redis system-browser $(VENV)/.dev lint lint-docker
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest
+	$(PY) -m pytest -p tests.backends --backends postgres-redis -m jobs
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -168,6 +168,13 @@ def pytest_load_initial_conftests(early_config, parser, args):
     atexit.register(stop)  # also when pytest dies before its own clean-up
 
 
+def pytest_configure(config):
+    if config.getoption("backends") == "postgres-redis":
+        # The whole server is removed at the end: dropping the test database first would
+        # only wait on sessions that stray threads or killed clusters left behind.
+        config.option.reuse_db = True
+
+
 def pytest_report_header(config):
     return f"backends: {config.getoption('backends')}"
 

@@ -32,17 +32,21 @@ def job(owner, source_db):
 
 @pytest.mark.django_db(transaction=True)
 def test_adu_export_without_sync_queues_the_job(owner, source_db):
-    from django_q.models import OrmQ
+    from django_q.brokers import get_broker
+    from django_q.signing import SignedPackage
 
     source_db.execute("CREATE TABLE a AS SELECT 1 AS i")
     source_db.connection(owner, name="src")
+    broker = get_broker()  # the ORM queue table, or Redis in the postgres-redis pass
+    broker.purge_queue()
     output = command("adu_export", "src")
     job = ExportJob.objects.get()
     assert output.startswith(f"Queued job {job.pk}: 1 table(s) from 'src'.")
     assert job.status == "queued"
-    [task] = OrmQ.objects.all()
-    assert task.task["func"] == "exports.tasks.coordinate"
-    assert task.task["args"] == (job.pk, "start")  # an id, never an object or a secret
+    [(_, package)] = broker.dequeue()
+    task = SignedPackage.loads(package)
+    assert task["func"] == "exports.tasks.coordinate"
+    assert task["args"] == (job.pk, "start")  # an id, never an object or a secret
 
 
 @pytest.mark.django_db(transaction=True)
