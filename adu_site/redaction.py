@@ -13,8 +13,8 @@ _PATTERNS = [
         ),
         r"\1\2[redacted]",
     ),
-    # user:password@host in URLs
-    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1[redacted]@"),
+    # user:password@host in URLs, and :password@host (Redis URLs have no user)
+    (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1[redacted]@"),
     # Fernet tokens: what stored secrets look like at rest
     (re.compile(r"gAAAAA[A-Za-z0-9_\-]{20,}={0,2}"), "[redacted]"),
 ]

@@ -208,6 +208,14 @@ def test_gunicorn_healthz_names_the_database_without_saying_where_it_is(gunicorn
     assert SECRET not in server.log()
 
 
+def test_a_redis_url_password_is_redacted_from_logs():
+    from adu_site.redaction import redact
+
+    assert redact(f"broker redis://:{SECRET}@broker:6379/0 down") == (
+        "broker redis://:[redacted]@broker:6379/0 down"
+    )
+
+
 def manage_check(tmp_path, **env):
     environment = {k: v for k, v in os.environ.items() if k not in ("ADU_BROKER", "ADU_REDIS_URL")}
     return subprocess.run(
