@@ -3,8 +3,8 @@
 Every read of a job runs `AT EPOCH n SELECT ...` with the epoch pinned when the job
 started, so all its tables show the database at one instant (Vertica keeps history back
 to its Ancient History Mark). Rows travel in Vertica's binary format (exact floats,
-numerics and intervals), are fetched a bounded number at a time and become Arrow
-batches of bounded size (exports.engine.vertica_types).
+numerics and intervals), are taken from the cursor row by row into batches bounded by
+bytes and rows, and each batch becomes Arrow (exports.engine.vertica_types).
 """
 
 import socket
