@@ -57,7 +57,7 @@ class BearerToken(HttpBearer):
         # The rest of ADU (roles, querysets, the audit trail) asks request.user.
         request.user = found.user
         request.api_token = found
-        throttle(f"token:{found.pk}")
+        throttle(f"token:{found.digest[:16]}")
         found.note_use(request)
         return found.user
 
