@@ -15,7 +15,7 @@ import vertica_python
 from vertica_python import errors as vertica_errors
 
 from adu_site.redaction import redact
-from connections.drivers import LinkReport, SourceColumn, TableInfo
+from connections.drivers import BadSelection, LinkReport, SourceColumn, TableInfo
 from connections.models import ConnectionFailed
 from exports.engine.types import DoesNotFit
 from exports.engine.vertica_types import (
@@ -68,6 +68,9 @@ class Session:
 
     def cancel(self):
         self.db.cancel()
+
+    def rollback(self):
+        self.db.rollback()
 
     def close(self):
         self.db.close()
@@ -301,6 +304,24 @@ def count_rows(db: Session, schema: str, table: str) -> int:
     with db.cursor() as cur:
         cur.execute(f"{db.at()}SELECT COUNT(*) FROM {relation(schema, table)}")
         return int(cur.fetchone()[0])
+
+
+def check_filter(db, schema: str, table: str, expression: str):
+    """Row filters are checked against PostgreSQL's plans; Vertica has no such check yet."""
+    raise BadSelection(
+        "row filters are not available for Vertica sources yet: export a view that "
+        "filters the table."
+    )
+
+
+def check_query(db, query: str):
+    raise BadSelection(
+        "saved queries are not available for Vertica sources yet: export a view instead."
+    )
+
+
+def query_columns(db, query: str) -> list[SourceColumn]:
+    check_query(db, query)
 
 
 def distinct_estimates(db, schema: str, table: str) -> dict[str, int]:

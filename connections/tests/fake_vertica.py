@@ -125,6 +125,9 @@ class FakeSession:
     def cancel(self):
         self.cancels += 1
 
+    def rollback(self):
+        self.server.statements.append("ROLLBACK")
+
 
 class FakeCursor:
     def __init__(self, session: FakeSession):

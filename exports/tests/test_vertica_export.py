@@ -488,3 +488,47 @@ def test_enforced_keys_are_validated_and_unenforced_ones_are_not(
     job = export(vertica_connection, tables=["public.dup"], validation="full")
     assert job.status == ExportJob.Status.FAILED
     assert "pk_enforced" in job.errors.get().message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chosen_columns_and_masks_work_on_vertica_and_a_filter_is_refused(
+    fake_server, vertica_connection, owner
+):
+    from exports.engine.run import BadRequest, create_job, run_job
+
+    people = FakeTable(
+        "public",
+        "people",
+        [
+            FakeColumn("id", "int", V.INT8, values=[fv.int8(1), fv.int8(2)]),
+            FakeColumn("email", "varchar(80)", V.VARCHAR, values=[b"a@x.org", b"b@x.org"]),
+            FakeColumn("ssn", "varchar(11)", V.VARCHAR, values=[b"123-45-6789", None]),
+        ],
+    )
+    fake_server.tables = {("public", "people"): people}
+    job = run_job(
+        create_job(
+            owner,
+            vertica_connection,
+            tables=["public.people"],
+            selections={
+                ("public", "people"): {"exclude": ["ssn"], "masks": {"email": {"method": "null"}}}
+            },
+        ).pk
+    )
+    run = job.tables.get()
+    assert job.status == ExportJob.Status.COMPLETE, list(
+        job.errors.values_list("message", flat=True)
+    )
+    data = pq.read_table(job.folder() / run.files[0]["path"])
+    assert data.column_names == ["id", "email"]
+    assert data.column("email").to_pylist() == [None, None]
+    reads = [s for s in fake_server.statements if s.startswith('AT EPOCH 41 SELECT "id"')]
+    assert reads == ['AT EPOCH 41 SELECT "id", "email" FROM "public"."people"']  # ssn never read
+    with pytest.raises(BadRequest, match="row filters are not available for Vertica sources yet"):
+        create_job(
+            owner,
+            vertica_connection,
+            tables=["public.people"],
+            selections={("public", "people"): {"filter": "id > 1"}},
+        )
