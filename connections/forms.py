@@ -5,7 +5,16 @@ from django.contrib.auth.models import Group
 
 from accounts import roles
 from audit.models import AuditEvent, record
-from connections.models import MAX_CA_BYTES, Connection, describe_ca, parse_ca_certificate
+from connections.drivers import BadSelection
+from connections.models import (
+    MAX_CA_BYTES,
+    Connection,
+    ConnectionFailed,
+    SavedQuery,
+    SensitiveColumn,
+    describe_ca,
+    parse_ca_certificate,
+)
 
 FIELDS = [
     "name",
@@ -108,3 +117,42 @@ class ConnectionForm(forms.ModelForm):
                 groups = sorted(g.name for g in connection.shared_with.all())
                 record(AuditEvent.Action.CONNECTION_SHARE, obj=connection, shared_with=groups)
         return connection
+
+
+class SavedQueryForm(forms.ModelForm):
+    """A saved query, checked on the source when saved: one read-only SELECT whose columns
+    have distinct names. The portal and the admin use this same form."""
+
+    class Meta:
+        model = SavedQuery
+        fields = ["connection", "name", "sql"]
+        widgets = {"sql": forms.Textarea(attrs={"rows": 10, "spellcheck": "false"})}
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if user is not None:
+            self.fields["connection"].queryset = Connection.objects.editable_by(user)
+
+    def clean(self):
+        cleaned = super().clean()
+        connection, query = cleaned.get("connection"), cleaned.get("sql")
+        if connection and query:
+            try:
+                connection.describe_query(query)
+            except BadSelection as error:
+                self.add_error("sql", str(error))
+            except ConnectionFailed as error:
+                self.add_error(None, f"ADU could not check the query on the source: {error}")
+        return cleaned
+
+
+class SensitiveColumnForm(forms.ModelForm):
+    class Meta:
+        model = SensitiveColumn
+        fields = ["connection", "pattern", "action"]
+
+    def clean_pattern(self):
+        pattern = self.cleaned_data["pattern"].strip()
+        if not pattern.strip("*?"):
+            raise forms.ValidationError("A pattern of wildcards alone would mark every column.")
+        return pattern

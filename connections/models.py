@@ -19,6 +19,10 @@ class ConnectionFailed(Exception):
     """A source database could not be reached or used; the message is one sentence for the user."""
 
 
+class NoSuchTable(ConnectionFailed):
+    """The source answered, and has no such table: the table's name is wrong, not the source."""
+
+
 class ConnectionQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Connections the user may see and whose jobs they may see: their own and those
@@ -130,6 +134,42 @@ class Connection(models.Model):
             verified=report.verified,
         )
         return report
+
+    def describe_table(self, schema: str, table: str) -> list:
+        """The table's columns (drivers.SourceColumn), asked from the source.
+
+        NoSuchTable when the source answers that there is no such table; ConnectionFailed
+        with one sentence when it cannot answer.
+        """
+        try:
+            driver = self.driver()
+        except NotImplementedError as error:  # a kind without a driver yet
+            raise ConnectionFailed(str(error)) from None
+        db = driver.connect(self)
+        try:
+            columns = driver.columns(db, schema, table)
+        except ConnectionFailed:
+            columns = []  # how a driver says the table is not there
+        except Exception as error:
+            raise ConnectionFailed(driver.explain(error, self)) from None
+        finally:
+            db.close()
+        if not columns:
+            raise NoSuchTable(f"There is no table {schema}.{table} on this connection.")
+        return columns
+
+    def describe_query(self, query: str, preview_rows: int = 0):
+        """Check a query on the source (BadSelection if it is not one read-only SELECT with
+        distinct column names) and return (its columns, its first `preview_rows` rows)."""
+        driver = self.driver()
+        db = driver.connect(self)
+        try:
+            driver.check_query(db, query)
+            columns = driver.query_columns(db, query)
+            rows = driver.preview(db, query, preview_rows) if preview_rows else []
+        finally:
+            db.close()
+        return columns, rows
 
     @contextmanager
     def ca_file(self):

@@ -9,4 +9,10 @@ urlpatterns = [
     path("<int:pk>/delete/", views.connection_delete, name="connection_delete"),
     path("<int:pk>/test/", views.connection_test, name="connection_test"),
     path("tables/", views.connection_tables, name="connection_tables"),
+    path("columns/", views.connection_columns, name="connection_columns"),
+    path("queries/", views.query_list, name="query_list"),
+    path("queries/new/", views.query_create, name="query_create"),
+    path("queries/<int:pk>/edit/", views.query_edit, name="query_edit"),
+    path("queries/<int:pk>/delete/", views.query_delete, name="query_delete"),
+    path("queries/preview/", views.query_preview, name="query_preview"),
 ]

@@ -8,8 +8,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import roles
 from audit.models import AuditEvent, record
-from connections.forms import ConnectionForm
-from connections.models import Connection, ConnectionFailed
+from connections.drivers import BadSelection
+from connections.forms import ConnectionForm, SavedQueryForm
+from connections.models import Connection, ConnectionFailed, SavedQuery
+from exports.engine import masking
 
 
 def _editable(request, pk) -> Connection:
@@ -106,5 +108,102 @@ def connection_tables(request):
         "schemas": schemas,
         "schema": schema or "",
         "error": error,
+        "queries": connection.queries.all(),
     }
     return render(request, "connections/_tables.html", context)
+
+
+@require_GET
+def connection_columns(request):
+    """The columns of ?connection=ID&schema=S&table=T with their types, for choosing the
+    columns, masks and row filter of one table on the new-export page."""
+    pk = request.GET.get("connection", "")
+    if not pk.isdigit():
+        raise Http404("Choose a connection.")
+    connection = _usable(request, int(pk))
+    schema, table = request.GET.get("schema", ""), request.GET.get("table", "")
+    try:
+        columns = connection.describe_table(schema, table)
+        error = None
+    except ConnectionFailed as failure:
+        columns, error = [], str(failure)
+    policies = list(connection.sensitive_columns.all())
+    context = {
+        "name": f"{schema}.{table}",
+        "columns": [
+            (c, next((p for p in policies if p.matches(schema, table, c.name)), None))
+            for c in columns
+        ],
+        "methods": masking.METHODS,
+        "error": error,
+    }
+    return render(request, "connections/_columns.html", context)
+
+
+@require_GET
+def query_list(request):
+    queries = SavedQuery.objects.filter(
+        connection__in=Connection.objects.visible_to(request.user)
+    ).select_related("connection")
+    editable = set(Connection.objects.editable_by(request.user).values_list("pk", flat=True))
+    context = {
+        "queries": queries,
+        "editable": editable,
+        "can_create": roles.is_operator(request.user),
+    }
+    return render(request, "connections/queries.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def query_create(request):
+    if not roles.is_operator(request.user):
+        raise PermissionDenied("Your role cannot add queries.")
+    return _query_form(request, SavedQuery(created_by=request.user))
+
+
+@require_http_methods(["GET", "POST"])
+def query_edit(request, pk):
+    return _query_form(request, _editable_query(request, pk))
+
+
+def _query_form(request, query):
+    initial = {"connection": request.GET.get("connection")} if not query.pk else None
+    form = SavedQueryForm(request.POST or None, instance=query, initial=initial, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        query = form.save()
+        messages.success(request, f"Query '{query.name}' saved.")
+        return redirect("query_list")
+    return render(request, "connections/query_form.html", {"form": form, "query": query})
+
+
+@require_http_methods(["GET", "POST"])
+def query_delete(request, pk):
+    query = _editable_query(request, pk)
+    if request.method == "POST":
+        query.delete()
+        messages.success(request, f"Query '{query.name}' deleted.")
+        return redirect("query_list")
+    return render(request, "connections/query_delete.html", {"query": query})
+
+
+@require_POST
+def query_preview(request):
+    """The first 100 rows of the query in the form, or why the source refuses it."""
+    pk = request.POST.get("connection", "")
+    if not pk.isdigit():
+        return render(request, "connections/_query_preview.html", {"error": "Choose a connection."})
+    connection = _usable(request, int(pk))
+    try:
+        columns, rows = connection.describe_query(request.POST.get("sql", ""), PREVIEW_ROWS)
+        context = {"columns": columns, "rows": rows, "limit": PREVIEW_ROWS}
+    except (BadSelection, ConnectionFailed) as error:
+        context = {"error": str(error)}
+    return render(request, "connections/_query_preview.html", context)
+
+
+PREVIEW_ROWS = 100
+
+
+def _editable_query(request, pk) -> SavedQuery:
+    editable = Connection.objects.editable_by(request.user)
+    return get_object_or_404(SavedQuery.objects.filter(connection__in=editable), pk=pk)

@@ -76,6 +76,37 @@ def job_list(request):
     return render(request, "exports/list.html", context)
 
 
+def _selections(post, tables: list[str]) -> dict:
+    """Columns, masks and a row filter per table, from the "Columns and rows…" parts of
+    the page that were opened (a table whose part stayed closed is exported whole)."""
+    requests = {}
+    for name in post.getlist("detail"):
+        if name not in tables:
+            continue
+        schema, _, table = name.partition(".")
+        columns = post.getlist(f"col:{name}")
+        if not columns:
+            raise BadRequest(f"{name}: no column is checked; check at least one.")
+        request = {"columns": columns}
+        masks = {}
+        prefix = f"mask:{name}:"
+        for key in post:
+            method = post.get(key)
+            if key.startswith(prefix) and method:
+                column = key[len(prefix) :]
+                mask = {"method": method}
+                precision = post.get(f"precision:{name}:{column}", "").strip()
+                if method == "truncate" and precision:
+                    mask["precision"] = (
+                        int(precision) if precision.lstrip("-").isdigit() else precision
+                    )
+                masks[column] = mask
+        request["masks"] = masks
+        request["filter"] = post.get(f"where:{name}", "")
+        requests[(schema, table)] = request
+    return requests
+
+
 def _date(value):
     try:
         return datetime.strptime(value, "%Y-%m-%d").date() if value else None
@@ -92,14 +123,18 @@ def job_new(request):
     tables = request.POST.getlist("tables")
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        if not tables:
-            form.add_error(None, "Select at least one table to export.")
+        if not tables and not request.POST.getlist("queries"):
+            form.add_error(None, "Select at least one table or saved query to export.")
         else:
             try:
                 job = create_job(
                     request.user,
                     data["connection"],
                     tables=tables,
+                    selections=_selections(request.POST, tables),
+                    queries=data["connection"].queries.filter(
+                        pk__in=[q for q in request.POST.getlist("queries") if q.isdigit()]
+                    ),
                     options={
                         k: data[k]
                         for k in ("parallel", "compression_level", "batch_rows", "validation")

@@ -4,8 +4,8 @@ before it is saved, so a rule that could never run is refused with its reason.""
 from django import forms
 from django.core.exceptions import ValidationError
 
-from connections.models import Connection, ConnectionFailed
-from quality.models import NoSuchTable, Rule, source_column_types
+from connections.models import Connection, ConnectionFailed, NoSuchTable
+from quality.models import Rule, source_column_types
 
 # The kind comes before the fields it decides on.
 FIELDS = [

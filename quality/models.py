@@ -9,8 +9,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from connections.models import ConnectionFailed
-
 
 class RuleQuerySet(models.QuerySet):
     def visible_to(self, user):
@@ -256,29 +254,8 @@ def _is_comparable(arrow_type: pa.DataType) -> bool:
     )
 
 
-class NoSuchTable(ConnectionFailed):
-    """The source answered, and has no such table: the rule's table is wrong, not the source."""
-
-
 def source_column_types(connection, schema: str, table: str) -> dict[str, pa.DataType]:
-    """The table's columns and the Arrow types ADU exports them as, asked from the source.
-
-    Raises NoSuchTable when the source has no such table, and ConnectionFailed with one
-    sentence when the source cannot answer.
-    """
-    try:
-        driver = connection.driver()
-    except NotImplementedError as error:  # a kind without a driver yet
-        raise ConnectionFailed(str(error)) from None
-    db = driver.connect(connection)
-    try:
-        columns = driver.columns(db, schema, table)
-    except ConnectionFailed:
-        columns = []  # how the PostgreSQL driver says the table is not there
-    except Exception as error:
-        raise ConnectionFailed(driver.explain(error, connection)) from None
-    finally:
-        db.close()
-    if not columns:
-        raise NoSuchTable(f"There is no table {schema}.{table} on this connection.")
-    return {c.name: driver.plan(c).arrow_type for c in columns}
+    """The table's columns and the Arrow types ADU exports them as, asked from the source
+    (NoSuchTable or ConnectionFailed with one sentence, as Connection.describe_table)."""
+    driver = connection.driver()
+    return {c.name: driver.plan(c).arrow_type for c in connection.describe_table(schema, table)}

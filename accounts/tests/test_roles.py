@@ -115,6 +115,16 @@ MATRIX = [
         USE_CONNECTION,
         set(),
     ),
+    (
+        "columns partial",
+        "GET",
+        lambda c: reverse("connection_columns")
+        + f"?connection={c['connection'].pk}&schema=public&table=t",
+        USE_CONNECTION,
+        set(),
+    ),
+    ("queries", "GET", lambda c: reverse("query_list"), EVERYONE, set()),
+    ("new query", "GET", lambda c: reverse("query_create"), OPERATORS, NOT_OPERATORS),
     ("rules", "GET", lambda c: reverse("rule_list"), EVERYONE, set()),
     ("new rule", "GET", lambda c: reverse("rule_create"), OPERATORS, NOT_OPERATORS),
     ("edit rule", "GET", lambda c: reverse("rule_edit", args=[c["rule"].pk]), CHANGE, set()),

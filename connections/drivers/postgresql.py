@@ -413,6 +413,25 @@ def query_columns(db, query: str) -> list[SourceColumn]:
     return _resolve_types(db, names, [c.type_code for c in described], typmods)
 
 
+def preview(db, query: str, limit: int) -> list[tuple]:
+    """The first `limit` rows of a checked query, as text, in a read-only transaction."""
+    db.rollback()
+    db.set_session(readonly=True)
+    try:
+        with db.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT * FROM {} LIMIT {}").format(
+                    _relation("", "", query), sql.Literal(limit)
+                )
+            )
+            return [tuple(None if v is None else str(v) for v in row) for row in cur.fetchall()]
+    except psycopg2.Error as error:
+        reason = error.diag.message_primary or _first_line(str(error))
+        raise BadSelection(f"The source refuses the query: {reason.rstrip('.')}.") from None
+    finally:
+        db.rollback()
+
+
 def _plain_text(text: str, what: str):
     if not text.strip():
         raise BadSelection(f"The {what} is empty.")

@@ -121,3 +121,43 @@ def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
     if query:
         spec["query"] = query
     return {key: value for key, value in spec.items() if value}
+
+
+def parse_requests(columns=(), exclude_columns=(), filters=(), masks=()) -> dict:
+    """The per-table requests of command-line options:
+    --columns s.t:a,b  --exclude-columns s.t:c  --where "s.t:condition"
+    --mask s.t:column=method[:precision]"""
+    requests: dict = {}
+
+    def table_of(text: str, option: str):
+        name, colon, rest = text.partition(":")
+        schema, dot, table = name.strip().partition(".")
+        if not colon or not dot or not schema or not table or not rest.strip():
+            raise SelectionRefused(f"{option} takes SCHEMA.TABLE:..., not '{text}'.")
+        return requests.setdefault((schema, table), {}), rest.strip()
+
+    for text in columns:
+        request, rest = table_of(text, "--columns")
+        request.setdefault("columns", []).extend(c.strip() for c in rest.split(",") if c.strip())
+    for text in exclude_columns:
+        request, rest = table_of(text, "--exclude-columns")
+        request.setdefault("exclude", []).extend(c.strip() for c in rest.split(",") if c.strip())
+    for text in filters:
+        request, rest = table_of(text, "--where")
+        request["filter"] = rest
+    for text in masks:
+        request, rest = table_of(text, "--mask")
+        column, equals, how = rest.partition("=")
+        method, _, precision = how.partition(":")
+        if not equals or not column.strip() or not method.strip():
+            raise SelectionRefused(f"--mask takes SCHEMA.TABLE:COLUMN=METHOD, not '{text}'.")
+        mask = {"method": method.strip()}
+        if precision.strip():
+            try:
+                mask["precision"] = int(precision)
+            except ValueError:
+                raise SelectionRefused(
+                    f"The precision in '{text}' is not a whole number."
+                ) from None
+        request.setdefault("masks", {})[column.strip()] = mask
+    return requests

@@ -10,6 +10,7 @@ import pytest
 from audit.models import AuditEvent
 from connections.models import SavedQuery, SensitiveColumn
 from exports.engine.run import BadRequest, create_job, run_job
+from exports.models import ExportJob
 
 PEOPLE = """
 CREATE TABLE people (
@@ -280,3 +281,40 @@ def test_a_bad_query_is_refused_before_the_job_and_changes_nothing(people, owner
     with pytest.raises(BadRequest, match=message):
         create_job(owner, connection, queries=[query])
     assert people.execute("SELECT count(*) FROM people") == [(300,)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_command_takes_columns_filters_masks_and_queries(people, owner):
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    connection = people.connection(owner, name="hr")
+    SavedQuery.objects.create(
+        connection=connection, name="cities", sql="SELECT DISTINCT city FROM people"
+    )
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit:
+        call_command(
+            "adu_export", "hr", "--tables", "public.people,public.orders",
+            "--columns", "public.people:id,email,born", "--exclude-columns", "public.orders:email",
+            "--where", "public.people:id <= 10", "--mask", "public.people:email=hash",
+            "--mask", "public.people:born=truncate", "--query", "cities",
+            "--sync", "--json", "--as", "owner", stdout=out,
+        )  # fmt: skip
+    assert exit.value.code == 0
+    result = json.loads(out.getvalue())
+    rows = {t["table"]: t["rows"] for t in result["tables"]}
+    assert rows == {"people": 10, "orders": 120, "cities": 3}
+    job = ExportJob.objects.get(pk=result["job_id"])
+    data, _ = _table(job, "people")
+    assert data.column_names == ["id", "email", "born"]
+    assert data.column("born")[0].as_py().day == 1
+    for bad, message in [
+        (["--columns", "public.people"], "--columns takes SCHEMA.TABLE:..."),
+        (["--mask", "public.people:email"], "--mask takes SCHEMA.TABLE:COLUMN=METHOD"),
+        (["--query", "nosuch"], "has no saved query 'nosuch'"),
+        (["--where", "public.people:id = 1; DROP TABLE people"], "contains a semicolon"),
+    ]:
+        with pytest.raises(CommandError, match=message):
+            call_command("adu_export", "hr", "--tables", "public.people", *bad, "--as", "owner")

@@ -6,6 +6,7 @@ from django.core.management.base import CommandError
 
 from adu_site.commands import AduCommand
 from connections.models import Connection
+from exports.engine import selection
 from exports.engine.run import BadRequest, create_job, run_job
 from exports.reports import Progress, exit_code, job_data, job_text, wait_for
 from exports.tasks import start_job
@@ -38,6 +39,51 @@ class Command(AduCommand):
             help="Check the source's constraints on a sample of each table (default), every "
             "row, or not at all; rules always check every row.",
         )
+        parser.add_argument(
+            "--columns",
+            action="append",
+            default=[],
+            metavar="S.T:A,B",
+            help="Export only these columns of a table (repeat per table).",
+        )
+        parser.add_argument(
+            "--exclude-columns",
+            action="append",
+            default=[],
+            metavar="S.T:C",
+            help="Leave these columns of a table out.",
+        )
+        parser.add_argument(
+            "--where",
+            action="append",
+            default=[],
+            metavar="S.T:CONDITION",
+            help="Export only the rows of a table that meet this SQL condition.",
+        )
+        parser.add_argument(
+            "--mask",
+            action="append",
+            default=[],
+            metavar="S.T:COLUMN=METHOD",
+            help="Mask a column: null, hash, redact, truncate (truncate:-2 for hundreds).",
+        )
+        parser.add_argument(
+            "--masking-key",
+            choices=["site", "job"],
+            help="hash with the site's key (tokens match across jobs, the default) or one "
+            "for this job alone.",
+        )
+        parser.add_argument(
+            "--query",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="Also export this saved query of the connection.",
+        )
+        parser.add_argument(
+            "--allow-sensitive", action="append", default=[], metavar="S.T.C",
+            help="ADU Admins only: let this sensitive column leave unmasked ('*': all).",
+        )  # fmt: skip
         parser.add_argument("--sync", action="store_true", help="Run in this process.")
         parser.add_argument(
             "--wait", action="store_true", help="Queue the job, then follow it to the end."
@@ -49,6 +95,18 @@ class Command(AduCommand):
             raise CommandError("--wait follows a queued job; --sync runs it here: choose one.")
         user = self.user(options)
         connection = Connection.objects.usable_by(user).named(user, options["name"])
+        queries = []
+        for name in options["query"]:
+            query = connection.queries.filter(name=name).first()
+            if query is None:
+                raise CommandError(f"Connection '{connection.name}' has no saved query '{name}'.")
+            queries.append(query)
+        try:
+            requests = selection.parse_requests(
+                options["columns"], options["exclude_columns"], options["where"], options["mask"]
+            )
+        except selection.SelectionRefused as error:
+            raise CommandError(str(error)) from None
         try:
             job = create_job(
                 user,
@@ -63,8 +121,12 @@ class Command(AduCommand):
                     "batch_rows": options["batch_rows"],
                     "max_file_mb": options["max_file_mb"],
                     "validation": options["validation"],
+                    "masking_key": options["masking_key"],
                 },
                 out=options["out"],
+                selections=requests,
+                queries=queries,
+                allow_sensitive=options["allow_sensitive"],
             )
         except BadRequest as error:
             raise CommandError(str(error)) from None
