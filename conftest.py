@@ -6,6 +6,7 @@ export jobs are marked `jobs`; `make test` runs them a second time on PostgreSQL
 and the Redis broker (`-p tests.backends --backends postgres-redis`, see tests/backends.py).
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -107,18 +108,30 @@ def source_server():
         pg.destroy()
 
 
+@contextlib.contextmanager
+def throwaway_database(server: SourceServer, options: str = "", force_drop: bool = True):
+    """A new database on the server for one test (`options`: CREATE DATABASE's), dropped
+    after it (with its sessions, where the server can: Greenplum cannot FORCE)."""
+    name = f"adu_test_{uuid.uuid4().hex[:12]}"
+    admin = server.connect()
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" {options}')
+    db = SourceDatabase(server, name)
+    try:
+        yield db
+    finally:
+        db.close()
+        with admin.cursor() as cur:
+            cur.execute(
+                f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if force_drop else "")
+            )
+        admin.close()
+
+
 @pytest.fixture
 def source_db(source_server):
-    name = f"adu_test_{uuid.uuid4().hex[:12]}"
-    admin = source_server.connect()
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    db = SourceDatabase(source_server, name)
-    yield db
-    db.close()
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with throwaway_database(source_server) as db:
+        yield db
 
 
 def user_with_role(django_user_model, username: str, role: str, password: str = ""):

@@ -169,21 +169,11 @@ def test_values_beyond_arrow_fall_back_to_exact_text(wide_source, owner, export)
 @pytest.fixture
 def sql_ascii_db(source_server):
     """A database whose server checks no encoding: it hands out the bytes it stored."""
-    from conftest import SourceDatabase
+    from conftest import throwaway_database
 
-    name = f"adu_ascii_{uuid.uuid4().hex[:12]}"
-    admin = source_server.connect()
-    with admin.cursor() as cur:
-        cur.execute(
-            f"CREATE DATABASE \"{name}\" ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C'"
-            " TEMPLATE template0"
-        )
-    db = SourceDatabase(source_server, name)
-    yield db
-    db.close()
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    options = "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    with throwaway_database(source_server, options) as db:
+        yield db
 
 
 @pytest.mark.django_db(transaction=True)

@@ -214,19 +214,10 @@ def test_vertica_discovery_and_faults(vertica_source, export):
 
 @pytest.fixture
 def greenplum_db():
-    from conftest import SourceDatabase, SourceServer
+    from conftest import SourceServer, throwaway_database
 
-    server = SourceServer(GREENPLUM_DSN)
-    name = f"adu_test_{uuid.uuid4().hex[:12]}"
-    admin = server.connect()
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    db = SourceDatabase(server, name)
-    yield db
-    db.close()
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.close()
+    with throwaway_database(SourceServer(GREENPLUM_DSN), force_drop=False) as db:
+        yield db
 
 
 GREENPLUM_COLUMNS = """
