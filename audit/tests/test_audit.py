@@ -108,9 +108,7 @@ def test_connection_and_job_actions_are_on_the_trail_without_secrets(
     ]
     update = AuditEvent.objects.get(action="connection_update")
     assert update.details == {"changed": ["connect_timeout"]}
-    assert update.object_type == "connections.connection" and update.object_id == str(
-        connection.pk
-    )
+    assert update.object_type == "connections.connection" and update.object_id == str(connection.pk)
     assert AuditEvent.objects.get(action="connection_share").details == {"shared_with": ["team"]}
     assert AuditEvent.objects.get(action="file_download").details["path"] == "manifest.json"
     for event in AuditEvent.objects.all():
@@ -188,3 +186,24 @@ def test_key_rotation_is_on_the_trail(owner, source_db):
     call_command("adu_rotate_keys", stdout=io.StringIO())
     [event] = AuditEvent.objects.filter(action="key_rotation")
     assert event.details == {"rotated": 1, "failed": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_retry_and_connection_delete_are_on_the_trail(browser, owner, source_db):
+    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 3) AS i")
+    connection = source_db.connection(owner)
+    browser.force_login(owner)
+    queued = create_job(owner, connection, tables=["public.t"])
+    browser.post(reverse("job_cancel", args=[queued.pk]))
+    failed = run_job(create_job(owner, connection, tables=["public.gone"]).pk)
+    assert failed.status == "failed"
+    call_command("adu_retry", str(failed.pk), "--as", "owner", stdout=io.StringIO())
+    spare = source_db.connection(owner, name="spare")
+    browser.post(reverse("connection_delete", args=[spare.pk]))
+    cancel = AuditEvent.objects.get(action="job_cancel")
+    assert cancel.object_id == str(queued.pk) and cancel.ip_address == "127.0.0.1"
+    retry = AuditEvent.objects.get(action="job_retry")
+    assert retry.object_id == str(failed.pk) and retry.details == {"attempt": 2}
+    assert retry.ip_address is None and retry.user == owner  # from a command
+    deleted = AuditEvent.objects.get(action="connection_delete")
+    assert deleted.details == {"name": "spare"} and deleted.user_agent == AGENT
