@@ -4,6 +4,7 @@ pages (an object the caller may not see is a 404) and errors of one shape."""
 
 import json
 import logging
+import re
 from datetime import date, datetime
 from functools import wraps
 from typing import Annotated, Any, Literal
@@ -13,7 +14,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.urls import reverse
 from ninja import Field, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from pydantic import ConfigDict, StringConstraints, field_validator
+from pydantic import BeforeValidator, ConfigDict, StringConstraints
 
 from accounts import roles
 from api.auth import AUTH, ApiError, NotAuthenticated, authenticate
@@ -29,12 +30,26 @@ log = logging.getLogger("adu.api")
 NAMESPACE = "api-v1"
 MAX_ID = 2**63 - 1  # a bigint primary key
 PAGE_SIZE = 25
+MAX_SCHEMAS = 20
+MAX_TABLES = 10_000
 # What each answer may be besides success; every error has the ErrorOut shape.
 AUTH_ERRORS = (400, 401, 429)
 
 # Names of source objects: what a PostgreSQL or Vertica identifier can be, and never a
 # NUL byte, which neither the source nor the metadata database can store.
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=r"^[^\x00]+$")]
+# SCHEMA.TABLE: split at the first dot, each part 1 to 255 characters, no control
+# characters, no space at either end (create_job strips them and would find a part empty).
+QUALIFIED = (
+    r"^[^.\s\x00-\x1f\x7f][^.\x00-\x1f\x7f]{0,254}\.[^\x00-\x1f\x7f]{0,254}[^\s\x00-\x1f\x7f]$"
+)
+Qualified = Annotated[str, StringConstraints(pattern=QUALIFIED)]
+# What create_job accepts as the job's folder; empty: job-<id>.
+FOLDER = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,199})?$"
+PATTERN_HINTS = {
+    QUALIFIED: "must be SCHEMA.TABLE",
+    FOLDER: "must be a folder name: letters, digits, '_', '-' and '.', starting with a letter or digit",
+}
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="Its id.")]
 
 DESCRIPTION = """\
@@ -113,7 +128,10 @@ def _invalid(request, error: ValidationError):
         # loc is (source, [body parameter,] field, index...): name the field as sent.
         loc = [str(p) for p in item.get("loc", ())]
         loc = loc[2:] if loc[:2] == ["body", "payload"] else loc[1:]
-        problems.append((".".join(loc) or "body", item.get("msg", "is not valid")))
+        message = item.get("msg", "is not valid")
+        if item.get("type") == "string_pattern_mismatch":
+            message = PATTERN_HINTS.get(item.get("ctx", {}).get("pattern"), message)
+        problems.append((".".join(loc) or "body", message))
     field, _ = problems[0] if problems else ("body", "")
     message = "; ".join(f"{name}: {msg}" for name, msg in problems) or "The request is not valid."
     return error_response(ApiError(400, "invalid_input", message, field=field))
@@ -193,13 +211,24 @@ class JobPage(Schema):
     results: list[JobSummary]
 
 
+def _iso_day(value):
+    # pydantic would also take a number of seconds since 1970 as a date; the document says
+    # YYYY-MM-DD, so that alone is accepted.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a day as YYYY-MM-DD")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_day)]
+
+
 class JobFilters(Schema):
     status: JobStatus | None = Field(None, description="Only jobs in this state.")
     connection: int | None = Field(
         None, ge=1, le=MAX_ID, description="Only jobs of this connection id."
     )
-    since: date | None = Field(None, description="Created on or after this day (YYYY-MM-DD).")
-    until: date | None = Field(None, description="Created on or before this day (YYYY-MM-DD).")
+    since: Day | None = Field(None, description="Created on or after this day (YYYY-MM-DD).")
+    until: Day | None = Field(None, description="Created on or before this day (YYYY-MM-DD).")
     page: int = Field(1, ge=1, le=1_000_000)
     page_size: int = Field(PAGE_SIZE, ge=1, le=100)
 
@@ -265,28 +294,26 @@ class ExportOptions(Schema):
 class JobIn(Schema):
     model_config = ConfigDict(extra="forbid")
     connection: int = Field(ge=1, le=MAX_ID, description="The connection's id (GET /connections/).")
-    tables: list[str] = Field([], max_length=100_000, description="SCHEMA.TABLE names to export.")
+    tables: list[Qualified] = Field(
+        [], max_length=MAX_TABLES, description="SCHEMA.TABLE names to export."
+    )
     schemas: list[Name] = Field(
         [],
-        max_length=1000,
+        # Each schema is one discovery on the source: a long list would hold the request
+        # (and a connection to the source) for minutes.
+        max_length=MAX_SCHEMAS,
         description="Export every table of these schemas (when no tables are named; neither: all schemas).",
     )
-    exclude: list[str] = Field(
-        [], max_length=100_000, description="SCHEMA.TABLE names to leave out."
+    exclude: list[Qualified] = Field(
+        [], max_length=MAX_TABLES, description="SCHEMA.TABLE names to leave out."
     )
     options: ExportOptions = Field(default_factory=ExportOptions)
     out: str = Field(
-        "", max_length=200, description="The folder under the export root (default job-<id>)."
+        "",
+        pattern=FOLDER,
+        description="The folder under the export root (default job-<id>); it must not exist "
+        "or be empty.",
     )
-
-    @field_validator("tables", "exclude")
-    @classmethod
-    def _qualified(cls, names: list[str]) -> list[str]:
-        for name in names:
-            schema, dot, table = name.partition(".")
-            if not (dot and 0 < len(schema) <= 255 and 0 < len(table) <= 255) or "\x00" in name:
-                raise ValueError(f"{name[:100]!r} is not SCHEMA.TABLE")
-        return names
 
 
 class JobAccepted(Schema):
@@ -402,7 +429,7 @@ def create(request, response: HttpResponse, payload: JobIn):
         job = create_job(
             user,
             connection,
-            schemas=payload.schemas,
+            schemas=list(dict.fromkeys(payload.schemas)),
             tables=payload.tables,
             exclude=payload.exclude,
             options=payload.options.model_dump(exclude_none=True),
@@ -430,7 +457,7 @@ def _field_of(message: str) -> str:
 
 
 @api.get(
-    "/jobs/{job_id}/",
+    "/jobs/{int:job_id}/",
     response=answers({200: JobDetail}, 404),
     url_name="job",
     operation_id="getJob",
@@ -444,7 +471,7 @@ def get_job(request, job_id: Id):
 
 
 @api.get(
-    "/jobs/{job_id}/errors/",
+    "/jobs/{int:job_id}/errors/",
     response=answers({200: list[JobErrorOut]}, 404),
     url_name="job_errors",
     operation_id="getJobErrors",
@@ -470,7 +497,7 @@ def job_errors(request, job_id: Id):
 
 
 @api.post(
-    "/jobs/{job_id}/cancel/",
+    "/jobs/{int:job_id}/cancel/",
     response=answers({202: JobAccepted}, 403, 404, 409),
     url_name="job_cancel",
     operation_id="cancelJob",
@@ -483,7 +510,7 @@ def cancel(request, job_id: Id):
 
 
 @api.post(
-    "/jobs/{job_id}/retry/",
+    "/jobs/{int:job_id}/retry/",
     response=answers({202: JobAccepted}, 403, 404, 409),
     url_name="job_retry",
     operation_id="retryJob",
@@ -511,7 +538,7 @@ MANIFEST = "manifest.json"
 
 
 @api.get(
-    "/jobs/{job_id}/manifest/",
+    "/jobs/{int:job_id}/manifest/",
     response=answers({200: dict[str, Any]}, 404),
     url_name="job_manifest",
     operation_id="getJobManifest",
@@ -529,7 +556,7 @@ def manifest(request, job_id: Id):
 
 
 @api.get(
-    "/jobs/{job_id}/files/{path:path}",
+    "/jobs/{int:job_id}/files/{path:path}",
     response=answers({200: None}, 404),
     url_name="job_file",
     operation_id="downloadJobFile",
@@ -640,7 +667,7 @@ def _usable_connection(request, connection_id: int) -> Connection:
 
 
 @api.get(
-    "/connections/{connection_id}/schemas/",
+    "/connections/{int:connection_id}/schemas/",
     response=answers({200: list[str]}, 404, 502),
     url_name="connection_schemas",
     operation_id="listSchemas",
@@ -659,7 +686,7 @@ def schemas(request, connection_id: Id):
 
 
 @api.get(
-    "/connections/{connection_id}/tables/",
+    "/connections/{int:connection_id}/tables/",
     response=answers({200: list[TableOut]}, 404, 502),
     url_name="connection_tables",
     operation_id="listTables",

@@ -147,7 +147,7 @@ def test_a_bad_new_job_gets_400_naming_the_field(client, owner, world, bearer, e
     cases = [
         ({"tables": ["public.t"]}, "connection"),
         ({"connection": "warehouse", "tables": ["public.t"]}, "connection"),
-        ({"connection": pk, "tables": ["t"]}, "tables"),
+        ({"connection": pk, "tables": ["t"]}, "tables.0"),
         ({"connection": pk, "tables": "public.t"}, "tables"),
         ({"connection": pk, "tables": ["public.t"], "options": {"parallel": 0}}, "options.parallel"),
         ({"connection": pk, "tables": ["public.t"], "options": {"validation": "all"}}, "options.validation"),
