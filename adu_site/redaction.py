@@ -15,6 +15,10 @@ _PATTERNS = [
     ),
     # user:password@host in URLs, and :password@host (Redis URLs have no user)
     (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1[redacted]@"),
+    # ADU's API tokens (api.models: "adu_" and 43 url-safe characters; a table name is
+    # hardly ever exactly that), and any bearer credential in a logged header
+    (re.compile(r"\badu_[A-Za-z0-9_\-]{43}(?![A-Za-z0-9_\-])"), "[redacted]"),
+    (re.compile(r"(\bBearer\s+)\S+", re.I), r"\1[redacted]"),
     # Fernet tokens: what stored secrets look like at rest
     (re.compile(r"gAAAAA[A-Za-z0-9_\-]{20,}={0,2}"), "[redacted]"),
 ]

@@ -168,3 +168,16 @@ def test_too_many_requests_get_429_with_retry_after(client, owner, outsider, bea
     assert client.get(f"{API}/jobs/", **other).status_code == 200  # counted per token
     client.force_login(owner)
     assert [client.get(f"{API}/jobs/").status_code for _ in range(3)][0] == 200  # the session
+
+
+def test_logs_never_show_a_token():
+    import logging
+
+    from adu_site.redaction import RedactSecrets
+
+    plaintext = "adu_" + "A1-_" * 10 + "xyz"  # the shape of a token: 43 characters
+    record = logging.LogRecord(
+        "adu", logging.INFO, __file__, 1, "got %s; header Bearer %s", (plaintext, "other"), None
+    )
+    RedactSecrets().filter(record)
+    assert record.getMessage() == "got [redacted]; header Bearer [redacted]"
