@@ -372,6 +372,15 @@ def _write(
     job = run.job
     masks = (run.spec or {}).get("masks", {})
     key = masking.job_key(job.pk, job.option("masking_key")) if masks else b""
+    for p in plans:
+        # A column that fell back to text (a date 'infinity', say) has nothing to truncate.
+        problem = masking.problem(masks[p.name], p.arrow_type) if p.name in masks else ""
+        if problem:
+            raise TableFailed(
+                f"Column {p.name} holds values that only text can carry exactly, so it cannot "
+                f"be masked as asked ({problem}) Mask it another way or filter those rows out.",
+                "read",
+            )
     fields = [
         masking.masked_field(p.field(), masks[p.name]) if p.name in masks else p.field()
         for p in plans

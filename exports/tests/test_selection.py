@@ -318,3 +318,20 @@ def test_the_command_takes_columns_filters_masks_and_queries(people, owner):
     ]:
         with pytest.raises(CommandError, match=message):
             call_command("adu_export", "hr", "--tables", "public.people", *bad, "--as", "owner")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_truncating_a_column_that_falls_back_to_text_fails_that_table_clearly(people, owner):
+    people.execute("INSERT INTO people (id, name, born) VALUES (999, 'x', 'infinity')")
+    job = _export(
+        owner,
+        people.connection(owner),
+        tables=["public.people", "public.orders"],
+        selections={("public", "people"): {"masks": {"born": {"method": "truncate"}}}},
+    )
+    assert job.tables.get(table="orders").status == "complete"
+    [error] = job.errors.all()
+    assert error.message.startswith(
+        "Column born holds values that only text can carry exactly, so it cannot be masked"
+    )
+    assert not list(job.folder().rglob("people.parquet*"))
