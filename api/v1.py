@@ -20,6 +20,7 @@ from accounts import roles
 from api.auth import AUTH, ApiError, NotAuthenticated, authenticate
 from audit.models import AuditEvent, record
 from connections.models import Connection, ConnectionFailed
+from exports.engine import masking
 from exports.engine.run import BadRequest, create_job
 from exports.models import ExportJob, JobStateError
 from exports.reports import job_data
@@ -289,6 +290,31 @@ class ExportOptions(Schema):
     validation: Literal["off", "sample", "full"] | None = Field(
         None, description="sample by default."
     )
+    masking_key: Literal["site", "job"] | None = Field(
+        None,
+        description="hash masks with the site's key (tokens match across jobs; the default) "
+        "or one for this job alone.",
+    )
+
+
+class Mask(Schema):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal[tuple(masking.METHODS)] = Field(description="How the column is masked.")
+    precision: int | None = Field(
+        None, ge=-18, le=18, description="truncate: digits after the point (negative: tens...)."
+    )
+
+
+class TableSelection(Schema):
+    """What of one table leaves: its columns (all by default), a row filter, masks."""
+
+    model_config = ConfigDict(extra="forbid")
+    columns: list[Name] = Field([], max_length=MAX_TABLES, description="Only these columns.")
+    exclude: list[Name] = Field([], max_length=MAX_TABLES, description="Leave these out.")
+    filter: str = Field(
+        "", max_length=10_000, pattern=r"^[^\x00]*$", description="A SQL condition on its rows."
+    )
+    masks: dict[Name, Mask] = Field({}, max_length=MAX_TABLES, description="Column: mask.")
 
 
 class JobIn(Schema):
@@ -306,6 +332,21 @@ class JobIn(Schema):
     )
     exclude: list[Qualified] = Field(
         [], max_length=MAX_TABLES, description="SCHEMA.TABLE names to leave out."
+    )
+    selections: dict[Qualified, TableSelection] = Field(
+        {},
+        max_length=1000,
+        description="Per SCHEMA.TABLE (one of `tables`): columns, a row filter and masks, "
+        "checked against the source before the job starts.",
+    )
+    queries: list[Name] = Field(
+        [], max_length=100, description="Saved queries of the connection to export too, by name."
+    )
+    allow_sensitive: list[Name] = Field(
+        [],
+        max_length=MAX_TABLES,
+        description="ADU Admins only: SCHEMA.TABLE.COLUMN of sensitive columns that may leave "
+        "unmasked ('*': all).",
     )
     options: ExportOptions = Field(default_factory=ExportOptions)
     out: str = Field(
@@ -425,6 +466,17 @@ def create(request, response: HttpResponse, payload: JobIn):
     connection = Connection.objects.usable_by(user).filter(pk=payload.connection).first()
     if connection is None:
         raise _not_found_error("connection", payload.connection, field="connection")
+    queries = []
+    for name in payload.queries:
+        query = connection.queries.filter(name=name).first()
+        if query is None:
+            raise ApiError(
+                400,
+                "invalid_input",
+                f"Connection '{connection.name}' has no saved query '{name}'.",
+                field="queries",
+            )
+        queries.append(query)
     try:
         job = create_job(
             user,
@@ -434,6 +486,9 @@ def create(request, response: HttpResponse, payload: JobIn):
             exclude=payload.exclude,
             options=payload.options.model_dump(exclude_none=True),
             out=payload.out,
+            selections=_requests(payload.selections),
+            queries=queries,
+            allow_sensitive=payload.allow_sensitive,
         )
     except BadRequest as error:
         raise ApiError(400, "invalid_input", str(error), field=_field_of(str(error))) from None
@@ -444,15 +499,35 @@ def create(request, response: HttpResponse, payload: JobIn):
     return Status(202, _accepted(request, job))
 
 
+def _requests(selections: dict[str, TableSelection]) -> dict:
+    """The per-table requests of exports.engine.selection, as adu_export makes them."""
+    requests = {}
+    for name, chosen in selections.items():
+        schema, _, table = name.strip().partition(".")
+        request = {
+            "columns": chosen.columns,
+            "exclude": chosen.exclude,
+            "filter": chosen.filter,
+            "masks": {c: m.model_dump(exclude_none=True) for c, m in chosen.masks.items()},
+        }
+        requests[(schema, table)] = {key: value for key, value in request.items() if value}
+    return requests
+
+
 def _field_of(message: str) -> str:
-    """Which input a BadRequest of create_job is about (it says so in words)."""
+    """Which input a BadRequest of create_job is about: it says so only in words."""
     for option in ExportOptions.model_fields:
         if message.startswith((option, option.replace("_", " "))):
             return f"options.{option}"
-    if "folder" in message or "export root" in message:
-        return "out"
-    if "schema(s)" in message:
-        return "schemas"
+    for words, field in [
+        (("folder", "export root"), "out"),
+        (("schema(s)",), "schemas"),
+        (("allow sensitive",), "allow_sensitive"),
+        (("query",), "queries"),
+        (("column", "filter", "masked", "which is not exported"), "selections"),
+    ]:
+        if any(word in message for word in words):
+            return field
     return "tables"
 
 

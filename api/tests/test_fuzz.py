@@ -18,11 +18,14 @@ MAX_EXAMPLES = 8
 #   free, or that excluding every named table leaves nothing to export. Such a well-formed
 #   body is still refused with a 400 naming the field, which this check counts as a failure
 #   unless listed.
+#   Its bodies name the test's connection, so that they reach create_job (random ids are
+#   404s).
 # - downloadJobFile: a job and a file it lists, so that the download itself is checked
 #   against the document (random ids and paths are all 404s; test_jobs.py tries those).
 CONFIG = """
 [[operations]]
 include-operation-id = "createJob"
+parameters = {{ "body.connection" = {connection_id} }}
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 
 [[operations]]
@@ -40,7 +43,9 @@ def test_schemathesis_finds_no_server_error_and_nothing_off_the_schema(
     config = tmp_path / "schemathesis.toml"
     done = world["done"]
     path = done.tables.get(table="t").files[0]["path"]
-    config.write_text(CONFIG.format(job_id=done.pk, path=path))
+    config.write_text(
+        CONFIG.format(job_id=done.pk, path=path, connection_id=world["connection"].pk)
+    )
     result = subprocess.run(
         [
             str(SCHEMATHESIS), "--config-file", str(config), "run",

@@ -220,3 +220,57 @@ def test_a_complete_job_has_nothing_to_retry(client, owner, source_db, export, b
     response = client.post(f"{API}/jobs/{job.pk}/retry/", **bearer(owner))
     assert response.status_code == 409
     assert "no failed or cancelled tables" in error_of(response)["message"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_job_takes_columns_filters_masks_and_saved_queries(client, owner, source_db, bearer):
+    from connections.models import SavedQuery
+    from exports.engine.run import run_job
+
+    source_db.execute(
+        "CREATE TABLE people AS SELECT i AS id, 'name ' || i AS name, i * 10 AS salary "
+        "FROM generate_series(1, 6) AS i"
+    )
+    connection = source_db.connection(owner)
+    SavedQuery.objects.create(connection=connection, name="top", sql="SELECT 1 AS one")
+    data = {
+        "connection": connection.pk,
+        "tables": ["public.people"],
+        "selections": {
+            "public.people": {
+                "exclude": ["salary"],
+                "filter": "id <= 3",
+                "masks": {"name": {"method": "hash"}},
+            }
+        },
+        "queries": ["top"],
+        "options": {"masking_key": "job"},
+    }
+    response = post_json(client, f"{API}/jobs/", data, **bearer(owner))
+    assert response.status_code == 202, response.content
+    job = run_job(response.json()["id"])
+    assert job.status == "complete"
+    people = job.tables.get(table="people")
+    assert people.rows_written == 3 and [c["name"] for c in people.columns] == ["id", "name"]
+    assert job.tables.get(schema="queries", table="top").rows_written == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_selection_gets_400_naming_the_field(client, owner, source_db, bearer):
+    source_db.execute("CREATE TABLE t AS SELECT 1 AS i")
+    pk = source_db.connection(owner).pk
+    headers = bearer(owner)
+    cases = [
+        ({"selections": {"public.t": {"columns": ["nope"]}}}, "selections"),
+        ({"selections": {"public.t": {"filter": "i >"}}}, "selections"),
+        ({"selections": {"public.other": {"columns": ["i"]}}}, "selections"),
+        ({"selections": {"public.t": {"masks": {"i": {"method": "blur"}}}}}, "selections.public.t.masks.i.method"),
+        ({"queries": ["missing"]}, "queries"),
+        ({"allow_sensitive": ["*"]}, "allow_sensitive"),
+    ]  # fmt: skip
+    for extra, field in cases:
+        response = post_json(
+            client, f"{API}/jobs/", {"connection": pk, "tables": ["public.t"], **extra}, **headers
+        )
+        assert response.status_code == 400, (extra, response.content)
+        assert error_of(response)["field"] == field, (extra, response.content)
