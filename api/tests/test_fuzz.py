@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from exports.models import ExportJob
+
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 # Cases per operation and phase; with 11 operations this makes 400-500 cases in ~30 s.
 MAX_EXAMPLES = 8
@@ -64,3 +66,5 @@ def test_schemathesis_finds_no_server_error_and_nothing_off_the_schema(
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]
     cases = int(re.search(r"(\d+) generated", result.stdout).group(1))
     assert cases >= 200, summary
+    print(f"jobs the fuzzer started: {ExportJob.objects.count() - 2}")
+    assert ExportJob.objects.count() > 2  # some bodies got as far as a queued job
