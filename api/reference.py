@@ -27,7 +27,7 @@ def document() -> dict:
                     "method": method.upper(),
                     "path": path,
                     "summary": op.get("summary", ""),
-                    "description": op.get("description", ""),
+                    "description": segments(" ".join(op.get("description", "").split())),
                     "parameters": [
                         {
                             "name": p["name"],
@@ -39,13 +39,17 @@ def document() -> dict:
                         }
                         for p in op.get("parameters", [])
                     ],
-                    "body": type_of(body["schema"]) if body else "",
+                    "body": named(body["schema"], schemas) if body else "",
                     "responses": [
                         {
                             "status": status,
                             "description": answer.get("description", ""),
                             "content": [
-                                f"{media}: {type_of(content.get('schema', {}))}"
+                                {
+                                    "media": media,
+                                    "type": type_of(content.get("schema", {})),
+                                    "schema": named(content.get("schema", {}), schemas),
+                                }
                                 for media, content in answer.get("content", {}).items()
                             ],
                         }
@@ -56,7 +60,9 @@ def document() -> dict:
     return {
         "title": spec["info"]["title"],
         "version": spec["info"]["version"],
-        "paragraphs": [p.strip() for p in spec["info"].get("description", "").split("\n\n")],
+        "paragraphs": [
+            segments(" ".join(p.split())) for p in spec["info"].get("description", "").split("\n\n")
+        ],
         "operations": operations,
         "schemas": [
             {
@@ -76,6 +82,18 @@ def document() -> dict:
             for name, schema in sorted(schemas.items())
         ],
     }
+
+
+def segments(text: str) -> list[tuple[str, bool]]:
+    """Text with `code` spans as (text, is_code) pieces, for the template to mark up."""
+    return [(piece, index % 2 == 1) for index, piece in enumerate(text.split("`")) if piece]
+
+
+def named(schema: dict, schemas: dict) -> str:
+    """The component schema a response or body is (or is a list of), to link to; else ''."""
+    ref = schema.get("$ref") or schema.get("items", {}).get("$ref", "")
+    name = ref.rsplit("/", 1)[-1]
+    return name if name in schemas else ""
 
 
 def type_of(schema: dict) -> str:
