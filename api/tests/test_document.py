@@ -9,6 +9,8 @@ from api.tests.helpers import body, error_of
 from api.urls import api_urls
 from api.v1 import api
 
+# Runs export jobs: `make test` runs it again on PostgreSQL metadata and the Redis broker.
+pytestmark = pytest.mark.jobs
 API = "/api/v1"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 

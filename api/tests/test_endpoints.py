@@ -9,6 +9,8 @@ from django.utils import timezone
 from api.models import ApiToken
 from api.tests.helpers import body, error_of
 
+# Runs export jobs: `make test` runs it again on PostgreSQL metadata and the Redis broker.
+pytestmark = pytest.mark.jobs
 API = "/api/v1"
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from exports.models import ExportJob
 
+# Runs export jobs: `make test` runs it again on PostgreSQL metadata and the Redis broker.
+pytestmark = pytest.mark.jobs
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 # Cases per operation and phase; with 11 operations this makes 400-500 cases in ~30 s.
 MAX_EXAMPLES = 8

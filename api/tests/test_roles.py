@@ -11,6 +11,8 @@ from api.tests.helpers import post_json
 from conftest import user_with_role
 from exports.engine.run import create_job, run_job
 
+# Runs export jobs: `make test` runs it again on PostgreSQL metadata and the Redis broker.
+pytestmark = pytest.mark.jobs
 API = "/api/v1"
 USERS = ("boss", "owner", "mate", "reader", "stranger", "nobody")
 SEE_JOB = {"boss", "owner", "mate", "reader"}
