@@ -118,8 +118,10 @@ MATRIX = [
     (
         "columns partial",
         "GET",
-        lambda c: reverse("connection_columns")
-        + f"?connection={c['connection'].pk}&schema=public&table=t",
+        lambda c: (
+            reverse("connection_columns")
+            + f"?connection={c['connection'].pk}&schema=public&table=t"
+        ),
         USE_CONNECTION,
         set(),
     ),
