@@ -491,7 +491,7 @@ def create(request, response: HttpResponse, payload: JobIn):
             allow_sensitive=payload.allow_sensitive,
         )
     except BadRequest as error:
-        raise ApiError(400, "invalid_input", str(error), field=_field_of(str(error))) from None
+        raise ApiError(400, "invalid_input", str(error), field=error.field) from None
     except ConnectionFailed as error:
         raise ApiError(502, "source_unavailable", str(error)) from None
     start_job(job)
@@ -512,23 +512,6 @@ def _requests(selections: dict[str, TableSelection]) -> dict:
         }
         requests[(schema, table)] = {key: value for key, value in request.items() if value}
     return requests
-
-
-def _field_of(message: str) -> str:
-    """Which input a BadRequest of create_job is about: it says so only in words."""
-    for option in ExportOptions.model_fields:
-        if message.startswith((option, option.replace("_", " "))):
-            return f"options.{option}"
-    for words, field in [
-        (("folder", "export root"), "out"),
-        (("schema(s)",), "schemas"),
-        (("allow sensitive",), "allow_sensitive"),
-        (("query",), "queries"),
-        (("column", "filter", "masked", "which is not exported"), "selections"),
-    ]:
-        if any(word in message for word in words):
-            return field
-    return "tables"
 
 
 @api.get(

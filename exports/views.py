@@ -142,7 +142,7 @@ def job_new(request):
                     out=data["out"],
                 )
             except BadRequest as error:
-                form.add_error("out" if "folder" in str(error) else None, str(error))
+                form.add_error("out" if error.field == "out" else None, str(error))
             else:
                 start_job(job)
                 messages.success(request, f"Job {job.pk} started: {job.tables_total} table(s).")

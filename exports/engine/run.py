@@ -623,7 +623,12 @@ def safe_name(name: str) -> str:
 
 
 class BadRequest(Exception):
-    """The export asked for cannot start; the message says what to change."""
+    """The export asked for cannot start; the message says what to change, and `field`
+    which input it is about (as the API names it: "out", "options.parallel"...)."""
+
+    def __init__(self, message: str, field: str = "tables"):
+        super().__init__(message)
+        self.field = field
 
 
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
@@ -651,21 +656,22 @@ def create_job(
     exports.engine.selection); `allow_sensitive` ("s.t.c" or "*") is for ADU Admins only.
     """
     if not Connection.objects.usable_by(owner).filter(pk=connection.pk).exists():
-        raise BadRequest(f"There is no connection named '{connection.name}'.")
+        raise BadRequest(f"There is no connection named '{connection.name}'.", "connection")
     options = {**DEFAULT_OPTIONS, **{k: v for k, v in (options or {}).items() if v is not None}}
     _check_options(options)
     if out:
         if not _FOLDER_NAME.match(out):
             raise BadRequest(
                 f"'{out}' is not a folder name: use letters, digits, '_', '-' and '.', "
-                "starting with a letter or digit."
+                "starting with a letter or digit.",
+                "out",
             )
         root = Path(settings.EXPORT_ROOT).resolve()
         folder = root / out
         if folder.is_symlink() or not folder.resolve().is_relative_to(root):
-            raise BadRequest(f"'{out}' leads outside the export root: choose another name.")
+            raise BadRequest(f"'{out}' leads outside the export root: choose another name.", "out")
         if folder.exists() and any(folder.iterdir()):
-            raise BadRequest(f"The folder '{out}' already exists and is not empty.")
+            raise BadRequest(f"The folder '{out}' already exists and is not empty.", "out")
     chosen = [_split_name(name) for name in tables]
     if not chosen and not queries:
         found = []
@@ -673,7 +679,7 @@ def create_job(
             found += connection.driver().tables(connection, schema)
         chosen = [(t.schema, t.name) for t in found if t.kind != "external table"]
         if schemas and not chosen:
-            raise BadRequest(f"No tables found in schema(s) {', '.join(schemas)}.")
+            raise BadRequest(f"No tables found in schema(s) {', '.join(schemas)}.", "schemas")
     excluded = {_split_name(name) for name in exclude}
     chosen = list(dict.fromkeys(t for t in chosen if t not in excluded))
     if not chosen and not queries:
@@ -683,7 +689,7 @@ def create_job(
             owner, connection, chosen, selections or {}, queries, allow_sensitive
         )
     except selection.SelectionRefused as error:
-        raise BadRequest(str(error)) from None
+        raise BadRequest(str(error), error.field) from None
     job = ExportJob.create_with_tables(owner, connection, chosen, options, out, specs)
     allowed = {
         f"{schema}.{table}.{column}": note
@@ -718,14 +724,17 @@ def _check_options(options: dict):
         "max_file_mb": (1, 1_000_000),
     }
     if options.get("masking_key") not in ("site", "job"):
-        raise BadRequest("masking key must be 'site' or 'job'.")
+        raise BadRequest("masking key must be 'site' or 'job'.", "options.masking_key")
     if options.get("validation") not in validation.MODES:
-        raise BadRequest(f"validation must be one of {', '.join(validation.MODES)}.")
+        raise BadRequest(
+            f"validation must be one of {', '.join(validation.MODES)}.", "options.validation"
+        )
     for name, (low, high) in limits.items():
         value = options.get(name)
         if value is None:
             continue
         if not isinstance(value, int) or not low <= value <= high:
             raise BadRequest(
-                f"{name.replace('_', ' ')} must be a whole number from {low} to {high}."
+                f"{name.replace('_', ' ')} must be a whole number from {low} to {high}.",
+                f"options.{name}",
             )

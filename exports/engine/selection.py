@@ -16,7 +16,12 @@ QUERY_SCHEMA = "queries"  # TableRuns of saved queries: queries.<name>
 
 
 class SelectionRefused(Exception):
-    """The selection cannot be exported as asked; one sentence for the user."""
+    """The selection cannot be exported as asked; one sentence for the user, and which
+    input it is about (as the API names it)."""
+
+    def __init__(self, message: str, field: str = "selections"):
+        super().__init__(message)
+        self.field = field
 
 
 def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensitive=()):
@@ -25,7 +30,9 @@ def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensiti
     policies = list(SensitiveColumn.objects.filter(connection=connection))
     allowed = set(allow_sensitive)
     if allowed and not roles.is_admin(owner):
-        raise SelectionRefused("Only an ADU Admin may allow sensitive columns to leave unmasked.")
+        raise SelectionRefused(
+            "Only an ADU Admin may allow sensitive columns to leave unmasked.", "allow_sensitive"
+        )
     unknown = set(requests) - set(tables)
     if unknown:
         schema, table = sorted(unknown)[0]
@@ -36,7 +43,8 @@ def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensiti
     if names & set(tables):
         raise SelectionRefused(
             f"A table {QUERY_SCHEMA}.{sorted(names & set(tables))[0][1]} and a saved query "
-            "have the same name; export one of them in another job."
+            "have the same name; export one of them in another job.",
+            "queries",
         )
     driver = connection.driver()
     work = [(t, requests.get(t, {}), None) for t in tables if t in requests or policies]
@@ -62,11 +70,13 @@ def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
         else:
             columns = driver.columns(db, schema, table)
     except BadSelection as error:
-        raise SelectionRefused(f"The {label}: {error}") from None
+        raise SelectionRefused(
+            f"The {label}: {error}", "queries" if query else "selections"
+        ) from None
     except ConnectionFailed as error:
         if not request and not query:
             return {}  # a missing table fails in its own run, with the others going on
-        raise SelectionRefused(str(error)) from None
+        raise SelectionRefused(str(error), "queries" if query else "selections") from None
     finally:
         db.rollback()
     types = {c.name: driver.plan(c).arrow_type for c in columns}
