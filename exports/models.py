@@ -74,6 +74,8 @@ class ExportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     # Kept fresh by the coordinator while it holds the job's snapshot.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When its coordinator task was last put on the broker (see tasks.sweep).
+    queued_at = models.DateTimeField(null=True, blank=True)
     recoveries = models.PositiveIntegerField(default=0)
     tables_total = models.PositiveIntegerField(default=0)
     tables_complete = models.PositiveIntegerField(default=0)
@@ -194,6 +196,15 @@ class ExportJob(models.Model):
     def cancel_requested_now(self) -> bool:
         """Read from the database: another process may have asked since we loaded the job."""
         return ExportJob.objects.filter(pk=self.pk, cancel_requested=True).exists()
+
+    def claim(self) -> bool:
+        """Become this job's coordinator: only one claimant of a queued job gets True (a
+        coordinator task queued twice, or a late one, then does nothing)."""
+        return bool(
+            ExportJob.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+                status=self.Status.RUNNING, heartbeat_at=timezone.now()
+            )
+        )
 
     def set_status(self, status: str, note: str = ""):
         self.status = status

@@ -16,10 +16,14 @@ from exports.joblog import job_log
 from exports.models import ExportJob, JobError, TableRun
 
 MAX_RECOVERIES = 1
+# A coordinator task not started this many heartbeat timeouts after it was queued is
+# queued again (a late duplicate costs nothing: it finds the job claimed).
+LOST_AFTER_HEARTBEATS = 3
 
 
 def start_job(job: ExportJob, reason: str = "start"):
     """Queue the job's coordinator on the cluster (what the portal and adu_export call)."""
+    ExportJob.objects.filter(pk=job.pk).update(queued_at=timezone.now())
     async_task(
         "exports.tasks.coordinate",
         job.pk,
@@ -81,7 +85,9 @@ def sweep():
             continue
         if job.recoveries < MAX_RECOVERIES:
             taken = ExportJob.objects.filter(pk=job.pk, heartbeat_at__lt=stale).update(
-                recoveries=F("recoveries") + 1, heartbeat_at=timezone.now()
+                recoveries=F("recoveries") + 1,
+                heartbeat_at=timezone.now(),
+                status=ExportJob.Status.QUEUED,  # for the new coordinator to claim
             )
             if taken:
                 # Its tables that were running died with it: back to the queue.
@@ -97,3 +103,20 @@ def sweep():
         JobError.record(job, None, message, phase="coordinate")
         log.error("%s", message)
         engine.finish_job(job.pk)
+    requeue_lost_coordinators()
+
+
+def requeue_lost_coordinators():
+    """A broker without acknowledgements (Redis) loses a task that a worker took and died
+    with before starting it: a job still queued long after its coordinator task was put
+    on the broker gets the task again. If the first one was only late, one of the two
+    claims the job and the other does nothing (ExportJob.claim)."""
+    late = timezone.now() - timedelta(seconds=LOST_AFTER_HEARTBEATS * settings.HEARTBEAT_TIMEOUT)
+    for job in ExportJob.objects.filter(status=ExportJob.Status.QUEUED, queued_at__lt=late):
+        if ExportJob.objects.filter(pk=job.pk, queued_at__lt=late).update(queued_at=timezone.now()):
+            job_log(job.pk).warning(
+                "still queued %s s after its coordinator task was queued; queued again in "
+                "case a worker lost it",
+                LOST_AFTER_HEARTBEATS * settings.HEARTBEAT_TIMEOUT,
+            )
+            start_job(job, reason="queued again: its coordinator had not started")

@@ -80,6 +80,8 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
         return job
     if job.cancel_requested:
         return finish_job(job.pk)
+    if not job.claim():
+        return job  # another coordinator has it
     log = job_log(job.pk)
     connection = job.connection
     job.set_status(ExportJob.Status.RUNNING, note=reason)

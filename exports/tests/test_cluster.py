@@ -187,3 +187,32 @@ def test_retry_reruns_only_the_failed_table_and_no_log_has_the_password(
     assert "public.locked" in job_log and "lacks permission" in job_log
     for path in [log_path(job.pk), *tmp_path.glob("cluster-*.log")]:
         assert PLANTED not in path.read_text(), path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_coordinator_task_lost_before_it_started_is_queued_again_and_runs_once(
+    owner, source_db, clusters
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.brokers import get_broker
+
+    from exports import tasks
+
+    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 100) AS i")
+    job = create_job(owner, source_db.connection(owner))
+    start_job(job)
+    get_broker().purge_queue()  # as a worker that took the task and died would leave it
+    tasks.sweep()
+    assert get_broker().queue_size() == 0  # not yet late: nothing to do
+    ExportJob.objects.filter(pk=job.pk).update(queued_at=timezone.now() - timedelta(hours=1))
+    tasks.sweep()
+    start_job(job)  # and a late duplicate of the task on top
+    assert get_broker().queue_size() == 2
+    clusters()
+    wait_until(finished(job), 60, ("the job to finish", diagnose(job)))
+    job.refresh_from_db()
+    assert job.status == "complete" and len(job.attempts) == 1
+    assert StatusChange.objects.filter(job=job, table_run=None, status="running").count() == 1
+    assert "queued again in case a worker lost it" in log_path(job.pk).read_text()

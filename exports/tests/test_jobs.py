@@ -125,8 +125,11 @@ def test_a_job_whose_coordinator_died_is_resumed_once_then_failed(job, settings,
     ExportJob.objects.filter(pk=job.pk).update(heartbeat_at=old)
     sweep()
     assert started == ["resumed after its coordinator stopped"]
+    job.refresh_from_db()
+    assert job.status == "queued"  # for the new coordinator to claim
 
-    ExportJob.objects.filter(pk=job.pk).update(heartbeat_at=old)
+    # The new coordinator claimed it, then died too.
+    ExportJob.objects.filter(pk=job.pk).update(heartbeat_at=old, status="running")
     sweep()
     job.refresh_from_db()
     assert job.status == "failed"
