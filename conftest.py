@@ -144,6 +144,34 @@ def user_with_role(django_user_model, username: str, role: str, password: str = 
     return user
 
 
+def role_cast(django_user_model, source_db, tables=("public.t",)):
+    """The people of the role matrices, the connection they share and one finished job.
+
+    `owner` (ADU Operator) owns a connection shared with the group "analysts", of which
+    `mate` (Operator) and `reader` (Viewer) are members; `stranger` (Operator) and
+    `onlooker` (Viewer) are not; `boss` is an ADU Admin by group (not a superuser);
+    `nobody` has no role. Returns (people by name, connection, job).
+    """
+    from django.contrib.auth.models import Group
+
+    from exports.engine.run import create_job, run_job
+
+    analysts = Group.objects.create(name="analysts")
+    roles = {
+        "boss": "ADU Admin", "owner": "ADU Operator", "mate": "ADU Operator",
+        "reader": "ADU Viewer", "stranger": "ADU Operator", "onlooker": "ADU Viewer",
+    }  # fmt: skip
+    people = {name: user_with_role(django_user_model, name, role) for name, role in roles.items()}
+    people["nobody"] = django_user_model.objects.create_user("nobody", password="nobody-pass-123")
+    for name in ("owner", "mate", "reader"):
+        people[name].groups.add(analysts)
+    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 5) AS i")
+    connection = source_db.connection(people["owner"], name="warehouse")
+    connection.shared_with.add(analysts)
+    job = run_job(create_job(people["owner"], connection, tables=list(tables)).pk)
+    return people, connection, job
+
+
 @pytest.fixture
 def owner(django_user_model):
     """An ADU Operator who owns the connections and jobs of a test."""

@@ -9,6 +9,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from exports.engine import types
+
 
 class RuleQuerySet(models.QuerySet):
     def visible_to(self, user):
@@ -176,9 +178,7 @@ class Rule(models.Model):
 
     def not_applicable(self, arrow_type: pa.DataType) -> str:
         """Why this rule cannot check a column exported as `arrow_type` ('' when it can)."""
-        if self.kind == self.Kind.NO_GAPS and not (
-            pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type)
-        ):
+        if self.kind == self.Kind.NO_GAPS and not types.is_date_or_timestamp(arrow_type):
             return f"'No gaps' needs a date or timestamp column; {self.column} is exported as {arrow_type}."
         if self.kind == self.Kind.REGEX and not pa.types.is_string(arrow_type):
             return f"A pattern checks text; {self.column} is exported as {arrow_type}."
@@ -234,17 +234,11 @@ def typed_value(text: str, arrow_type: pa.DataType):
 
 
 def _is_ordered(arrow_type: pa.DataType) -> bool:
-    return any(
-        test(arrow_type)
-        for test in (
-            pa.types.is_integer,
-            pa.types.is_floating,
-            pa.types.is_decimal,
-            pa.types.is_date,
-            pa.types.is_timestamp,
-            pa.types.is_time,
-            pa.types.is_string,
-        )
+    return (
+        types.is_number(arrow_type)
+        or types.is_date_or_timestamp(arrow_type)
+        or pa.types.is_time(arrow_type)
+        or pa.types.is_string(arrow_type)
     )
 
 

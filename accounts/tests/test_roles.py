@@ -14,8 +14,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from accounts import roles
-from conftest import user_with_role
-from exports.engine.run import create_job, run_job
+from conftest import role_cast
 from quality.models import Rule
 
 OK = "ok"  # 200, or a redirect after a successful POST
@@ -24,22 +23,7 @@ USERS = ("boss", "owner", "mate", "reader", "stranger", "onlooker", "nobody")
 
 @pytest.fixture
 def cast(django_user_model, source_db):
-    analysts = Group.objects.create(name="analysts")
-    people = {
-        "boss": user_with_role(django_user_model, "boss", roles.ADMIN),
-        "owner": user_with_role(django_user_model, "owner", roles.OPERATOR),
-        "mate": user_with_role(django_user_model, "mate", roles.OPERATOR),
-        "reader": user_with_role(django_user_model, "reader", roles.VIEWER),
-        "stranger": user_with_role(django_user_model, "stranger", roles.OPERATOR),
-        "onlooker": user_with_role(django_user_model, "onlooker", roles.VIEWER),
-        "nobody": django_user_model.objects.create_user("nobody", password="nobody-pass-123"),
-    }
-    for name in ("owner", "mate", "reader"):
-        people[name].groups.add(analysts)
-    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 5) AS i")
-    connection = source_db.connection(people["owner"], name="warehouse")
-    connection.shared_with.add(analysts)
-    job = run_job(create_job(people["owner"], connection).pk)
+    people, connection, job = role_cast(django_user_model, source_db)
     rule = Rule.objects.create(
         connection=connection, schema="public", table="t", column="i", kind="not_null"
     )

@@ -4,12 +4,9 @@ test_roles.py): `owner` (Operator) shares a connection with the group "analysts"
 is an ADU Admin; `nobody` has no role."""
 
 import pytest
-from django.contrib.auth.models import Group
 
-from accounts import roles
 from api.tests.helpers import post_json
-from conftest import user_with_role
-from exports.engine.run import create_job, run_job
+from conftest import role_cast
 
 # Runs export jobs: `make test` runs it again on PostgreSQL metadata and the Redis broker.
 pytestmark = pytest.mark.jobs
@@ -22,21 +19,9 @@ CHANGE = {"boss", "owner"}
 
 @pytest.fixture
 def cast(django_user_model, source_db, bearer):
-    analysts = Group.objects.create(name="analysts")
-    people = {
-        "boss": user_with_role(django_user_model, "boss", roles.ADMIN),
-        "owner": user_with_role(django_user_model, "owner", roles.OPERATOR),
-        "mate": user_with_role(django_user_model, "mate", roles.OPERATOR),
-        "reader": user_with_role(django_user_model, "reader", roles.VIEWER),
-        "stranger": user_with_role(django_user_model, "stranger", roles.OPERATOR),
-        "nobody": django_user_model.objects.create_user("nobody", password="nobody-pass-123"),
-    }
-    for name in ("owner", "mate", "reader"):
-        people[name].groups.add(analysts)
-    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 5) AS i")
-    connection = source_db.connection(people["owner"], name="warehouse")
-    connection.shared_with.add(analysts)
-    job = run_job(create_job(people["owner"], connection, tables=["public.t", "public.gone"]).pk)
+    people, connection, job = role_cast(
+        django_user_model, source_db, tables=["public.t", "public.gone"]
+    )
     return {
         "connection": connection,
         "job": job,

@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
 
+from exports.engine import types
+
 METHODS = ("null", "hash", "redact", "truncate")
 REDACTED = "[redacted]"
 
@@ -51,7 +53,7 @@ def mask(array: pa.Array, spec: dict, key: bytes) -> pa.Array:
         present = pc.is_valid(array)
         return pc.if_else(present, pa.scalar(REDACTED), pa.scalar(None, pa.string()))
     if method == "truncate":
-        if pa.types.is_date(array.type) or pa.types.is_timestamp(array.type):
+        if types.is_date_or_timestamp(array.type):
             return pc.floor_temporal(array, unit="month")
         return pc.round(array, ndigits=spec.get("precision", 0), round_mode="towards_zero")
     return pa.array(
@@ -86,13 +88,4 @@ def _texts(array: pa.Array):
 
 
 def _truncatable(arrow_type: pa.DataType) -> bool:
-    return any(
-        test(arrow_type)
-        for test in (
-            pa.types.is_date,
-            pa.types.is_timestamp,
-            pa.types.is_integer,
-            pa.types.is_floating,
-            pa.types.is_decimal,
-        )
-    )
+    return types.is_number(arrow_type) or types.is_date_or_timestamp(arrow_type)

@@ -146,6 +146,18 @@ def plan(column: SourceColumn, fallback: bool = False, money_scale: int = 2) -> 
     return ColumnPlan(column, ident, pa.string(), pa.string(), _describe_text(column))
 
 
+def is_number(arrow_type: pa.DataType) -> bool:
+    return (
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_decimal(arrow_type)
+    )
+
+
+def is_date_or_timestamp(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type)
+
+
 def is_ordered(column_plan: ColumnPlan) -> bool:
     """Whether min and max of the column in the file mean min and max at the source."""
     kind = column_plan.arrow_type
