@@ -7,6 +7,7 @@ from accounts import roles
 from audit.models import AuditEvent, record
 from connections.drivers import BadSelection
 from connections.models import (
+    DEFAULT_PORTS,
     MAX_CA_BYTES,
     Connection,
     ConnectionFailed,
@@ -64,8 +65,14 @@ class ConnectionForm(forms.ModelForm):
             shared.queryset = shared.queryset.filter(user=user)
         if owner is not None:
             self.instance.owner = owner
+        self.fields["port"].required = False
+        self.fields[
+            "port"
+        ].help_text = "Empty: 5432 for PostgreSQL and Greenplum, 5433 for Vertica."
         if not self.instance.pk:
             self.fields["password"].help_text = ""
+            self.initial.pop("port", None)
+            self.fields["port"].initial = None
         stored = describe_ca(self.instance.ca_certificate)
         if stored:
             self.fields["ca_certificate_file"].help_text = f"Stored: {stored}. Upload to replace."
@@ -78,6 +85,11 @@ class ConnectionForm(forms.ModelForm):
             return parse_ca_certificate(upload.read(MAX_CA_BYTES + 1))
         except ValueError as error:
             raise forms.ValidationError(str(error)) from None
+
+    def clean_port(self):
+        # Left empty, the port is the kind's usual one (Vertica listens on 5433).
+        port = self.cleaned_data.get("port")
+        return port if port else DEFAULT_PORTS.get(self.cleaned_data.get("kind"), 5432)
 
     def clean_password(self):
         typed = self.cleaned_data.get("password")
