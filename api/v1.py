@@ -736,11 +736,9 @@ def schemas(request, connection_id: Id):
     """The schemas of a connection you may export from, system schemas left out."""
     connection = _usable_connection(request, connection_id)
     try:
-        found = connection.driver().schemas(connection)
+        return connection.list_schemas(request.user)
     except ConnectionFailed as error:
         raise ApiError(502, "source_unavailable", str(error)) from None
-    record(AuditEvent.Action.DISCOVERY, obj=connection, schemas=len(found))
-    return found
 
 
 @api.get(

@@ -189,6 +189,14 @@ class Connection(models.Model):
             path.write_text(self.ca_certificate)
             yield str(path)
 
+    def list_schemas(self, by) -> list[str]:
+        """The schemas (system schemas left out), on the audit trail as a discovery."""
+        from audit.models import AuditEvent, record
+
+        found = self.driver().schemas(self)
+        record(AuditEvent.Action.DISCOVERY, user=by, obj=self, schemas=len(found))
+        return found
+
     def discover(self, by, schema: str | None = None) -> list:
         """The tables (and views) of one schema or all, on the audit trail."""
         from audit.models import AuditEvent, record

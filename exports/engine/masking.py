@@ -56,10 +56,14 @@ def mask(array: pa.Array, spec: dict, key: bytes) -> pa.Array:
         if types.is_date_or_timestamp(array.type):
             return pc.floor_temporal(array, unit="month")
         return pc.round(array, ndigits=spec.get("precision", 0), round_mode="towards_zero")
-    return pa.array(
-        [None if value is None else _token(key, value) for value in _texts(array)],
+    # One HMAC per distinct value of the batch, not per row: columns worth hashing
+    # (emails, ids of people) repeat, and each token is a Python call.
+    encoded = pc.dictionary_encode(_texts(array))
+    tokens = pa.array(
+        [_token(key, value.encode()) for value in encoded.dictionary.to_pylist()],
         type=pa.string(),
     )
+    return pc.take(tokens, encoded.indices)
 
 
 def job_key(job_id: int, scope: str) -> bytes:
@@ -73,18 +77,17 @@ def _token(key: bytes, value: bytes) -> str:
     return hmac.new(key, value, hashlib.sha256).hexdigest()
 
 
-def _texts(array: pa.Array):
-    """Each value as the bytes that are hashed: the same value, the same bytes, whatever
-    the column's width (an integer is its digits in a smallint as in a bigint)."""
+def _texts(array: pa.Array) -> pa.Array:
+    """Each value as the text that is hashed: the same value, the same text, whatever the
+    column's width (an integer is its digits in a smallint as in a bigint); bytes as hex."""
     if isinstance(array.type, pa.BaseExtensionType):
         array = array.storage
     if pa.types.is_binary(array.type) or pa.types.is_fixed_size_binary(array.type):
-        return array.to_pylist()
+        return pa.array([None if v is None else v.hex() for v in array.to_pylist()], pa.string())
     try:
-        texts = pc.cast(array, pa.string())
+        return pc.cast(array, pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
-        return [None if v is None else str(v).encode() for v in array.to_pylist()]
-    return [None if v is None else v.encode() for v in texts.to_pylist()]
+        return pa.array([None if v is None else str(v) for v in array.to_pylist()], pa.string())
 
 
 def _truncatable(arrow_type: pa.DataType) -> bool:
