@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q
 
 .PHONY: run test lint lint-docker bench wheelhouse install-offline \
-	system-postgres system-redis system-browser system-compose
+	system-postgres system-redis system-browser system-compose system-build
 
 run: system-postgres $(VENV)/.base
 	$(PY) manage.py migrate --noinput
@@ -36,12 +36,15 @@ bench: system-postgres $(VENV)/.bench
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.base: requirements/base.txt | $(VENV)/bin/python
-	$(PIP) install -r requirements/base.txt
+# native/: ADU's binary COPY decoder, a C extension built here (see its source).
+NATIVE := native/adu_pgcopy.c native/setup.py native/pyproject.toml
+
+$(VENV)/.base: requirements/base.txt $(NATIVE) | system-build $(VENV)/bin/python
+	$(PIP) install -r requirements/base.txt ./native
 	touch $@
 
-$(VENV)/.dev: requirements/dev.txt requirements/base.txt | $(VENV)/bin/python
-	$(PIP) install -r requirements/dev.txt
+$(VENV)/.dev: requirements/dev.txt requirements/base.txt $(NATIVE) | system-build $(VENV)/bin/python
+	$(PIP) install -r requirements/dev.txt ./native
 	touch $(VENV)/.base $@
 
 $(VENV)/.bench: requirements/bench.txt $(VENV)/.dev
@@ -62,15 +65,21 @@ OFFLINE_REQUIREMENTS ?= requirements/base.txt
 wheelhouse: | $(VENV)/bin/python
 	$(PIP) download --dest wheelhouse \
 	  --only-binary=:all: --implementation cp --python-version $(WHEEL_PYTHON) \
-	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) -r requirements/bench.txt
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) -r requirements/bench.txt setuptools
+	$(PIP) wheel --no-deps --wheel-dir wheelhouse ./native
 	@echo "wheelhouse/: $$(ls wheelhouse/*.whl | wc -l) wheels, $$(du -sh wheelhouse | cut -f1)"
 
 install-offline: | $(VENV)/bin/python
-	$(PIP) install --no-index --find-links wheelhouse -r $(OFFLINE_REQUIREMENTS)
+	$(PIP) install --no-index --find-links wheelhouse -r $(OFFLINE_REQUIREMENTS) adu-pgcopy
 	touch $(VENV)/.base
 	@[ "$(OFFLINE_REQUIREMENTS)" = requirements/base.txt ] || touch $(VENV)/.dev
 
 # Debian packages, installed only when missing.
+system-build:
+	@command -v gcc >/dev/null 2>&1 && $(PYTHON) -c "import sysconfig, os, sys; \
+	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" || { \
+	  $(SUDO) apt-get update -q && $(APT_INSTALL) gcc python3-dev; }
+
 system-postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -q && $(APT_INSTALL) postgresql postgresql-contrib; }

@@ -370,8 +370,7 @@ def read_batches(
     open_session: Callable[[], Session],
     schema: str,
     table: str,
-    select_list: list[Read],
-    arrow_types: pa.Schema,
+    plans: list,
     readers: int = 1,
     pages: int | None = None,
     block_bytes: int = BATCH_BYTES,
@@ -382,6 +381,8 @@ def read_batches(
     row from the socket) and counted by size, so a batch never holds much more than
     `block_bytes` of values, whatever the width of the rows.
     """
+    select_list: list[Read] = [p.expression for p in plans]
+    arrow_types = pa.schema([pa.field(p.name, p.read_type) for p in plans])
     session = open_session()
     columns = ", ".join(read.sql for read in select_list)
     fixed = 8 * len(select_list)

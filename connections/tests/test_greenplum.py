@@ -81,7 +81,7 @@ def test_several_readers_on_a_partitioned_parent_still_read_each_row_once(
     merged = []
     real_merge = postgresql._merge
     monkeypatch.setattr(
-        postgresql, "_merge", lambda jobs, *a: merged.append(len(jobs)) or real_merge(jobs, *a)
+        postgresql, "_merge", lambda read, jobs: merged.append(len(jobs)) or real_merge(read, jobs)
     )
     partitioned.execute("CREATE TABLE big AS SELECT generate_series(1, 50000) AS id")
     connection = partitioned.connection(owner)

@@ -391,7 +391,6 @@ def _write(
         for p in plans
     ]
     schema = pa.schema(fields, metadata={"adu.table": f"{run.schema}.{run.table}"})
-    read_schema = pa.schema([pa.field(p.name, p.read_type) for p in plans])
     max_mb = job.option("max_file_mb")
     writer = TableWriter(
         schema,
@@ -417,8 +416,7 @@ def _write(
             open_session,
             run.schema,
             run.table,
-            [p.expression for p in plans],
-            read_schema,
+            plans,
             readers=int(job.option("readers")),
             pages=pages,
             block_bytes=block_bytes,

@@ -92,8 +92,8 @@ class ColumnPlan:
         return pa.field(self.name, self.arrow_type, self.source.nullable, metadata)
 
     def finish(self, array: pa.Array) -> pa.Array:
-        """The parsed array in its final type (bytea and uuid arrive as hex text)."""
-        if self.read_type == self.arrow_type:
+        """The read array in its final type (from CSV, bytea and uuid arrive as hex text)."""
+        if array.type == self.arrow_type:
             return array
         if pa.types.is_decimal(self.arrow_type):
             try:

@@ -235,11 +235,7 @@ def read_all(server, table):
     source = vertica.columns(session, table.schema, table.name)
     plans = [vertica.plan(c) for c in source]
     schema = pa.schema([p.field() for p in plans])
-    batches = list(
-        vertica.read_batches(
-            lambda: session, table.schema, table.name, [p.expression for p in plans], schema
-        )
-    )
+    batches = list(vertica.read_batches(lambda: session, table.schema, table.name, plans))
     return plans, schema, batches
 
 
