@@ -136,6 +136,13 @@ static int set_validity(Column *c, int64_t row, int valid)
     return 0;
 }
 
+static __int128 POW10[39];  /* 10^0 .. 10^38 */
+
+/*
+ * A numeric's base-10000 digits as the unscaled integer at the column's scale. Each digit
+ * is placed by a multiplication; a digit group reaching past the scale must end in zeros
+ * there (the column's typmod makes it so), checked with a small division.
+ */
 static int numeric_to_decimal(Decoder *d, int column, Column *c, const char *p, int32_t len,
                               __int128 *out)
 {
@@ -148,29 +155,27 @@ static int numeric_to_decimal(Decoder *d, int column, Column *c, const char *p, 
         return not_fit(d, column, "NaN");
     if (sign == 0xD000 || sign == 0xF000)
         return not_fit(d, column, "infinity");
-    if (len != 8 + 2 * ndigits)
+    if (ndigits < 0 || len != 8 + 2 * ndigits)
         return fail(d, "numeric value of the wrong length");
-    __int128 acc = 0;
+    unsigned __int128 acc = 0;  /* < 2 * 10^38 before each check: no overflow */
     for (int i = 0; i < ndigits; i++) {
-        if (__builtin_mul_overflow(acc, 10000, &acc) ||
-            __builtin_add_overflow(acc, (__int128)be16(p + 8 + 2 * i), &acc))
+        int digit = be16(p + 8 + 2 * i);
+        int exponent = 4 * (weight - i) + c->scale;
+        if (exponent < 0) {
+            if (exponent <= -4 ? digit != 0 : digit % (int)POW10[-exponent] != 0)
+                return not_fit(d, column, "more decimals than the column's scale");
+            if (exponent > -4)
+                acc += digit / (int)POW10[-exponent];
+            continue;
+        }
+        int room = c->precision - exponent;  /* the digits left for this group's value */
+        if (room <= 0 ? digit != 0 : room < 4 && digit >= POW10[room])
+            return not_fit(d, column, "more digits than the column's precision");
+        acc += digit * (unsigned __int128)POW10[exponent];
+        if (acc >= (unsigned __int128)POW10[c->precision])
             return not_fit(d, column, "more digits than the column's precision");
     }
-    int exponent = 4 * (weight - ndigits + 1) + c->scale;
-    for (; exponent > 0; exponent--)
-        if (__builtin_mul_overflow(acc, 10, &acc))
-            return not_fit(d, column, "more digits than the column's precision");
-    for (; exponent < 0; exponent++) {
-        if (acc % 10)
-            return not_fit(d, column, "more decimals than the column's scale");
-        acc /= 10;
-    }
-    __int128 limit = 1;
-    for (int i = 0; i < c->precision; i++)
-        limit *= 10;
-    if (acc >= limit)
-        return not_fit(d, column, "more digits than the column's precision");
-    *out = sign == 0x4000 ? -acc : acc;
+    *out = sign == 0x4000 ? -(__int128)acc : (__int128)acc;
     return 0;
 }
 
@@ -476,22 +481,42 @@ static void reset_columns(Decoder *d)
     d->rows = 0;
 }
 
-static PyObject *bytes_of(Buf *b)
+/* A copy of the buffer in memory from `allocate(size)` (pyarrow's pool, whose pages stay
+ * warm between batches; a fresh malloc of megabytes faults in new pages each time). */
+static PyObject *copy_of(Buf *b, PyObject *allocate)
 {
-    return PyBytes_FromStringAndSize(b->data ? b->data : "", (Py_ssize_t)b->len);
+    PyObject *target = PyObject_CallFunction(allocate, "n", (Py_ssize_t)b->len);
+    if (!target)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(target, &view, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(target);
+        return NULL;
+    }
+    if ((size_t)view.len < b->len) {
+        PyBuffer_Release(&view);
+        Py_DECREF(target);
+        return PyErr_Format(PyExc_ValueError, "allocate() gave a buffer too small");
+    }
+    if (b->len)
+        memcpy(view.buf, b->data, b->len);
+    PyBuffer_Release(&view);
+    return target;
 }
 
-/* [(validity bytes or None, values bytes, offsets bytes or None, null count)] per column */
-static PyObject *batch_of(Decoder *d)
+/* [(validity or None, values, offsets or None, null count)] per column */
+static PyObject *batch_of(Decoder *d, PyObject *allocate)
 {
     PyObject *columns = PyList_New(d->ncols);
     if (!columns)
         return NULL;
     for (int i = 0; i < d->ncols; i++) {
         Column *c = &d->cols[i];
-        PyObject *validity = c->nulls ? bytes_of(&c->validity) : (Py_INCREF(Py_None), Py_None);
-        PyObject *values = bytes_of(&c->values);
-        PyObject *offsets = c->offsets.len ? bytes_of(&c->offsets) : (Py_INCREF(Py_None), Py_None);
+        PyObject *validity =
+            c->nulls ? copy_of(&c->validity, allocate) : (Py_INCREF(Py_None), Py_None);
+        PyObject *values = copy_of(&c->values, allocate);
+        PyObject *offsets =
+            c->offsets.len ? copy_of(&c->offsets, allocate) : (Py_INCREF(Py_None), Py_None);
         PyObject *item = (validity && values && offsets)
                              ? Py_BuildValue("(NNNL)", validity, values, offsets, (long long)c->nulls)
                              : NULL;
@@ -622,12 +647,14 @@ static PyObject *Decoder_start(Decoder *d, PyObject *args)
     return raise_copy_error(d);
 }
 
-/* The next batch of at most max_rows rows (and about max_bytes), or None at the end. */
+/* The next batch of at most max_rows rows (and about max_bytes), or None at the end;
+ * its buffers come from allocate(size). */
 static PyObject *Decoder_read(Decoder *d, PyObject *args)
 {
     long long max_rows;
     Py_ssize_t max_bytes;
-    if (!PyArg_ParseTuple(args, "Ln", &max_rows, &max_bytes))
+    PyObject *allocate;
+    if (!PyArg_ParseTuple(args, "LnO", &max_rows, &max_bytes, &allocate))
         return NULL;
     if (d->finished && d->rows == 0)
         Py_RETURN_NONE;
@@ -649,7 +676,7 @@ static PyObject *Decoder_read(Decoder *d, PyObject *args)
         return raise_copy_error(d);
     if (d->rows == 0)
         Py_RETURN_NONE;
-    PyObject *columns = batch_of(d);
+    PyObject *columns = batch_of(d, allocate);
     long long rows = d->rows;
     reset_columns(d);
     if (!columns)
@@ -660,7 +687,7 @@ static PyObject *Decoder_read(Decoder *d, PyObject *args)
 static PyMethodDef Decoder_methods[] = {
     {"start", (PyCFunction)Decoder_start, METH_VARARGS, "Send the COPY statement."},
     {"read", (PyCFunction)Decoder_read, METH_VARARGS,
-     "read(max_rows, max_bytes) -> ([(validity, values, offsets, nulls)], rows) or None"},
+     "read(max_rows, max_bytes, allocate) -> ([(validity, values, offsets, nulls)], rows) or None"},
     {NULL},
 };
 
@@ -683,6 +710,9 @@ PyMODINIT_FUNC PyInit_adu_pgcopy(void)
 {
     if (PyType_Ready(&DecoderType) < 0)
         return NULL;
+    POW10[0] = 1;
+    for (int i = 1; i < 39; i++)
+        POW10[i] = POW10[i - 1] * 10;
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;

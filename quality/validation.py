@@ -99,8 +99,9 @@ class Validator:
         self.rows_checked = 0
         self._names = [n for n in schema.names if _readable(schema.field(n).type)]
         types = {f.name: f.type for f in schema}
-        chunks = max(1, -(-(rows_expected or 0) // CHUNK_ROWS))
-        self._stride = max(1, -(-chunks // SAMPLE_CHUNKS))
+        self._stride: int | None = None  # sample mode: every this many chunks
+        if rows_expected is not None:
+            self.expect(rows_expected)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._first_row = 0  # of the pending chunk, in the table's file order
@@ -236,6 +237,12 @@ class Validator:
 
     # -- streaming ------------------------------------------------------------------------
 
+    def expect(self, rows_expected: int):
+        """The table's row count, once known: sampled chunks are spread over it. Until
+        then, only the first chunk is sampled."""
+        chunks = max(1, -(-rows_expected // CHUNK_ROWS))
+        self._stride = max(1, -(-chunks // SAMPLE_CHUNKS))
+
     def update(self, batch: pa.RecordBatch):
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
@@ -276,9 +283,8 @@ class Validator:
         batches, self._pending = self._pending, []
         self._first_row += self._pending_rows
         self._pending_rows = 0
-        sampled = self._auto is not None and (
-            self.mode == "full" or self._chunk % self._stride == 0
-        )
+        stride = self._stride or self._chunk + 1  # unknown: the first chunk only
+        sampled = self._auto is not None and (self.mode == "full" or self._chunk % stride == 0)
         self._chunk += 1
         rule_columns = set(self._rules.columns) if self._rules is not None else set()
         rule_columns |= {k for keys in self._keys if not keys.automatic for k in keys.columns}

@@ -621,9 +621,7 @@ def read_batches(
         )
         for conditions in ranges
     ]
-    if len(statements) == 1:
-        yield from read(open_session(), statements[0])
-        return
+    # Even one reader gets a thread: the server keeps sending while batches are written.
     yield from _merge(read, [(open_session, statement) for statement in statements])
 
 
@@ -698,7 +696,7 @@ def _read_binary(plans, kinds, block_bytes: int):
         decoder = adu_pgcopy.Decoder(_libpq(), db.pgconn_ptr, kinds)
         try:
             decoder.start(statement.as_string(db))
-            while batch := decoder.read(BINARY_BATCH_ROWS, block_bytes * 8):
+            while batch := decoder.read(BINARY_BATCH_ROWS, block_bytes * 8, pa.allocate_buffer):
                 columns, rows = batch
                 yield pa.RecordBatch.from_arrays(
                     [_array(p.arrow_type, rows, *c) for p, c in zip(plans, columns, strict=True)],
@@ -715,15 +713,10 @@ def _read_binary(plans, kinds, block_bytes: int):
 
 
 def _array(arrow_type, rows: int, validity, values, offsets, nulls: int) -> pa.Array:
-    validity = pa.py_buffer(validity) if validity is not None else None
     if arrow_type == pa.uuid():
-        storage = pa.Array.from_buffers(
-            pa.binary(16), rows, [validity, pa.py_buffer(values)], nulls
-        )
+        storage = pa.Array.from_buffers(pa.binary(16), rows, [validity, values], nulls)
         return pa.ExtensionArray.from_storage(arrow_type, storage)
-    buffers = [validity, pa.py_buffer(values)]
-    if offsets is not None:
-        buffers.insert(1, pa.py_buffer(offsets))
+    buffers = [validity, values] if offsets is None else [validity, offsets, values]
     return pa.Array.from_buffers(arrow_type, rows, buffers, nulls)
 
 

@@ -92,7 +92,7 @@ def test_several_readers_on_a_partitioned_parent_still_read_each_row_once(
     )
     assert _ids(job, "events") == list(range(1, 30001))
     assert _ids(job, "big") == list(range(1, 50001))
-    assert merged == [3]  # the plain table in ctid ranges; the parent in one read
+    assert sorted(merged) == [1, 3]  # the parent in one read; the plain table in 3 ctid ranges
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ fsynced, renamed, and its footer read back to check the row count.
 import hashlib
 import io
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +88,9 @@ class TableWriter:
         self._writer = None
         self._sink = None
         self._path = None
+        self._groups: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self._rows = 0  # in the current file
         self.rows = 0  # accepted so far, all files
 
@@ -95,15 +100,18 @@ class TableWriter:
         return done + (self._sink.size if self._sink else 0)
 
     def write(self, batch: pa.RecordBatch):
+        self._raise_failure()
         self.rows += batch.num_rows
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
         self._pending_bytes += batch.nbytes
         if self._pending_rows >= ROW_GROUP_ROWS or self._pending_bytes >= ROW_GROUP_BYTES:
-            self._flush()
+            self._hand_over()
 
     def close(self) -> list[WrittenFile]:
-        self._flush()
+        self._hand_over()
+        self._stop()
+        self._raise_failure()
         if self._writer is None and not self.files:
             self._open()  # an empty table still gets a file with its schema
         self._finish_file()
@@ -111,6 +119,8 @@ class TableWriter:
 
     def abort(self):
         """Remove every file of this table, finished or not."""
+        self._pending = []
+        self._stop()
         if self._writer is not None:
             try:
                 self._writer.close()
@@ -124,15 +134,44 @@ class TableWriter:
                 path.with_name(path.name + ".part").unlink(missing_ok=True)
         self.files = []
 
-    def _flush(self):
+    # Row groups are encoded and compressed (most of an export's CPU) by a thread of their
+    # own, while the next group is read: the queue holds one, so memory stays bounded.
+
+    def _hand_over(self):
         if not self._pending:
             return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        if self._thread is None:
+            self._groups = queue.Queue(maxsize=1)
+            self._thread = threading.Thread(target=self._write_groups, name="adu-parquet")
+            self._thread.start()
+        self._groups.put(table)
+
+    def _write_groups(self):
+        while (table := self._groups.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._write_group(table)
+                except BaseException as error:  # raised in the caller's thread
+                    self._failure = error
+            del table
+
+    def _stop(self):
+        if self._thread is not None:
+            self._groups.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise_failure(self):
+        if self._failure is not None:
+            raise self._failure
+
+    def _write_group(self, table: pa.Table):
         if self._writer is None:
             self._open()
-        table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._writer.write_table(table, row_group_size=len(table))
         self._rows += len(table)
-        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         del table
         memory.trim()
         if self.max_file_bytes and self._sink.size >= self.max_file_bytes:

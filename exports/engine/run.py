@@ -5,6 +5,7 @@ import re
 import threading
 import time
 import traceback
+from concurrent import futures
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -288,10 +289,16 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
             constraints = _phase("describe", connection, driver.constraints, first, *name)
         source_columns = _selected(source_columns, spec)
         money_scale = _phase("describe", connection, driver.money_scale, first)
-        run.rows_expected = _phase(
-            "count", connection, lambda: driver.count_rows(first, *name, **narrowing)
-        )
-        run.save(update_fields=["rows_expected"])
+        # The row count runs on the describe session, beside the read and in the same
+        # snapshot; without a snapshot, the read's session is this one: count first.
+        run.rows_expected = None  # a count of an earlier attempt saw another snapshot
+        counting = futures.Future()
+        if per_table:
+            counting.set_result(_count_rows(run, connection, driver, first, narrowing))
+        else:
+            pool = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
+            counting = pool.submit(_count_rows, run, connection, driver, first, narrowing)
+            pool.shutdown(wait=False)
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
         while True:
@@ -311,6 +318,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                     distinct,
                     constraints,
                     narrowing,
+                    counting,
                 )
                 break
             except (pa.ArrowInvalid, types.DoesNotFit) as error:
@@ -330,6 +338,12 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                     raise TableFailed(_explain(error, connection, run), "read") from None
                 fallback[plan.name] = _reason(error)
                 job_log(job.pk, run).info("column %s falls back to text", plan.name)
+    except BaseException as error:
+        if "counting" in locals():
+            if counting.done() and isinstance(counting.exception(), TableFailed):
+                raise counting.exception() from error  # it failed first, on its own
+            _interrupt(sessions[:1])  # the count has no reason to go on
+        raise
     finally:
         _close(sessions)
     if writer.rows != run.rows_expected:
@@ -371,8 +385,23 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
     return writer
 
 
+def _count_rows(run, connection, driver, session, narrowing) -> int:
+    count = driver.count_rows
+    return _phase("count", connection, lambda: count(session, run.schema, run.table, **narrowing))
+
+
 def _write(
-    run, plans, target, driver, open_session, pages, block_bytes, distinct, constraints, narrowing
+    run,
+    plans,
+    target,
+    driver,
+    open_session,
+    pages,
+    block_bytes,
+    distinct,
+    constraints,
+    narrowing,
+    counting: futures.Future,
 ) -> TableWriter:
     job = run.job
     masks = (run.spec or {}).get("masks", {})
@@ -423,6 +452,8 @@ def _write(
             **narrowing,
         )
         for batch in batches:
+            if run.rows_expected is None and counting.done():
+                _counted(run, counting, validator)
             finished = pa.RecordBatch.from_arrays(
                 [
                     masking.mask(p.finish(column), masks[p.name], key)
@@ -441,6 +472,8 @@ def _write(
                 run.report_progress(writer.rows, writer.bytes_written)
                 if job.cancel_requested_now():
                     raise Cancelled()
+        if run.rows_expected is None:
+            _counted(run, counting, validator)
         run.validation = validator.finish(writer.rows)
         failed = validator.errors()
         if failed:
@@ -452,6 +485,12 @@ def _write(
         raise
     run.profile = profiler.result([f.path for f in writer.files])
     return writer
+
+
+def _counted(run, counting: futures.Future, validator: Validator):
+    run.rows_expected = counting.result()
+    run.save(update_fields=["rows_expected"])
+    validator.expect(run.rows_expected)
 
 
 def _validation_failure(failed: list) -> str:
