@@ -339,6 +339,10 @@ def join_snapshot(connection, snapshot_id: str | None):
 
 def count_rows(db, schema: str, table: str, row_filter: str = "", query: str = "") -> int:
     with db.cursor() as cur:
+        if db.server_version >= 90600:
+            # The count runs beside the read: parallel workers would only take the cores
+            # the read's backends need.
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cur.execute(
             sql.SQL("SELECT count(*) FROM {}{}").format(
                 _relation(schema, table, query), _where(row_filter, [])
@@ -818,7 +822,7 @@ _DONE = object()
 
 def _merge(read_one, jobs) -> Iterator[pa.RecordBatch]:
     """Batches from several COPY streams, read by one thread each, through a bounded queue."""
-    batches: queue.Queue = queue.Queue(maxsize=2 * len(jobs))
+    batches: queue.Queue = queue.Queue(maxsize=len(jobs))
     stop = threading.Event()
     failure: list[BaseException] = []
 

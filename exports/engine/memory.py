@@ -7,6 +7,7 @@ fragmented by 2 MB read buffers from several threads).
 
 import ctypes
 import ctypes.util
+import gc
 
 import pyarrow as pa
 
@@ -43,3 +44,11 @@ def trim():
     """Give the heap's free pages back to the system (after each row group)."""
     if _libc is not None:
         _libc.malloc_trim(0)
+
+
+def freeze_startup_objects():
+    """Leave the objects of the process's start (modules, settings, the app registry:
+    most of its objects) out of the garbage collector's full passes, which otherwise walk
+    them all again every few thousand allocations during an export."""
+    if not gc.get_freeze_count():
+        gc.freeze()
