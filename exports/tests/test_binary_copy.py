@@ -110,3 +110,27 @@ def test_a_table_with_a_text_only_type_is_read_as_csv(plain_source, owner, expor
     job = export(plain_source.connection(owner), tables=["public.mixed"])
     assert forms == ["csv"]
     assert_file_equals_source(plain_source, job, "mixed")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_numerics_at_the_edges_of_their_precision_and_scale(source_db, owner, export, forms):
+    source_db.execute(
+        """
+        CREATE TABLE edges (id integer, n38 numeric(38, 0), n3810 numeric(38, 10),
+                            n44 numeric(4, 4), n180 numeric(18, 0), n192 numeric(19, 2),
+                            n12 numeric(1, 0), n2010 numeric(20, 10));
+        INSERT INTO edges VALUES
+          (1, 99999999999999999999999999999999999999, 9999999999999999999999999999.9999999999,
+           0.9999, 999999999999999999, 99999999999999999.99, 9, 9999999999.9999999999),
+          (2, -99999999999999999999999999999999999999, -0.0000000001,
+           -0.0001, -999999999999999999, -0.01, -9, -0.0000000001),
+          (3, 0, 0, 0, 0, 0, 0, 0),
+          (4, 10000000000000000000000000000000000000, 1.5, 0.5, 100000000, 10000, 1, 12345.6789),
+          (5, NULL, NULL, NULL, NULL, NULL, NULL, NULL)
+        """
+    )
+    job = export(source_db.connection(owner), tables=["public.edges"])
+    assert forms == ["binary"]
+    data, run = assert_file_equals_source(source_db, job, "edges")
+    assert not any("fallback" in c for c in run.columns)
+    assert data.schema.field("n38").type == pa.decimal128(38, 0)
