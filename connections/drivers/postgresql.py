@@ -652,7 +652,7 @@ _BINARY_KINDS = {
     "bytea": adu_pgcopy.BINARY,
     "uuid": adu_pgcopy.UUID,
 }
-BINARY_BATCH_ROWS = 65_536
+BINARY_BATCH_ROWS = 32_768
 
 
 def binary_kind(column_plan) -> tuple[int, int, int] | None:

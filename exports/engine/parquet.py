@@ -7,18 +7,20 @@ fsynced, renamed, and its footer read back to check the row count.
 import hashlib
 import io
 import os
-import queue
-import threading
+from collections import deque
+from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exports.engine import memory
+from exports.engine import footer, memory
 
 ROW_GROUP_ROWS = 128 * 1024
 ROW_GROUP_BYTES = 64 << 20
+# Row groups encoded at once (each holds one in memory until it is written out).
+ENCODERS = 2
 # Dictionary encoding pays only for columns with few distinct values; on the others it
 # costs CPU and, falling back mid-chunk, makes the file larger.
 DICTIONARY_MAX_DISTINCT = 50_000
@@ -66,7 +68,12 @@ class _HashingFile(io.RawIOBase):
 
 
 class TableWriter:
-    """Parquet output of one table: one file, or numbered parts of about `max_file_bytes`."""
+    """Parquet output of one table: one file, or numbered parts of about `max_file_bytes`.
+
+    Row groups are encoded and compressed (most of an export's CPU) by ENCODERS threads at
+    once, each as a small file of its own, and joined in order into the table's file
+    (exports/engine/footer.py): the bytes are what one writer would have written.
+    """
 
     def __init__(
         self,
@@ -85,12 +92,12 @@ class TableWriter:
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._pending_bytes = 0
-        self._writer = None
+        self._encoding: deque[futures.Future] = deque()  # row groups, in file order
+        self._pool: futures.ThreadPoolExecutor | None = None
         self._sink = None
         self._path = None
-        self._groups: queue.Queue | None = None
-        self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self._footer: footer.Struct | None = None  # a group's own footer: schema, metadata
+        self._groups: list[footer.Struct] = []  # of the current file, at their offsets in it
         self._rows = 0  # in the current file
         self.rows = 0  # accepted so far, all files
 
@@ -100,7 +107,6 @@ class TableWriter:
         return done + (self._sink.size if self._sink else 0)
 
     def write(self, batch: pa.RecordBatch):
-        self._raise_failure()
         self.rows += batch.num_rows
         self._pending.append(batch)
         self._pending_rows += batch.num_rows
@@ -110,10 +116,15 @@ class TableWriter:
 
     def close(self) -> list[WrittenFile]:
         self._hand_over()
+        while self._encoding:
+            self._append(*self._encoding.popleft().result())
         self._stop()
-        self._raise_failure()
-        if self._writer is None and not self.files:
-            self._open()  # an empty table still gets a file with its schema
+        if self._sink is None and not self.files:
+            # An empty table still gets a file with its schema: the footer of one.
+            self._open()
+            empty = pa.BufferOutputStream()
+            pq.ParquetWriter(empty, self.schema, **self._properties()).close()
+            _, self._footer = footer.split(memoryview(empty.getvalue()))
         self._finish_file()
         return self.files
 
@@ -121,11 +132,6 @@ class TableWriter:
         """Remove every file of this table, finished or not."""
         self._pending = []
         self._stop()
-        if self._writer is not None:
-            try:
-                self._writer.close()
-            except Exception:
-                pass
         if self._sink is not None:
             self._sink.close()
         for path in [self._path, *(f.path for f in self.files)]:
@@ -134,48 +140,52 @@ class TableWriter:
                 path.with_name(path.name + ".part").unlink(missing_ok=True)
         self.files = []
 
-    # Row groups are encoded and compressed (most of an export's CPU) by a thread of their
-    # own, while the next group is read: the queue holds one, so memory stays bounded.
-
     def _hand_over(self):
         if not self._pending:
             return
         table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
-        if self._thread is None:
-            self._groups = queue.Queue(maxsize=1)
-            self._thread = threading.Thread(target=self._write_groups, name="adu-parquet")
-            self._thread.start()
-        self._groups.put(table)
+        if self._pool is None:
+            self._pool = futures.ThreadPoolExecutor(ENCODERS, thread_name_prefix="adu-parquet")
+        self._encoding.append(self._pool.submit(self._encode, table))
+        while len(self._encoding) > ENCODERS:  # memory stays bounded: wait for the oldest
+            self._append(*self._encoding.popleft().result())
 
-    def _write_groups(self):
-        while (table := self._groups.get()) is not None:
-            if self._failure is None:
-                try:
-                    self._write_group(table)
-                except BaseException as error:  # raised in the caller's thread
-                    self._failure = error
-            del table
+    def _encode(self, table: pa.Table) -> tuple[pa.Buffer, int]:
+        sink = pa.BufferOutputStream()
+        with pq.ParquetWriter(sink, self.schema, **self._properties()) as writer:
+            writer.write_table(table, row_group_size=len(table))
+        return sink.getvalue(), len(table)
 
-    def _stop(self):
-        if self._thread is not None:
-            self._groups.put(None)
-            self._thread.join()
-            self._thread = None
-
-    def _raise_failure(self):
-        if self._failure is not None:
-            raise self._failure
-
-    def _write_group(self, table: pa.Table):
-        if self._writer is None:
+    def _append(self, encoded: pa.Buffer, rows: int):
+        body, group_footer = footer.split(memoryview(encoded))
+        if self._sink is None:
             self._open()
-        self._writer.write_table(table, row_group_size=len(table))
-        self._rows += len(table)
-        del table
+        [group] = footer.row_groups(group_footer)
+        # The group's bytes start after its file's 4-byte magic; here, at the sink's end.
+        self._groups.append(footer.moved(group, self._sink.size - 4, len(self._groups)))
+        self._footer = group_footer
+        self._sink.write(body)
+        self._rows += rows
+        del encoded, body
         memory.trim()
         if self.max_file_bytes and self._sink.size >= self.max_file_bytes:
             self._finish_file()
+
+    def _stop(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._encoding.clear()
+
+    def _properties(self) -> dict:
+        return {
+            "compression": "zstd",
+            "compression_level": self.compression_level,
+            "use_dictionary": self.dictionary,
+            "write_statistics": True,
+            "store_decimal_as_integer": True,
+        }
 
     def _open(self):
         if self.max_file_bytes:
@@ -187,21 +197,13 @@ class TableWriter:
         part = self._path.with_name(self._path.name + ".part")
         part.unlink(missing_ok=True)  # left by a worker that died; this one owns the table
         self._sink = _HashingFile(part)
-        self._writer = pq.ParquetWriter(
-            self._sink,
-            self.schema,
-            compression="zstd",
-            compression_level=self.compression_level,
-            use_dictionary=self.dictionary,
-            write_statistics=True,
-            store_decimal_as_integer=True,
-        )
-        self._rows = 0
+        self._sink.write(footer.MAGIC)
+        self._groups, self._footer, self._rows = [], None, 0
 
     def _finish_file(self):
-        if self._writer is None:
+        if self._sink is None:
             return
-        self._writer.close()
+        self._sink.write(footer.footer_bytes(self._footer, self._groups, self._rows))
         self._sink.close()
         part = self._path.with_name(self._path.name + ".part")
         os.replace(part, self._path)
@@ -214,7 +216,8 @@ class TableWriter:
         self.files.append(
             WrittenFile(self._path, self._rows, self._sink.size, self._sink.sha256.hexdigest())
         )
-        self._writer = self._sink = self._path = None
+        self._sink = self._path = self._footer = None
+        self._groups = []
 
 
 def dictionary_columns(schema: pa.Schema, distinct: dict[str, int]) -> list[str]:
