@@ -278,7 +278,7 @@ class ExportOptions(Schema):
     model_config = ConfigDict(extra="forbid")
     parallel: int | None = Field(None, ge=1, le=64, description="Tables at once (2).")
     readers: int | None = Field(
-        None, ge=1, le=16, description="Connections reading one large table (1)."
+        None, ge=1, le=16, description="Connections reading one large table (2)."
     )
     compression_level: int | None = Field(None, ge=1, le=22, description="ZSTD level (3).")
     batch_rows: int | None = Field(

@@ -29,7 +29,7 @@ class Command(AduCommand):
         parser.add_argument("--exclude", action="append", default=[], help="SCHEMA.TABLE.")
         parser.add_argument("--out", default="", help="Folder name under the export root.")
         parser.add_argument("--parallel", type=int, help="Tables exported at once (2).")
-        parser.add_argument("--readers", type=int, help="Connections reading one table (1).")
+        parser.add_argument("--readers", type=int, help="Connections reading one large table (2).")
         parser.add_argument("--compression-level", type=int, help="ZSTD level, 1-22 (3).")
         parser.add_argument("--batch-rows", type=int, help="Rows per batch (100000).")
         parser.add_argument("--max-file-mb", type=int, help="Split tables into parts of ~N MB.")
