@@ -825,10 +825,12 @@ def _merge(read_one, jobs) -> Iterator[pa.RecordBatch]:
     batches: queue.Queue = queue.Queue(maxsize=len(jobs))
     stop = threading.Event()
     failure: list[BaseException] = []
+    sessions = []
 
     def read(open_session, statement):
         try:
-            for batch in read_one(open_session(), statement):
+            sessions.append(open_session())
+            for batch in read_one(sessions[-1], statement):
                 while not stop.is_set():
                     try:
                         batches.put(batch, timeout=0.5)
@@ -859,7 +861,12 @@ def _merge(read_one, jobs) -> Iterator[pa.RecordBatch]:
                 continue
             yield batch
     finally:
+        # No reader may outlive this generator: its caller closes the sessions next, and a
+        # reader in the middle of a batch still uses its session's connection. Cancelling
+        # their COPY ends a reader that waits on the server at once.
         stop.set()
+        if any(thread.is_alive() for thread in threads):
+            _interrupt(sessions)
         while any(thread.is_alive() for thread in threads):
             try:
                 batches.get(timeout=0.1)
@@ -867,6 +874,14 @@ def _merge(read_one, jobs) -> Iterator[pa.RecordBatch]:
                 pass
         for thread in threads:
             thread.join()
+
+
+def _interrupt(sessions):
+    for session in sessions:
+        try:
+            session.cancel()
+        except psycopg2.Error:
+            pass  # closed, or nothing to cancel
 
 
 def explain(error: BaseException, connection, table: str = "") -> str:

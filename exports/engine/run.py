@@ -1,5 +1,6 @@
 """Runs an export job: pins one snapshot, exports its tables in parallel, writes the manifest."""
 
+import functools
 import json
 import re
 import threading
@@ -274,6 +275,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
     # exports whole tables.
     narrowing = {"row_filter": spec.get("filter", ""), "query": query}
     narrowing = {key: value for key, value in narrowing.items() if value}
+    counting: futures.Future | None = None
     try:
         first = _phase("connect", connection, open_session)
         if query:
@@ -293,13 +295,12 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         # The row count runs on the describe session, beside the read and in the same
         # snapshot; without a snapshot, the read's session is this one: count first.
         run.rows_expected = None  # a count of an earlier attempt saw another snapshot
-        counting = futures.Future()
+        count = functools.partial(driver.count_rows, first, *name, **narrowing)
+        pool = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
+        counting = pool.submit(_phase, "count", connection, count)
+        pool.shutdown(wait=False)
         if per_table:
-            counting.set_result(_count_rows(run, connection, driver, first, narrowing))
-        else:
-            pool = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
-            counting = pool.submit(_count_rows, run, connection, driver, first, narrowing)
-            pool.shutdown(wait=False)
+            counting.result()  # before the read, which takes the same session
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
         while True:
@@ -340,7 +341,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                 fallback[plan.name] = _reason(error)
                 job_log(job.pk, run).info("column %s falls back to text", plan.name)
     except BaseException as error:
-        if "counting" in locals():
+        if counting is not None:
             if counting.done() and isinstance(counting.exception(), TableFailed):
                 raise counting.exception() from error  # it failed first, on its own
             _interrupt(sessions[:1])  # the count has no reason to go on
@@ -384,11 +385,6 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         job_log(job.pk, run).warning("%s", warning["message"])
     run.finish(TableRun.Status.COMPLETE)
     return writer
-
-
-def _count_rows(run, connection, driver, session, narrowing) -> int:
-    count = driver.count_rows
-    return _phase("count", connection, lambda: count(session, run.schema, run.table, **narrowing))
 
 
 def _write(
@@ -452,27 +448,30 @@ def _write(
             block_bytes=block_bytes,
             **narrowing,
         )
-        for batch in batches:
-            if run.rows_expected is None and counting.done():
-                _counted(run, counting, validator)
-            finished = pa.RecordBatch.from_arrays(
-                [
-                    masking.mask(p.finish(column), masks[p.name], key)
-                    if p.name in masks
-                    else p.finish(column)
-                    for p, column in zip(plans, batch.columns, strict=True)
-                ],
-                schema=schema,
-            )
-            profiler.update(finished)
-            validator.update(finished)
-            for offset in range(0, finished.num_rows, batch_rows):
-                writer.write(finished.slice(offset, batch_rows))
-            if time.monotonic() - reported >= PROGRESS_SECONDS:
-                reported = time.monotonic()
-                run.report_progress(writer.rows, writer.bytes_written)
-                if job.cancel_requested_now():
-                    raise Cancelled()
+        try:
+            for batch in batches:
+                if run.rows_expected is None and counting.done():
+                    _counted(run, counting, validator)
+                finished = pa.RecordBatch.from_arrays(
+                    [
+                        masking.mask(p.finish(column), masks[p.name], key)
+                        if p.name in masks
+                        else p.finish(column)
+                        for p, column in zip(plans, batch.columns, strict=True)
+                    ],
+                    schema=schema,
+                )
+                profiler.update(finished)
+                validator.update(finished)
+                for offset in range(0, finished.num_rows, batch_rows):
+                    writer.write(finished.slice(offset, batch_rows))
+                if time.monotonic() - reported >= PROGRESS_SECONDS:
+                    reported = time.monotonic()
+                    run.report_progress(writer.rows, writer.bytes_written)
+                    if job.cancel_requested_now():
+                        raise Cancelled()
+        finally:
+            batches.close()  # its readers stop before their sessions close
         if run.rows_expected is None:
             _counted(run, counting, validator)
         run.validation = validator.finish(writer.rows)

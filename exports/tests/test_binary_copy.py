@@ -134,3 +134,33 @@ def test_numerics_at_the_edges_of_their_precision_and_scale(source_db, owner, ex
     data, run = assert_file_equals_source(source_db, job, "edges")
     assert not any("fallback" in c for c in run.columns)
     assert data.schema.field("n38").type == pa.decimal128(38, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_table_failing_mid_stream_stops_its_readers_before_closing_their_sessions(
+    source_db, owner, export, forms, monkeypatch
+):
+    # The readers decode with the GIL released, on their session's connection: closing
+    # a session under a reader would crash the process, not fail the table.
+    import errno
+
+    from exports.engine import parquet
+
+    monkeypatch.setattr(postgresql, "SPLIT_MIN_PAGES", 1)
+    monkeypatch.setattr(postgresql, "BINARY_BATCH_ROWS", 1000)
+    source_db.execute(
+        "CREATE TABLE wide AS SELECT i AS id, repeat('x', 200) AS pad "
+        "FROM generate_series(1, 200000) AS i"
+    )
+
+    def disk_full(self, batch):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(parquet.TableWriter, "write", disk_full)
+    connection = source_db.connection(owner)
+    for _ in range(10):  # it crashed one time in three, before
+        job = export(connection, tables=["public.wide"], readers=3)
+        [run] = job.tables.all()
+        assert run.status == "failed"
+        assert job.errors.get().message == "The disk of the export folder is full."
+    assert set(forms) == {"binary"}
