@@ -114,3 +114,12 @@ def consistency(snapshot_id: str | None) -> dict:
     if (snapshot_id or "").startswith(PER_TABLE):
         return {"consistency": "per table", "consistency_reason": PER_TABLE_REASON}
     return {"consistency": "snapshot"}
+
+
+def interrupt(sessions):
+    """Cancel whatever the sessions run now (a COPY, a count); each ends with an error."""
+    for session in list(sessions):
+        try:
+            session.cancel()
+        except Exception:
+            pass  # closed meanwhile, or nothing to cancel

@@ -213,7 +213,7 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
     log.info("started (attempt %s)", job.attempt)
     sessions = []
     try:
-        with heartbeat(run, on_cancel=lambda: _interrupt(sessions)):
+        with heartbeat(run, on_cancel=lambda: drivers.interrupt(sessions)):
             if job.cancel_requested_now():
                 raise Cancelled()
             _export(run, snapshot_id, sessions)
@@ -241,15 +241,6 @@ PHASES = {
     "validate": "validating its rows",
     "export": "exporting",
 }
-
-
-def _interrupt(sessions):
-    """Stop the queries of a cancelled table now, even a long count between two batches."""
-    for session in list(sessions):
-        try:
-            session.cancel()
-        except Exception:
-            pass  # closed meanwhile
 
 
 def _export(run: TableRun, snapshot_id: str, sessions: list):
@@ -344,7 +335,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         if counting is not None:
             if counting.done() and isinstance(counting.exception(), TableFailed):
                 raise counting.exception() from error  # it failed first, on its own
-            _interrupt(sessions[:1])  # the count has no reason to go on
+            drivers.interrupt(sessions[:1])  # the count has no reason to go on
         raise
     finally:
         _close(sessions)
