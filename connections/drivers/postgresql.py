@@ -702,6 +702,9 @@ def _libpq() -> str:
 
 
 def _read_binary(plans, kinds, block_bytes: int):
+    names = [p.name for p in plans]
+    arrow_types = [p.arrow_type for p in plans]
+
     def read(db, statement) -> Iterator[pa.RecordBatch]:
         if db.get_transaction_status() == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
             with db.cursor() as cur:  # psycopg2 begins its transaction on a first statement
@@ -712,8 +715,8 @@ def _read_binary(plans, kinds, block_bytes: int):
             while batch := decoder.read(BINARY_BATCH_ROWS, block_bytes * 8, pa.allocate_buffer):
                 columns, rows = batch
                 yield pa.RecordBatch.from_arrays(
-                    [_array(p.arrow_type, rows, *c) for p, c in zip(plans, columns, strict=True)],
-                    names=[p.name for p in plans],
+                    [_array(t, rows, *c) for t, c in zip(arrow_types, columns, strict=True)],
+                    names=names,
                 )
         except adu_pgcopy.DoesNotFit as error:
             column, reason = error.args
@@ -726,8 +729,8 @@ def _read_binary(plans, kinds, block_bytes: int):
 
 
 def _array(arrow_type, rows: int, validity, values, offsets, nulls: int) -> pa.Array:
-    if arrow_type == pa.uuid():
-        storage = pa.Array.from_buffers(pa.binary(16), rows, [validity, values], nulls)
+    if isinstance(arrow_type, pa.BaseExtensionType):  # uuid: over fixed_size_binary(16)
+        storage = pa.Array.from_buffers(arrow_type.storage_type, rows, [validity, values], nulls)
         return pa.ExtensionArray.from_storage(arrow_type, storage)
     buffers = [validity, values] if offsets is None else [validity, offsets, values]
     return pa.Array.from_buffers(arrow_type, rows, buffers, nulls)

@@ -51,23 +51,25 @@ def row_groups(footer: Struct) -> list[Struct]:
 
 def moved(group: Struct, delta: int, ordinal: int) -> Struct:
     """The row group with every file offset moved by `delta`, as the `ordinal`-th group."""
-    for field in group:
-        if field[0] == _GROUP_FILE_OFFSET:
-            field[2] += delta
-        elif field[0] == _GROUP_ORDINAL:
-            field[2] = ordinal
-        elif field[0] == _GROUP_COLUMNS:
-            for chunk in field[2][1]:
-                for chunk_field in chunk:
-                    if chunk_field[0] in _CHUNK_OFFSETS:
-                        chunk_field[2] += delta
-                    elif chunk_field[0] == _CHUNK_FILE_OFFSET and chunk_field[2]:
-                        chunk_field[2] += delta  # deprecated: pyarrow writes 0, "not set"
-                    elif chunk_field[0] == _CHUNK_META_DATA:
-                        for meta_field in chunk_field[2]:
-                            if meta_field[0] in _META_OFFSETS:
-                                meta_field[2] += delta
+    _shift(group, (_GROUP_FILE_OFFSET,), delta)
+    ordinal_field = group.get(_GROUP_ORDINAL)
+    if ordinal_field:
+        ordinal_field[2] = ordinal
+    for chunk in group.get(_GROUP_COLUMNS)[2][1]:
+        _shift(chunk, _CHUNK_OFFSETS, delta)
+        file_offset = chunk.get(_CHUNK_FILE_OFFSET)
+        if file_offset and file_offset[2]:  # deprecated: pyarrow writes 0, "not set"
+            file_offset[2] += delta
+        meta_data = chunk.get(_CHUNK_META_DATA)
+        if meta_data:
+            _shift(meta_data[2], _META_OFFSETS, delta)
     return group
+
+
+def _shift(fields: Struct, field_ids: tuple, delta: int):
+    for field in fields:
+        if field[0] in field_ids:
+            field[2] += delta
 
 
 def footer_bytes(first: Struct, groups: list[Struct], rows: int) -> bytes:

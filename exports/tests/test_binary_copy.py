@@ -4,10 +4,13 @@ Each test checks the path taken, then the file value by value against the source
 test_fidelity does for the CSV path.
 """
 
+import errno
+
 import pyarrow as pa
 import pytest
 
 from connections.drivers import postgresql
+from exports.engine import parquet
 from exports.models import ExportJob
 from exports.tests.test_fidelity import (
     COLUMNS,
@@ -142,10 +145,6 @@ def test_a_table_failing_mid_stream_stops_its_readers_before_closing_their_sessi
 ):
     # The readers decode with the GIL released, on their session's connection: closing
     # a session under a reader would crash the process, not fail the table.
-    import errno
-
-    from exports.engine import parquet
-
     monkeypatch.setattr(postgresql, "SPLIT_MIN_PAGES", 1)
     monkeypatch.setattr(postgresql, "BINARY_BATCH_ROWS", 1000)
     source_db.execute(
