@@ -10,9 +10,14 @@ The footer is a Thrift struct (FileMetaData) in the compact protocol. This modul
 and writes that protocol generically, as (field id, type, value) triples, and changes
 only the fields that hold file offsets, so whatever else pyarrow writes (statistics,
 encodings, the Arrow schema) passes through unchanged.
+
+It also reads a column chunk's dictionary page: the distinct values of that chunk, which
+the writer has already found, so that the profile need not hash them a second time.
 """
 
 import struct
+
+import pyarrow as pa
 
 MAGIC = b"PAR1"
 
@@ -25,6 +30,16 @@ _GROUP_COLUMNS, _GROUP_FILE_OFFSET, _GROUP_ORDINAL = 1, 5, 7
 _CHUNK_FILE_OFFSET, _CHUNK_META_DATA = 2, 3
 _CHUNK_OFFSETS = (4, 6)  # offset index, column index
 _META_OFFSETS = (9, 10, 11, 14)  # data page, index page, dictionary page, bloom filter
+_META_TYPE, _META_CODEC, _META_DICTIONARY_OFFSET, _META_ENCODING_STATS = 1, 4, 11, 13
+_PAGE_UNCOMPRESSED_SIZE, _PAGE_COMPRESSED_SIZE, _PAGE_DICTIONARY_HEADER = 2, 3, 7
+_DICTIONARY_NUM_VALUES = 1
+_STATS_PAGE_TYPE, _STATS_ENCODING = 1, 2
+_DICTIONARY_PAGE = 2
+_DICTIONARY_ENCODINGS = (2, 8)  # PLAIN_DICTIONARY, RLE_DICTIONARY
+_CODECS = {0: None, 6: "zstd"}  # uncompressed and ZSTD: what ADU writes
+# Parquet physical types stored PLAIN in a dictionary page, as Arrow reads them back
+_FIXED_WIDTH = {1: pa.int32(), 2: pa.int64(), 4: pa.float32(), 5: pa.float64()}
+_BYTE_ARRAY, _FIXED_LEN_BYTE_ARRAY = 6, 7
 
 
 class Struct(list):
@@ -64,6 +79,55 @@ def moved(group: Struct, delta: int, ordinal: int) -> Struct:
         if meta_data:
             _shift(meta_data[2], _META_OFFSETS, delta)
     return group
+
+
+def dictionary_only(group: Struct, column: int) -> bool:
+    """Whether every data page of a row group's column chunk refers to its dictionary
+    (none fell back to plain values), in a codec this module reads."""
+    meta = _chunk_meta(group, column)
+    stats = meta.get(_META_ENCODING_STATS)
+    if meta.get(_META_DICTIONARY_OFFSET) is None or stats is None:
+        return False
+    return meta.get(_META_CODEC)[2] in _CODECS and all(
+        page.get(_STATS_PAGE_TYPE)[2] == _DICTIONARY_PAGE
+        or page.get(_STATS_ENCODING)[2] in _DICTIONARY_ENCODINGS
+        for page in stats[2][1]
+    )
+
+
+def chunk_dictionary(data: memoryview, group: Struct, column: int, max_values: int):
+    """The values of a column chunk's dictionary (see dictionary_only), read from `data`,
+    the bytes of the file the row group's offsets refer to; None if it holds more than
+    `max_values`."""
+    meta = _chunk_meta(group, column)
+    offset = meta.get(_META_DICTIONARY_OFFSET)[2]
+    reader = _Reader(data.cast("B")[offset:])
+    page = reader.struct()
+    count = page.get(_PAGE_DICTIONARY_HEADER)[2].get(_DICTIONARY_NUM_VALUES)[2]
+    if count > max_values:
+        return None
+    start = offset + reader.pos
+    raw = data[start : start + page.get(_PAGE_COMPRESSED_SIZE)[2]]
+    size = page.get(_PAGE_UNCOMPRESSED_SIZE)[2]
+    codec = _CODECS[meta.get(_META_CODEC)[2]]
+    plain = pa.decompress(raw, size, codec=codec) if codec else pa.py_buffer(bytes(raw))
+    kind = meta.get(_META_TYPE)[2]
+    if kind in _FIXED_WIDTH:
+        return pa.Array.from_buffers(_FIXED_WIDTH[kind], count, [None, plain])
+    if kind == _FIXED_LEN_BYTE_ARRAY:
+        return pa.Array.from_buffers(pa.binary(size // count if count else 1), count, [None, plain])
+    if kind == _BYTE_ARRAY:  # each value: a 4-byte length, then its bytes
+        view, values, pos = memoryview(plain), [], 0
+        for _ in range(count):
+            (length,) = struct.unpack_from("<i", view, pos)
+            values.append(view[pos + 4 : pos + 4 + length].tobytes())
+            pos += 4 + length
+        return pa.array(values, pa.binary())
+    raise ValueError(f"no dictionary for Parquet physical type {kind}")
+
+
+def _chunk_meta(group: Struct, column: int) -> Struct:
+    return group.get(_GROUP_COLUMNS)[2][1][column].get(_CHUNK_META_DATA)[2]
 
 
 def _shift(fields: Struct, field_ids: tuple, delta: int):

@@ -1,9 +1,11 @@
 """A per-table profile: null count, min and max, and a distinct count up to 1000 values.
 
 Nulls, min and max come from the statistics the Parquet writer computes anyway (read back
-from the footers: no extra pass, no extra work on the hot path). Only the distinct count
-is computed on the batches as they stream, per batch in Arrow, with bounded memory (at
-most DISTINCT_LIMIT + 1 remembered values per column, and only while under the limit).
+from the footers: no extra pass, no extra work on the hot path). The distinct count comes
+from each row group the writer encodes (row_group_distinct, on the writer's threads): a
+dictionary-encoded column chunk already holds its distinct values in its dictionary page;
+only the other chunks are hashed, in Arrow. Memory stays bounded: at most
+DISTINCT_LIMIT + 1 remembered values per column, and only while under the limit.
 """
 
 import datetime
@@ -13,6 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from exports.engine import footer
 
 DISTINCT_LIMIT = 1000
 
@@ -31,26 +35,30 @@ class Profiler:
         self.leaf = _first_leaves(schema)
 
     def update(self, batch: pa.RecordBatch):
-        # All in Arrow: the distinct values seen so far stay an Arrow array, and a batch
-        # that brings nothing new (the usual case) costs one hash and one lookup.
-        for name, array in zip(self.names, batch.columns, strict=True):
-            if name in self.nested:
-                self.nested[name] += array.null_count
-                continue
-            if name in self.many:
-                continue
-            if isinstance(array.type, pa.BaseExtensionType):
-                array = array.storage
-            new = pc.unique(array)  # a null, if any, is one of them: not counted below
-            known = self.distinct[name]
-            if known is None:
-                known = new
-            elif not pc.all(pc.is_in(new, value_set=known)).as_py():
-                known = pc.unique(pa.concat_arrays([known, new]))
-            if _count(known) > DISTINCT_LIMIT:
-                self.many.add(name)
-                known = None
-            self.distinct[name] = known
+        for name in self.nested:
+            self.nested[name] += batch.column(name).null_count
+
+    def counting(self) -> dict[str, int]:
+        """The columns whose distinct values are still counted, with their Parquet leaf."""
+        return {
+            name: self.leaf[name]
+            for name in self.names
+            if name not in self.many and name not in self.nested
+        }
+
+    def add_distinct(self, name: str, values: pa.Array | None):
+        """One row group's distinct values of a column (None: more than the limit)."""
+        if name in self.many:
+            return
+        known = self.distinct[name]
+        if values is not None and known is not None:
+            if pc.all(pc.is_in(values, value_set=known)).as_py():
+                return  # nothing new: the usual case
+            values = pc.unique(pa.concat_arrays([known, values]))
+        if values is None or _count(values) > DISTINCT_LIMIT:
+            self.many.add(name)
+            values = None
+        self.distinct[name] = values
 
     def result(self, files: list[Path]) -> list[dict]:
         nulls = dict.fromkeys(self.names, 0)
@@ -94,6 +102,56 @@ class Profiler:
             }
             for name in self.names
         ]
+
+
+def row_group_distinct(
+    table: pa.Table, encoded: memoryview, group: footer.Struct, columns: dict[str, int]
+) -> dict[str, pa.Array | None]:
+    """The distinct values of `columns` (name: Parquet leaf) in one row group: `table`,
+    encoded as the Parquet file `encoded` whose only row group is `group`. None for a
+    column with more than DISTINCT_LIMIT."""
+    found = {}
+    for name, leaf in columns.items():
+        array = table.column(name)
+        if isinstance(array.type, pa.BaseExtensionType):
+            array = pa.chunked_array([c.storage for c in array.chunks], array.type.storage_type)
+        if footer.dictionary_only(group, leaf):
+            stored = footer.chunk_dictionary(encoded, group, leaf, DISTINCT_LIMIT)
+            if stored is None:
+                found[name] = None
+                continue
+            values = _as_arrow(stored, array.type)
+            if values is not None:
+                found[name] = values
+                continue
+        # The first rows settle most columns with many values, before the whole chunk
+        # is hashed (its hash table held, for a text column, the size of the text).
+        values = pc.unique(array.slice(0, 2 * DISTINCT_LIMIT))
+        if _count(values) <= DISTINCT_LIMIT:
+            values = pc.unique(array)  # a null, if any, is one of them: not counted
+        found[name] = values if _count(values) <= DISTINCT_LIMIT else None
+    return found
+
+
+def _as_arrow(stored: pa.Array, kind: pa.DataType) -> pa.Array | None:
+    """A dictionary's values (as Parquet stores them) as the column's Arrow type, so that
+    row groups read from their dictionary and row groups hashed compare alike; None for
+    a type stored otherwise (decimals as bytes, seconds stored as milliseconds)."""
+    if stored.type == kind:
+        return stored
+    if pa.types.is_decimal128(kind) and pa.types.is_integer(stored.type):
+        unscaled = stored.cast(pa.decimal128(38, 0))  # the same 16-byte integers
+        return pa.Array.from_buffers(kind, len(stored), [None, unscaled.buffers()[1]])
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_large_binary(kind):
+        return stored.cast(kind)
+    if getattr(kind, "unit", None) == "s":
+        return None
+    fixed = pa.types.is_temporal(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind)
+    if fixed and kind.bit_width == stored.type.bit_width:  # the same bits (uint32 as int32)
+        return pa.Array.from_buffers(kind, len(stored), [None, stored.buffers()[1]])
+    if pa.types.is_integer(kind) and pa.types.is_integer(stored.type):
+        return stored.cast(kind)  # 8 and 16 bits are stored as 32
+    return None
 
 
 def _first_leaves(schema: pa.Schema) -> dict[str, int]:

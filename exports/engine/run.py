@@ -409,15 +409,16 @@ def _write(
     ]
     schema = pa.schema(fields, metadata={"adu.table": f"{run.schema}.{run.table}"})
     max_mb = job.option("max_file_mb")
+    profiler = Profiler(schema, {p.name for p in plans if types.is_ordered(p)})
     writer = TableWriter(
         schema,
         target,
         compression_level=int(job.option("compression_level")),
         max_file_bytes=int(max_mb) << 20 if max_mb else None,
         distinct=distinct,
+        profiler=profiler,
     )
     batch_rows = max(1, int(job.option("batch_rows")))
-    profiler = Profiler(schema, {p.name for p in plans if types.is_ordered(p)})
     validator = Validator(
         schema,
         {p.name: p.source.nullable for p in plans},

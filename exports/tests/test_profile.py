@@ -1,23 +1,32 @@
 """The per-table profile: stored on the TableRun, in the manifest and on the job page."""
 
+import datetime
+import decimal
 import json
+import uuid
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 import pytest
 
+from exports.engine import parquet
 from exports.engine.profile import Profiler
 from exports.engine.run import create_job, run_job
 
 
-def profile_of(tmp_path, batches, schema, ordered):
+def profile_of(tmp_path, batches, schema, ordered, group_rows=None, distinct=None):
+    """The profile as an export makes it: the distinct values come from the writer."""
     profiler = Profiler(schema, ordered)
-    path = tmp_path / "t.parquet"
-    with pq.ParquetWriter(path, schema) as writer:
-        for batch in batches:
-            profiler.update(batch)
-            writer.write_batch(batch)
-    return profiler, profiler.result([path])
+    writer = parquet.TableWriter(schema, tmp_path / "t", distinct=distinct, profiler=profiler)
+    for batch in batches:
+        profiler.update(batch)
+        if group_rows:  # each batch its own row group
+            writer.write(batch)
+            writer._hand_over()
+        else:
+            writer.write(batch)
+    files = writer.close()
+    return profiler, profiler.result([f.path for f in files])
 
 
 def test_it_counts_nulls_min_max_and_distinct_across_batches(tmp_path):
@@ -49,6 +58,81 @@ def test_the_distinct_count_stops_remembering_past_the_limit(tmp_path):
     assert n["distinct"] == "more than 1000"
     assert (n["min"], n["max"]) == (0, 2999)
     assert profiler.distinct["n"] is None  # nothing kept past the limit
+
+
+def _column_of_every_type(rows: int) -> pa.Table:
+    """Columns of the types ADU writes, each with a few distinct values and nulls."""
+    k = [i % 7 for i in range(rows)]
+    nulls = [None if i % 11 == 0 else v for i, v in enumerate(k)]
+    day = datetime.date(2020, 1, 1)
+    moment = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    ids = [uuid.UUID(int=v) for v in range(7)]
+    return pa.table(
+        {
+            "i16": pa.array(nulls, pa.int16()),
+            "i32": pa.array(nulls, pa.int32()),
+            "u32": pa.array([v and 2**32 - v for v in k], pa.uint32()),
+            "i64": pa.array([v and -(2**62) + v for v in k], pa.int64()),
+            "f64": pa.array([[0.0, -0.0, float("nan"), 1.5, None, -2.0, 3.0][v] for v in k]),
+            "f32": pa.array([float(v) / 3 for v in k], pa.float32()),
+            "d9": pa.array([decimal.Decimal(v) / 4 for v in k], pa.decimal128(9, 2)),
+            "d18": pa.array([decimal.Decimal(-v) * 10**14 for v in k], pa.decimal128(18, 0)),
+            "d38": pa.array([decimal.Decimal(v) * 10**30 for v in k], pa.decimal128(38, 1)),
+            "text": pa.array([f"t{v}" if v else "" for v in k]),
+            "bytes": pa.array([bytes([v]) * v for v in k], pa.binary()),
+            "date": pa.array([day + datetime.timedelta(days=v) for v in k], pa.date32()),
+            "ts": pa.array(
+                [moment + datetime.timedelta(microseconds=v) for v in k], pa.timestamp("us", "UTC")
+            ),
+            "ts_s": pa.array(
+                [moment + datetime.timedelta(seconds=v) for v in k], pa.timestamp("s")
+            ),
+            "time": pa.array([datetime.time(0, 0, v) for v in k], pa.time64("us")),
+            "bool": pa.array([v % 2 == 0 for v in k]),
+            "uuid": pa.ExtensionArray.from_storage(
+                pa.uuid(), pa.array([ids[v].bytes for v in k], pa.binary(16))
+            ),
+        }
+    )
+
+
+@pytest.mark.parametrize("dictionary", [True, False], ids=["from the dictionaries", "hashed"])
+def test_distinct_counts_as_arrow_counts_them_for_every_type(tmp_path, dictionary):
+    table = _column_of_every_type(5000)
+    distinct = None if dictionary else dict.fromkeys(table.column_names, 10**9)
+    _, profile = profile_of(
+        tmp_path, table.to_batches(max_chunksize=1000), table.schema, set(), 1, distinct
+    )
+    for column in profile:
+        values = table.column(column["name"])
+        if isinstance(values.type, pa.BaseExtensionType):
+            values = values.combine_chunks().storage
+        expected = pc.count_distinct(values).as_py()  # nulls not counted
+        assert column["distinct"] == expected, column["name"]
+
+
+def test_row_groups_from_dictionaries_and_hashed_count_together(tmp_path):
+    """A column chunk whose values outgrow the dictionary page (1 MB) falls back to plain
+    values: that row group is hashed, the others read from their dictionaries, and a
+    value seen both ways counts once."""
+    schema = pa.schema([("s", pa.string()), ("d", pa.decimal128(12, 2))])
+    small = pa.record_batch([["a", "b"] * 50, [decimal.Decimal("1.50")] * 100], schema=schema)
+    # 1.5 MB of distinct values: the writer falls back after its first 1024 rows
+    wide = [f"{i:04d}" + "x" * 3000 for i in range(500)] * 4 + ["a"]
+    large = pa.record_batch(
+        [wide, [decimal.Decimal(i % 3 + 1) / 2 for i in range(len(wide))]], schema=schema
+    )
+    _, (s, d) = profile_of(tmp_path, [small, large, small], schema, set(), 1)
+    assert s["distinct"] == 502  # a, b and the 500 wide ones
+    assert d["distinct"] == 3  # 0.50, 1.00 and 1.50, in every row group's dictionary
+
+
+def test_a_dictionary_past_the_limit_is_not_read(tmp_path):
+    schema = pa.schema([("n", pa.int64())])
+    batches = [pa.record_batch([list(range(1500))], schema=schema)]
+    profiler, [n] = profile_of(tmp_path, batches, schema, {"n"}, 1)
+    assert n["distinct"] == "more than 1000"
+    assert profiler.counting() == {}  # the column is no longer counted
 
 
 @pytest.mark.django_db(transaction=True)
