@@ -83,15 +83,20 @@ def moved(group: Struct, delta: int, ordinal: int) -> Struct:
 
 def dictionary_only(group: Struct, column: int) -> bool:
     """Whether every data page of a row group's column chunk refers to its dictionary
-    (none fell back to plain values), in a codec this module reads."""
+    (none fell back to plain values), of a type and in a codec this module reads."""
     meta = _chunk_meta(group, column)
     stats = meta.get(_META_ENCODING_STATS)
     if meta.get(_META_DICTIONARY_OFFSET) is None or stats is None:
         return False
-    return meta.get(_META_CODEC)[2] in _CODECS and all(
-        page.get(_STATS_PAGE_TYPE)[2] == _DICTIONARY_PAGE
-        or page.get(_STATS_ENCODING)[2] in _DICTIONARY_ENCODINGS
-        for page in stats[2][1]
+    readable = meta.get(_META_TYPE)[2] in (*_FIXED_WIDTH, _BYTE_ARRAY, _FIXED_LEN_BYTE_ARRAY)
+    return (
+        readable
+        and meta.get(_META_CODEC)[2] in _CODECS
+        and all(
+            page.get(_STATS_PAGE_TYPE)[2] == _DICTIONARY_PAGE
+            or page.get(_STATS_ENCODING)[2] in _DICTIONARY_ENCODINGS
+            for page in stats[2][1]
+        )
     )
 
 
@@ -116,14 +121,13 @@ def chunk_dictionary(data: memoryview, group: Struct, column: int, max_values: i
         return pa.Array.from_buffers(_FIXED_WIDTH[kind], count, [None, plain])
     if kind == _FIXED_LEN_BYTE_ARRAY:
         return pa.Array.from_buffers(pa.binary(size // count if count else 1), count, [None, plain])
-    if kind == _BYTE_ARRAY:  # each value: a 4-byte length, then its bytes
-        view, values, pos = memoryview(plain), [], 0
-        for _ in range(count):
-            (length,) = struct.unpack_from("<i", view, pos)
-            values.append(view[pos + 4 : pos + 4 + length].tobytes())
-            pos += 4 + length
-        return pa.array(values, pa.binary())
-    raise ValueError(f"no dictionary for Parquet physical type {kind}")
+    # BYTE_ARRAY: each value a 4-byte length, then its bytes
+    view, values, pos = memoryview(plain), [], 0
+    for _ in range(count):
+        (length,) = struct.unpack_from("<i", view, pos)
+        values.append(view[pos + 4 : pos + 4 + length].tobytes())
+        pos += 4 + length
+    return pa.array(values, pa.binary())
 
 
 def _chunk_meta(group: Struct, column: int) -> Struct:

@@ -89,6 +89,7 @@ def _column_of_every_type(rows: int) -> pa.Table:
             ),
             "time": pa.array([datetime.time(0, 0, v) for v in k], pa.time64("us")),
             "bool": pa.array([v % 2 == 0 for v in k]),
+            "no_values": pa.array([None] * rows, pa.decimal128(30, 2)),
             "uuid": pa.ExtensionArray.from_storage(
                 pa.uuid(), pa.array([ids[v].bytes for v in k], pa.binary(16))
             ),
