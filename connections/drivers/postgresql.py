@@ -37,7 +37,7 @@ from connections.drivers import (
     interrupt,
 )
 from connections.models import ConnectionFailed
-from exports.engine.types import NATIVE, DoesNotFit, plan  # noqa: F401  (plan: the driver interface)
+from exports.engine.types import NATIVE, DoesNotFit, plan, read_schema  # noqa: F401  (plan: the driver interface)
 
 SYSTEM_SCHEMAS = ("information_schema",)
 SYSTEM_SCHEMA_PREFIXES = ("pg_", "gp_")
@@ -620,7 +620,7 @@ def read_batches(
     kinds = [binary_kind(p) for p in plans]
     if None in kinds:
         # A column only the server's text output carries exactly: every column as CSV.
-        read = _read_csv(pa.schema([pa.field(p.name, p.read_type) for p in plans]), block_bytes)
+        read = _read_csv(read_schema(plans), block_bytes)
         form = "csv"
     else:
         read = _read_binary(plans, kinds, block_bytes)

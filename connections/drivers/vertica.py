@@ -17,7 +17,7 @@ from vertica_python import errors as vertica_errors
 from adu_site.redaction import redact
 from connections.drivers import BadSelection, LinkReport, SourceColumn, TableInfo
 from connections.models import ConnectionFailed
-from exports.engine.types import DoesNotFit
+from exports.engine.types import DoesNotFit, read_schema
 from exports.engine.vertica_types import (
     Read,
     build_batch,
@@ -382,7 +382,7 @@ def read_batches(
     `block_bytes` of values, whatever the width of the rows.
     """
     select_list: list[Read] = [p.expression for p in plans]
-    arrow_types = pa.schema([pa.field(p.name, p.read_type) for p in plans])
+    arrow_types = read_schema(plans)
     session = open_session()
     columns = ", ".join(read.sql for read in select_list)
     fixed = 8 * len(select_list)

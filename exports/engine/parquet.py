@@ -164,13 +164,14 @@ class TableWriter:
         body, group_footer = footer.split(encoded)
         [group] = footer.row_groups(group_footer)
         distinct = profile.row_group_distinct(table, encoded, group, counting)
-        return body, group_footer, group, len(table), distinct
+        return body, group_footer, len(table), distinct
 
-    def _append(self, body, group_footer, group, rows: int, distinct: dict):
+    def _append(self, body: memoryview, group_footer: footer.Struct, rows: int, distinct: dict):
         for name, values in distinct.items():
             self.profiler.add_distinct(name, values)
         if self._sink is None:
             self._open()
+        [group] = footer.row_groups(group_footer)
         # The group's bytes start after its file's 4-byte magic; here, at the sink's end.
         self._groups.append(footer.moved(group, self._sink.size - 4, len(self._groups)))
         self._footer = group_footer

@@ -6,10 +6,13 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent import futures
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 
 import pyarrow as pa
 from django.conf import settings
@@ -292,6 +295,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         pool.shutdown(wait=False)
         if per_table:
             counting.result()  # before the read, which takes the same session
+        source = _Source(driver, open_session, pages, distinct, constraints, narrowing, counting)
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
         while True:
@@ -300,19 +304,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                 for c in source_columns
             ]
             try:
-                writer = _write(
-                    run,
-                    plans,
-                    target,
-                    driver,
-                    open_session,
-                    pages,
-                    block_bytes,
-                    distinct,
-                    constraints,
-                    narrowing,
-                    counting,
-                )
+                writer = _write(run, plans, target, source, block_bytes)
                 break
             except (pa.ArrowInvalid, types.DoesNotFit) as error:
                 _close(sessions[1:])  # this attempt's readers; `first` serves the next one
@@ -378,19 +370,20 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
     return writer
 
 
-def _write(
-    run,
-    plans,
-    target,
-    driver,
-    open_session,
-    pages,
-    block_bytes,
-    distinct,
-    constraints,
-    narrowing,
-    counting: futures.Future,
-) -> TableWriter:
+@dataclass
+class _Source:
+    """What a table's export learned of its source: the same for each attempt to read it."""
+
+    driver: ModuleType  # one of connections/drivers
+    open_session: Callable[[], object]  # a session that sees the job's snapshot
+    pages: int | None
+    distinct: dict[str, int]  # the server's estimates, per column
+    constraints: list
+    narrowing: dict  # row_filter, query: only those the table's spec has
+    counting: futures.Future  # the row count, running beside the read
+
+
+def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter:
     job = run.job
     masks = (run.spec or {}).get("masks", {})
     key = masking.job_key(job.pk, job.option("masking_key")) if masks else b""
@@ -415,14 +408,14 @@ def _write(
         target,
         compression_level=int(job.option("compression_level")),
         max_file_bytes=int(max_mb) << 20 if max_mb else None,
-        distinct=distinct,
+        distinct=source.distinct,
         profiler=profiler,
     )
     batch_rows = max(1, int(job.option("batch_rows")))
     validator = Validator(
         schema,
         {p.name: p.source.nullable for p in plans},
-        constraints,
+        source.constraints,
         list(Rule.objects.for_table(job.connection, run.schema, run.table)),
         mode=job.option("validation"),
         rows_expected=run.rows_expected,
@@ -430,20 +423,20 @@ def _write(
     )
     reported = time.monotonic()
     try:
-        batches = driver.read_batches(
-            open_session,
+        batches = source.driver.read_batches(
+            source.open_session,
             run.schema,
             run.table,
             plans,
             readers=int(job.option("readers")),
-            pages=pages,
+            pages=source.pages,
             block_bytes=block_bytes,
-            **narrowing,
+            **source.narrowing,
         )
         try:
             for batch in batches:
-                if run.rows_expected is None and counting.done():
-                    _counted(run, counting, validator)
+                if run.rows_expected is None and source.counting.done():
+                    _counted(run, source.counting, validator)
                 finished = pa.RecordBatch.from_arrays(
                     [
                         masking.mask(p.finish(column), masks[p.name], key)
@@ -465,7 +458,7 @@ def _write(
         finally:
             batches.close()  # its readers stop before their sessions close
         if run.rows_expected is None:
-            _counted(run, counting, validator)
+            _counted(run, source.counting, validator)
         run.validation = validator.finish(writer.rows)
         failed = validator.errors()
         if failed:

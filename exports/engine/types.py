@@ -166,6 +166,11 @@ def is_ordered(column_plan: ColumnPlan) -> bool:
     return not (pa.types.is_binary(kind) or pa.types.is_boolean(kind))
 
 
+def read_schema(plans: list) -> pa.Schema:
+    """The columns as a driver reads them, before ColumnPlan.finish."""
+    return pa.schema([pa.field(p.name, p.read_type) for p in plans])
+
+
 def can_fall_back(column_plan: ColumnPlan) -> bool:
     return not column_plan.fallback and column_plan.may_not_fit
 
