@@ -267,6 +267,11 @@ Q_CLUSTER = {
 # table is queued again once, then failed. Heartbeats come several times per timeout.
 HEARTBEAT_TIMEOUT = _read("ADU_HEARTBEAT_TIMEOUT", env.int, 120)
 HEARTBEAT_SECONDS = max(1, min(10, HEARTBEAT_TIMEOUT // 6))
+# Source sessions: checks, previews and discovery stop after this many seconds, and no
+# session waits longer than this for another session's lock (a job may set its own).
+# A role's own stricter limits stay; only the export's long reads lift the first.
+SOURCE_STATEMENT_TIMEOUT = _read("ADU_SOURCE_STATEMENT_TIMEOUT", env.int, 30)
+SOURCE_LOCK_TIMEOUT = _read("ADU_SOURCE_LOCK_TIMEOUT", env.int, 30)
 # Validation: uniqueness checks remember at most this many keys (8 bytes each).
 VALIDATION_MAX_KEYS = _read("ADU_VALIDATION_MAX_KEYS", env.int, 10_000_000)
 # API requests per token (or per session user) and minute; more get a 429. 0: no limit.

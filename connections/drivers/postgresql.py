@@ -9,6 +9,7 @@ way memory is bounded by the batch size. A large table is read as several ctid r
 over several connections that all import the job's snapshot, as `pg_dump -j` does.
 """
 
+import dataclasses
 import fcntl
 import functools
 import json
@@ -25,6 +26,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from django.conf import settings
 from psycopg2 import sql
 
 from adu_site.redaction import redact
@@ -35,23 +37,24 @@ from connections.drivers import (
     SourceColumn,
     TableInfo,
     interrupt,
+    user_sql,
 )
 from connections.models import ConnectionFailed
 from exports.engine.types import NATIVE, DoesNotFit, plan, read_schema  # noqa: F401  (plan: the driver interface)
 
 SYSTEM_SCHEMAS = ("information_schema",)
 SYSTEM_SCHEMA_PREFIXES = ("pg_", "gp_")
+# Every session is read-only from its first statement, whatever a transaction does: no
+# statement on it can write even if a transaction ends early.
+READ_ONLY = {"default_transaction_read_only": "on"}
 # Settings that make the server's text output exact and parseable whatever the
-# server's defaults are. idle_in_transaction_session_timeout=0 keeps the job's leader
-# session (which holds the snapshot open while tables run) from being killed.
+# server's defaults are.
 SESSION_SETTINGS = {
     "DateStyle": "ISO, MDY",
     "IntervalStyle": "iso_8601",
     "TimeZone": "UTC",
     "extra_float_digits": "3",
     "bytea_output": "hex",
-    "statement_timeout": "0",
-    "idle_in_transaction_session_timeout": "0",
 }
 CSV_BLOCK_BYTES = 2 << 20
 PIPE_BYTES = 1 << 20
@@ -60,8 +63,19 @@ SPLIT_MIN_PAGES = 4096
 _F_SETPIPE_SZ = 1031
 
 
-def connect(connection, *, session_settings: bool = True):
-    """An open psycopg2 connection, or ConnectionFailed with one clear sentence."""
+def connect(
+    connection,
+    *,
+    session_settings: bool = True,
+    long_reads: bool = False,
+    lock_timeout: int | None = None,
+):
+    """An open read-only psycopg2 connection, or ConnectionFailed with one clear sentence.
+
+    Its statements stop after settings.SOURCE_STATEMENT_TIMEOUT seconds (no limit for
+    `long_reads`: an export's sessions) and wait at most `lock_timeout` seconds (default
+    settings.SOURCE_LOCK_TIMEOUT) for another session's lock.
+    """
     params = {
         "host": connection.host,
         "port": connection.port,
@@ -74,10 +88,10 @@ def connect(connection, *, session_settings: bool = True):
         "client_encoding": "UTF8",
     }
     params.update({k: v for k, v in (connection.options or {}).items() if k not in params})
-    if session_settings:
-        params["options"] = " ".join(
-            f"-c {name}={value.replace(' ', '')}" for name, value in SESSION_SETTINGS.items()
-        )
+    startup = {**READ_ONLY, **(SESSION_SETTINGS if session_settings else {})}
+    params["options"] = " ".join(
+        f"-c {name}={value.replace(' ', '')}" for name, value in startup.items()
+    )
     if connection.sslmode in VERIFYING and not connection.ca_certificate:
         raise ConnectionFailed(
             f"sslmode {connection.sslmode} checks the server's certificate against a CA "
@@ -87,9 +101,47 @@ def connect(connection, *, session_settings: bool = True):
         if ca_path:
             params["sslrootcert"] = ca_path
         try:
-            return psycopg2.connect(**params)
+            db = psycopg2.connect(**params)
         except psycopg2.Error as error:
             raise ConnectionFailed(explain(error, connection)) from None
+    try:
+        _limit(
+            db, long_reads, settings.SOURCE_LOCK_TIMEOUT if lock_timeout is None else lock_timeout
+        )
+    except psycopg2.Error as error:
+        db.close()
+        raise ConnectionFailed(explain(error, connection)) from None
+    return db
+
+
+# The session's limits in one round trip: ours, unless the role's own is stricter (a
+# limit of 0 is none; NULL: leave it). An export's long reads alone lift the statement
+# timeout, and keep their transaction open while other sessions read. (pg_settings: a
+# server without one of these, such as Greenplum 6 without the idle timeout, is left so.)
+_LIMITS = """
+SELECT set_config(name, CASE WHEN ours IS NULL THEN setting
+                             WHEN ours = 0 THEN '0'
+                             WHEN setting::bigint = 0 OR setting::bigint > ours THEN ours::text
+                             ELSE setting END, false)
+FROM pg_settings
+JOIN (VALUES ('statement_timeout', %(statement)s::bigint),
+             ('lock_timeout', %(lock)s::bigint),
+             ('idle_in_transaction_session_timeout', %(idle)s::bigint)) AS limits(limit_name, ours)
+  ON name = limit_name
+"""
+
+
+def _limit(db, long_reads: bool, lock_timeout: int):
+    with db.cursor() as cur:
+        cur.execute(
+            _LIMITS,
+            {
+                "statement": 0 if long_reads else settings.SOURCE_STATEMENT_TIMEOUT * 1000,
+                "lock": max(1, lock_timeout) * 1000,
+                "idle": 0 if long_reads else None,
+            },
+        )
+    db.commit()
 
 
 def test(connection) -> LinkReport:
@@ -314,14 +366,14 @@ def _resolve_types(db, names, oids, typmods, notnull=None) -> list[SourceColumn]
     ]
 
 
-def open_snapshot(connection):
+def open_snapshot(connection, lock_timeout: int | None = None):
     """A REPEATABLE READ session holding the job's snapshot, and the snapshot's id.
 
     The session must stay open until every table of the job has imported the snapshot.
     A Greenplum that cannot export snapshots gets a PER_TABLE id instead: each table is
     then read in a transaction of its own, and the manifest says so.
     """
-    db = connect(connection)
+    db = connect(connection, long_reads=True, lock_timeout=lock_timeout)
     db.set_session(isolation_level="REPEATABLE READ", readonly=True)
     try:
         with db.cursor() as cur:
@@ -335,10 +387,10 @@ def open_snapshot(connection):
         raise ConnectionFailed(explain(error, connection)) from None
 
 
-def join_snapshot(connection, snapshot_id: str | None):
-    """A read-only session that sees the database exactly as the job's snapshot does
-    (with a PER_TABLE id: as its own transaction does)."""
-    db = connect(connection)
+def join_snapshot(connection, snapshot_id: str | None, lock_timeout: int | None = None):
+    """A read-only session for an export's long reads that sees the database exactly as
+    the job's snapshot does (with a PER_TABLE id: as its own transaction does)."""
+    db = connect(connection, long_reads=True, lock_timeout=lock_timeout)
     db.set_session(isolation_level="REPEATABLE READ", readonly=True)
     if snapshot_id and not snapshot_id.startswith(PER_TABLE):
         with db.cursor() as cur:
@@ -362,43 +414,145 @@ def count_rows(db, schema: str, table: str, row_filter: str = "", query: str = "
 
 def _relation(schema: str, table: str, query: str) -> sql.Composable:
     if query:
-        return sql.SQL("(\n{}\n) AS q").format(sql.SQL(query))
+        # What runs is the query's tree deparsed again, never the text as typed.
+        return sql.SQL("(\n{}\n) AS q").format(sql.SQL(user_sql.check_query(query).sql))
     return sql.Identifier(schema, table)
 
 
 def _where(row_filter: str, conditions: list) -> sql.Composable:
-    # The filter on lines of its own, in parentheses: it was checked to be one
-    # expression (no comment, no semicolon) before the job started.
     if row_filter:
-        conditions = [sql.SQL("(\n{}\n)").format(sql.SQL(row_filter)), *conditions]
+        checked = user_sql.check_filter(row_filter)
+        conditions = [sql.SQL("({})").format(sql.SQL(checked.sql)), *conditions]
     if not conditions:
         return sql.SQL("")
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
 
 
-def check_filter(db, schema: str, table: str, expression: str):
-    """BadSelection unless `expression` is one plain condition on the table's rows: it
-    must parse, name only its columns, call no volatile function and hold no query."""
-    _plain_text(expression, "filter")
-    statement = sql.SQL("SELECT * FROM ONLY {}{}").format(
-        sql.Identifier(schema, table), _where(expression, [])
+def check_filter(db, schema: str, table: str, expression: str) -> user_sql.CheckedFilter:
+    """The filter, parsed and checked (user_sql), then planned: BadSelection unless it is
+    one allowed condition on the table's own columns whose plan reads that table alone."""
+    checked = user_sql.check_filter(expression, [c.name for c in columns(db, schema, table)])
+    statement = sql.SQL("SELECT * FROM {} WHERE ({})").format(
+        sql.Identifier(schema, table), sql.SQL(checked.sql)
     )
     tree = _check_plan(db, statement, "filter")
-    # The table itself is all the plan may read (a partitioned one: its partitions).
-    scans = re.findall(r'"Relation Name": "((?:[^"\\]|\\.)*)"', json.dumps(tree))
-    if len(scans) != 1 or "SubPlan" in json.dumps(tree) or "InitPlan" in json.dumps(tree):
+    own = _table_and_partitions(db, schema, table)
+    read = {(scan_schema, name) for scan_schema, name, _ in _scans(tree)}
+    if not read <= own or _has_subplan(tree):
         raise BadSelection(
-            "The filter contains a query; a filter is one condition on the table's own columns."
+            "The filter reads more than its table; a filter is one condition on the "
+            "table's own columns."
         )
+    return checked
 
 
-def check_query(db, query: str):
-    """BadSelection unless `query` is one SELECT that changes nothing and gives the same
-    rows each time it runs in one snapshot (no volatile function)."""
-    _plain_text(query, "query")
-    tree = _check_plan(db, sql.SQL(query), "query")
-    if '"ModifyTable"' in json.dumps(tree):
+def check_query(db, query: str) -> user_sql.CheckedQuery:
+    """The query, parsed and checked (user_sql), then planned: BadSelection unless it is
+    one SELECT that reads no system catalog. Its `reads` are the (schema, table, column)
+    of every table column the plan touches, whatever the query calls them."""
+    checked = user_sql.check_query(query)
+    tree = _check_plan(db, sql.SQL(checked.sql), "query")
+    if any(node.get("Node Type") == "ModifyTable" for node in _plan_nodes(tree)):
         raise BadSelection("The query changes data; an export runs only a SELECT.")
+    scans = list(_scans(tree))
+    system = sorted(f"{s}.{name}" for s, name, _ in scans if is_system_schema(s))
+    if system:
+        raise BadSelection(
+            f"The query reads the system catalog ({system[0]}); a query reads the "
+            "database's own tables."
+        )
+    return dataclasses.replace(checked, reads=_columns_read(db, tree, scans))
+
+
+def _plan_nodes(tree: dict) -> Iterator[dict]:
+    yield tree
+    for child in tree.get("Plans", ()):
+        yield from _plan_nodes(child)
+
+
+def _scans(tree: dict) -> Iterator[tuple[str, str, str]]:
+    """(schema, relation, alias) of every relation the plan reads."""
+    for node in _plan_nodes(tree):
+        if "Relation Name" in node:
+            yield node.get("Schema", ""), node["Relation Name"], node.get("Alias", "")
+
+
+def _has_subplan(tree: dict) -> bool:
+    return any(
+        node.get("Parent Relationship") in ("SubPlan", "InitPlan") or "Subplan Name" in node
+        for node in _plan_nodes(tree)
+    )
+
+
+def _table_and_partitions(db, schema: str, table: str) -> set[tuple[str, str]]:
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            WITH RECURSIVE tree(oid) AS (
+                SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = %s AND c.relname = %s
+              UNION ALL
+                SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
+            )
+            SELECT n.nspname, c.relname FROM tree
+            JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+            """,
+            [schema, table],
+        )
+        return set(cur.fetchall())
+
+
+def _columns_read(db, tree: dict, scans) -> frozenset[tuple[str, str, str]]:
+    """The columns of scanned relations that appear anywhere in the verbose plan (as
+    alias.column, or all of them as alias.*): outputs, filters, join and sort keys."""
+    if not scans:
+        return frozenset()
+    texts = "\n".join(_plan_texts(tree))
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            SELECT n.nspname, c.relname, a.attname
+            FROM unnest(%s::text[], %s::text[]) AS r(nsp, rel)
+            JOIN pg_namespace n ON n.nspname = r.nsp
+            JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.rel
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            """,
+            [[s for s, _, _ in scans], [name for _, name, _ in scans]],
+        )
+        relation_columns: dict[tuple[str, str], list[str]] = {}
+        for schema, name, column in cur.fetchall():
+            relation_columns.setdefault((schema, name), []).append(column)
+    reads = set()
+    for schema, name, alias in scans:
+        for column in relation_columns.get((schema, name), []):
+            if re.search(_qualified(alias, column), texts) or re.search(
+                _qualified(alias, "*"), texts
+            ):
+                reads.add((schema, name, column))
+    return frozenset(reads)
+
+
+def _qualified(alias: str, column: str) -> str:
+    """A pattern for alias.column as EXPLAIN prints it, quoted or not."""
+
+    def name(identifier: str) -> str:
+        quoted = '"' + identifier.replace('"', '""') + '"'
+        if identifier == "*":
+            return re.escape("*")
+        return f"(?:{re.escape(quoted)}|{re.escape(identifier)})"
+
+    return rf'(?<![\w$"]){name(alias)}\.{name(column)}(?![\w$"])'
+
+
+def _plan_texts(node) -> Iterator[str]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _plan_texts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _plan_texts(value)
+    elif isinstance(node, str):
+        yield node
 
 
 def query_columns(db, query: str) -> list[SourceColumn]:
@@ -441,54 +595,32 @@ def preview(db, query: str, limit: int) -> list[tuple]:
             )
             return [tuple(None if v is None else str(v) for v in row) for row in cur.fetchall()]
     except psycopg2.Error as error:
-        reason = error.diag.message_primary or _first_line(str(error))
-        raise BadSelection(f"The source refuses the query: {reason.rstrip('.')}.") from None
+        raise BadSelection(f"The source refuses the query: {_reason(error)}.") from None
     finally:
         db.rollback()
 
 
-def _plain_text(text: str, what: str):
-    if not text.strip():
-        raise BadSelection(f"The {what} is empty.")
-    outside = _outside_quotes(text)
-    for mark, name in ((";", "a semicolon"), ("--", "a comment"), ("/*", "a comment")):
-        if mark in outside:
-            raise BadSelection(
-                f"The {what} contains {name}; write one {'condition' if what == 'filter' else 'SELECT'} "
-                "without it."
-            )
-    depth = 0
-    for char in outside:
-        depth += {"(": 1, ")": -1}.get(char, 0)
-        if depth < 0:
-            break
-    if depth != 0:
-        raise BadSelection(f"The {what}'s parentheses do not match.")
+def _reason(error: psycopg2.Error) -> str:
+    """The server's reason in one line, without the values it quotes: a query that
+    fails on a row must not carry that row's data out in its message."""
+    if error.pgcode == "57014":
+        return f"it ran longer than {settings.SOURCE_STATEMENT_TIMEOUT} s (ADU_SOURCE_STATEMENT_TIMEOUT)"
+    if error.pgcode == "55P03":
+        return "a table it reads is locked by another session (an ACCESS EXCLUSIVE lock)"
+    reason = error.diag.message_primary or _first_line(str(error))
+    if (error.pgcode or "").startswith("22"):  # data exception: may quote a value
+        reason = _QUOTED.sub("…", reason)
+    return reason.rstrip(".")
 
 
-def _outside_quotes(text: str) -> str:
-    """The text with quoted literals and identifiers blanked out."""
-    out, quote = [], None
-    for char in text:
-        if quote:
-            if char == quote:
-                quote = None
-            out.append(" ")
-        elif char in ("'", '"'):
-            quote = char
-            out.append(" ")
-        else:
-            out.append(char)
-    return "".join(out)
+_QUOTED = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'')
 
 
 def _check_plan(db, statement, what: str) -> dict:
-    """Plan the statement in a read-only transaction (nothing runs) and look at the plan."""
-    readonly, autocommit = db.readonly, db.autocommit
-    db.autocommit = False
+    """Plan the statement (nothing runs; the session is read-only) and look at the plan."""
+    db.rollback()
     try:
         with db.cursor() as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
             cur.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + statement)
             [[explained]] = cur.fetchall()
             tree = explained[0]["Plan"]
@@ -501,12 +633,9 @@ def _check_plan(db, statement, what: str) -> dict:
             )
             volatile = [name for (name,) in cur.fetchall()]
     except psycopg2.Error as error:
-        db.rollback()
-        reason = error.diag.message_primary or _first_line(str(error))
-        raise BadSelection(f"The source refuses the {what}: {reason.rstrip('.')}.") from None
+        raise BadSelection(f"The source refuses the {what}: {_reason(error)}.") from None
     finally:
         db.rollback()
-        db.autocommit, db.readonly = autocommit, readonly
     if volatile:
         raise BadSelection(
             f"The {what} calls {', '.join(volatile)}, which can change the database or give "

@@ -60,18 +60,31 @@ def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensiti
     return list(tables) + [(QUERY_SCHEMA, q.name) for q in queries], specs
 
 
+# How strong each way of withholding a column is: a mask or choice on a column under a
+# sensitive-column policy must be at least as strong as the policy's own action.
+STRENGTH = {"exclude": 4, "null": 3, "redact": 2, "hash": 1, "truncate": 0}
+STRENGTH_ORDER = "leave out > null > redact > hash > truncate"
+
+
 def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
     schema, table = name
     label = f"query '{table}'" if query else f"{schema}.{table}"
+
+    def policy_of(schema, table, column):
+        return next((p for p in policies if p.matches(schema, table, column)), None)
+
+    def is_allowed(schema, table, column):
+        return "*" in allowed or f"{schema}.{table}.{column}" in allowed
+
     try:
         if query:
-            driver.check_query(db, query)
+            checked = driver.check_query(db, query)
             columns = driver.query_columns(db, query)
         else:
             columns = driver.columns(db, schema, table)
     except BadSelection as error:
         raise SelectionRefused(
-            f"The {label}: {error}", "queries" if query else "selections"
+            f"{label}: {error}", "queries" if query else "selections"
         ) from None
     except ConnectionFailed as error:
         if not request and not query:
@@ -79,6 +92,21 @@ def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
         raise SelectionRefused(str(error), "queries" if query else "selections") from None
     finally:
         db.rollback()
+    sensitive = {}
+    # A query reads columns of tables, whatever it names them: each is held to its policy.
+    for read in sorted(checked.reads) if query else ():
+        policy = policy_of(*read)
+        if policy is None:
+            continue
+        if not is_allowed(*read):
+            raise SelectionRefused(
+                f"The {label} reads {'.'.join(read)}, which is sensitive ({policy.pattern}); "
+                "only an ADU Admin may allow that for a job (allow_sensitive).",
+                "queries",
+            )
+        sensitive[".".join(read)] = (
+            f"sensitive ({policy.pattern}): read by the query, allowed by {owner.username}"
+        )
     types = {c.name: driver.plan(c).arrow_type for c in columns}
     include, exclude = request.get("columns") or [], request.get("exclude") or []
     missing = [c for c in [*include, *exclude] if c not in types]
@@ -94,18 +122,23 @@ def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
         problem = masking.problem(mask, types[column])
         if problem:
             raise SelectionRefused(f"{label}, column {column}: {problem}")
-    sensitive = {}
     for column in list(selected):
-        policy = next((p for p in policies if p.matches(schema, table, column)), None)
+        policy = policy_of(schema, table, column)
         if policy is None:
             continue
-        key = f"{schema}.{table}.{column}"
-        if key in allowed or "*" in allowed:
+        if is_allowed(schema, table, column):
             sensitive[column] = (
                 f"sensitive ({policy.pattern}): allowed unmasked by {owner.username}"
             )
         elif column in masks:
-            sensitive[column] = f"sensitive ({policy.pattern}): masked ({masks[column]['method']})"
+            method = masks[column]["method"]
+            if STRENGTH[method] < STRENGTH[policy.action]:
+                raise SelectionRefused(
+                    f"{label}, column {column}: its policy ({policy.pattern}) asks for "
+                    f"'{policy.action}', and a mask may only be as strong or stronger "
+                    f"({STRENGTH_ORDER})."
+                )
+            sensitive[column] = f"sensitive ({policy.pattern}): masked ({method})"
         elif policy.action == SensitiveColumn.Action.EXCLUDE:
             selected.remove(column)
             sensitive[column] = f"sensitive ({policy.pattern}): left out"
@@ -119,9 +152,27 @@ def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
         if query:
             raise SelectionRefused(f"{label}: write the condition into the query itself.")
         try:
-            driver.check_filter(db, schema, table, row_filter)
+            checked_filter = driver.check_filter(db, schema, table, row_filter)
         except BadSelection as error:
-            raise SelectionRefused(f"The filter of {label}: {error}") from None
+            raise SelectionRefused(f"{label}: {error}") from None
+        finally:
+            db.rollback()
+        # A filter that names a sensitive column tells its values row by row.
+        for column in sorted(checked_filter.columns):
+            policy = policy_of(schema, table, column)
+            if policy is None:
+                continue
+            if not is_allowed(schema, table, column):
+                raise SelectionRefused(
+                    f"The filter of {label} reads {column}, which is sensitive "
+                    f"({policy.pattern}); only an ADU Admin may allow that for a job "
+                    "(allow_sensitive)."
+                )
+            sensitive.setdefault(
+                column,
+                f"sensitive ({policy.pattern}): read by the filter, allowed by {owner.username}",
+            )
+        row_filter = checked_filter.sql
     spec = {
         "columns": selected if len(selected) < len(columns) else [],
         "filter": row_filter,

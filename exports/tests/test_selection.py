@@ -84,22 +84,23 @@ def test_a_filter_exports_exactly_the_matching_rows(people, owner):
     wanted = {i for (i,) in people.execute(f"SELECT id FROM people WHERE {condition}")}
     assert ids == wanted
     manifest = json.loads((job.folder() / "manifest.json").read_text())
-    assert manifest["tables"][0]["selection"]["filter"] == condition
+    # The manifest says what ran: the filter's tree as deparsed, not the text as typed.
+    ran = manifest["tables"][0]["selection"]["filter"]
+    assert ran == "(city = 'Rome' AND born < CAST('1995-06-01' AS pg_catalog.date)) OR id = 300"
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("condition", "message"),
     [
-        ("id >", "The filter of public.people: The source refuses the filter: syntax error"),
-        ("nosuch > 1", 'The source refuses the filter: column "nosuch" does not exist'),
-        ("1=1; DROP TABLE people", "contains a semicolon"),
-        ("id > 1 -- and more", "contains a comment"),
-        ("id > 1) OR (true", "parentheses do not match"),
-        ("noisy()", "calls noisy, which can change the database"),
-        ("nextval('counter') > 0", "calls nextval, which can change the database"),
-        ("random() < 0.5", "calls random"),
-        ("id IN (SELECT n FROM audit_log)", "The filter contains a query"),
+        ("id >", "public.people: The filter does not parse: syntax error at end of input."),
+        ("nosuch > 1", "The filter names nosuch, which is not a column of the table."),
+        ("1=1; DROP TABLE people", "The filter holds 2 statements; write one condition."),
+        ("id > 1) OR (true", "The filter does not parse: syntax error"),
+        ("noisy()", "The filter calls noisy(), which is not on ADU's list of built-in functions"),
+        ("nextval('counter') > 0", "calls nextval(), which is not on ADU's list"),
+        ("random() < 0.5", "calls random(), which is not on ADU's list"),
+        ("id IN (SELECT n FROM audit_log)", "The filter contains a subquery"),
     ],
 )
 def test_a_bad_filter_is_refused_before_the_job_and_changes_nothing(
@@ -267,10 +268,10 @@ def test_a_query_export_matches_the_query_value_by_value(people, owner):
 @pytest.mark.parametrize(
     ("sql", "message"),
     [
-        ("DELETE FROM people", "The query changes data"),
-        ("WITH gone AS (DELETE FROM people RETURNING id) SELECT * FROM gone", "changes data"),
-        ("SELECT 1; SELECT 2", "contains a semicolon"),
-        ("SELECT nextval('counter')", "calls nextval"),
+        ("DELETE FROM people", "The query is not a SELECT but DELETE"),
+        ("WITH gone AS (DELETE FROM people RETURNING id) SELECT * FROM gone", "a DELETE"),
+        ("SELECT 1; SELECT 2", "The query holds 2 statements"),
+        ("SELECT nextval('counter')", "calls nextval()"),
         ("SELECT id, id FROM people", "several columns named id"),
         ("SELEC 1", "syntax error"),
     ],
@@ -314,7 +315,7 @@ def test_the_command_takes_columns_filters_masks_and_queries(people, owner):
         (["--columns", "public.people"], "--columns takes SCHEMA.TABLE:..."),
         (["--mask", "public.people:email"], "--mask takes SCHEMA.TABLE:COLUMN=METHOD"),
         (["--query", "nosuch"], "has no saved query 'nosuch'"),
-        (["--where", "public.people:id = 1; DROP TABLE people"], "contains a semicolon"),
+        (["--where", "public.people:id = 1; DROP TABLE people"], "holds 2 statements"),
     ]:
         with pytest.raises(CommandError, match=message):
             call_command("adu_export", "hr", "--tables", "public.people", *bad, "--as", "owner")
