@@ -13,8 +13,11 @@ from connections.models import (
     ConnectionFailed,
     SavedQuery,
     SensitiveColumn,
+    check_options,
     describe_ca,
+    endpoint_changes,
     parse_ca_certificate,
+    password_again,
 )
 
 FIELDS = [
@@ -59,7 +62,9 @@ class ConnectionForm(forms.ModelForm):
         self.initial.pop("password", None)
         shared = self.fields["shared_with"]
         shared.widget = forms.CheckboxSelectMultiple()
-        shared.queryset = Group.objects.all()
+        # A role is not a team: sharing with "ADU Operator" would open the connection to
+        # every operator. Role groups are neither offered nor accepted.
+        shared.queryset = Group.objects.exclude(name__in=roles.ROLES)
         if user is not None and not roles.is_admin(user):
             # Share only with groups one belongs to, never with strangers.
             shared.queryset = shared.queryset.filter(user=user)
@@ -93,9 +98,33 @@ class ConnectionForm(forms.ModelForm):
 
     def clean_password(self):
         typed = self.cleaned_data.get("password")
+        self.password_typed = bool(typed)
         if not typed and self.instance.pk:
             return self.instance.password
         return typed
+
+    def clean_options(self):
+        # Only the admin's form has the field; the portal's is checked by Connection.clean.
+        options = self.cleaned_data.get("options")
+        try:
+            check_options(self.cleaned_data.get("kind", self.instance.kind), options)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+        return options
+
+    def clean(self):
+        cleaned = super().clean()
+        connection = self.instance
+        if connection.pk and connection.has_password() and "password" in cleaned:
+            if self.password_typed:
+                connection.password_entered = True  # even if it is the same one
+            else:
+                # The stored password stays with the server it was typed for: it is never
+                # sent to a new host, port, database, user, kind or sslmode.
+                changed = endpoint_changes(connection, cleaned)
+                if changed:
+                    self.add_error("password", password_again(changed))
+        return cleaned
 
     def clean_name(self):
         name = self.cleaned_data["name"]

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts import roles
@@ -13,6 +14,35 @@ from adu_site import redaction
 from connections.crypto import EncryptedTextField, Sealed
 
 DEFAULT_PORTS = {"postgresql": 5432, "greenplum": 5432, "vertica": 5433}
+
+# Where a stored password goes. Change any of these and the password must be typed again
+# (portal, admin, and Connection.save itself): else whoever may edit a connection could
+# point it at a server of their own, or turn its encryption off, and have ADU hand that
+# server the password on the next test or export.
+ENDPOINT_FIELDS = ("kind", "host", "port", "database", "username", "sslmode")
+_ENDPOINT_NAMES = {"username": "user name"}
+
+# The driver options a connection may carry (connection.options, merged into the driver's
+# connect call): only keys that cannot name another server, a file, a service, a
+# credential or server settings, nor weaken TLS. Each maps to how its value is checked.
+_SECONDS = "a whole number of seconds"
+LIBPQ_OPTIONS = {
+    "application_name": "name",
+    "fallback_application_name": "name",
+    "keepalives": ("0", "1"),
+    "keepalives_idle": _SECONDS,
+    "keepalives_interval": _SECONDS,
+    "keepalives_count": "a whole number",
+    "tcp_user_timeout": "a whole number of milliseconds",
+    "target_session_attrs": (
+        "any", "read-write", "read-only", "primary", "standby", "prefer-standby",
+    ),
+}  # fmt: skip
+DRIVER_OPTIONS = {
+    "postgresql": LIBPQ_OPTIONS,
+    "greenplum": LIBPQ_OPTIONS,
+    "vertica": {"workload": "name"},
+}
 
 
 class ConnectionFailed(Exception):
@@ -29,7 +59,10 @@ class ConnectionQuerySet(models.QuerySet):
         shared with one of their groups (an ADU Admin: all)."""
         if roles.is_admin(user):
             return self.all()
-        shared = models.Q(shared_with__in=user.groups.all()) if user.pk else models.Q()
+        # A role is not a team: a connection shared with a role group (which the form no
+        # longer offers) is not thereby open to everyone of that role.
+        teams = user.groups.exclude(name__in=roles.ROLES)
+        shared = models.Q(shared_with__in=teams) if user.pk else models.Q()
         return self.filter(models.Q(owner_id=user.pk) | shared).distinct()
 
     def usable_by(self, user):
@@ -103,6 +136,70 @@ class Connection(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def save(self, *args, **kwargs):
+        """Save; refuses (ValidationError) options outside the allowlist, and a stored
+        password kept while the endpoint changed (the forms say so first, by the field)."""
+        fields = kwargs.get("update_fields")
+        try:
+            check_options(self.kind, self.options)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+        if fields is None or set(fields) & set(ENDPOINT_FIELDS):
+            changed = self._moved_with_stored_password()
+            if changed:
+                raise ValidationError(password_again(changed))
+        super().save(*args, **kwargs)
+        self._remember_password()
+
+    # A form that had the password typed (even the same one) sets this before saving.
+    password_entered = False
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        connection = super().from_db(db, field_names, values)
+        connection._remember_password()
+        return connection
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._remember_password()
+
+    def _remember_password(self):
+        # The object read from the database: a password assigned since is another object.
+        if "password" in self.__dict__:
+            self._stored_password = self.password
+        self.password_entered = False
+
+    def has_password(self) -> bool:
+        """A password is stored (one no configured key can open counts)."""
+        return isinstance(self.password, Sealed) or bool(self.password)
+
+    def endpoint_changed(self, old) -> list[str]:
+        """The ENDPOINT_FIELDS in which this connection differs from `old` (a Connection or
+        a mapping; a field a mapping lacks counts as unchanged)."""
+        return endpoint_changes(old, self)
+
+    def _password_was_entered(self) -> bool:
+        if self.password_entered or not hasattr(self, "_stored_password"):
+            return True  # typed in a form, or given when the object was made
+        return self.password is not self._stored_password
+
+    def clean(self):
+        # Not tied to the options field: a form without it (the portal's) must still show it.
+        super().clean()
+        try:
+            check_options(self.kind, self.options)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+
+    def _moved_with_stored_password(self) -> list[str]:
+        if self._state.adding or not self.pk or self._password_was_entered():
+            return []
+        if not self.has_password():
+            return []  # nothing to send anywhere
+        stored = type(self).objects.filter(pk=self.pk).values(*ENDPOINT_FIELDS).first()
+        return endpoint_changes(stored, self) if stored else []
 
     def secret(self) -> str:
         """The plaintext password, or one clear error if no configured key can open it."""
@@ -271,6 +368,69 @@ class SensitiveColumn(models.Model):
         return fnmatch.fnmatchcase(column.lower(), pattern) or fnmatch.fnmatchcase(
             f"{schema}.{table}.{column}".lower(), pattern
         )
+
+
+def endpoint_changes(old, new) -> list[str]:
+    """The ENDPOINT_FIELDS whose values differ between old and new (each a Connection or a
+    mapping of field values; a field a mapping lacks counts as unchanged)."""
+    changed = []
+    for name in ENDPOINT_FIELDS:
+        values = []
+        for side in (old, new):
+            if isinstance(side, dict):
+                if name not in side:
+                    break
+                values.append(side[name])
+            else:
+                values.append(getattr(side, name))
+        else:
+            field = Connection._meta.get_field(name)
+            try:
+                before, after = (field.to_python(v) for v in values)
+            except ValidationError:
+                before, after = values
+            if before != after:
+                changed.append(name)
+    return changed
+
+
+def password_again(changed: list[str]) -> str:
+    """The one sentence that asks for the password again after an endpoint change."""
+    names = [_ENDPOINT_NAMES.get(name, name) for name in changed]
+    what = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"Enter the password again: the {what} changed."
+
+
+def check_options(kind: str, options) -> None:
+    """ValueError with one sentence naming the first option a connection of this kind may
+    not carry (see DRIVER_OPTIONS), or whose value is not one it takes."""
+    allowed = DRIVER_OPTIONS.get(kind, {})
+    if options in (None, ""):
+        return
+    if not isinstance(options, dict):
+        raise ValueError('Options must be a JSON object, e.g. {"keepalives_idle": 30}.')
+    for key, value in options.items():
+        if key not in allowed:
+            accepted = ", ".join(sorted(allowed)) or "none"
+            raise ValueError(
+                f"The option '{str(key)[:60]}' is not allowed on a {kind} connection "
+                f"(allowed: {accepted})."
+            )
+        rule = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"The option '{key}' must be a string or a whole number.")
+        text = str(value)
+        if isinstance(rule, tuple):
+            ok = text in rule
+            wanted = "one of " + ", ".join(rule)
+        elif rule == "name":
+            ok = len(text) <= 64 and text.isprintable() and text.isascii()
+            wanted = "at most 64 printable ASCII characters"
+        else:
+            ok = text.isascii() and text.isdigit() and int(text) <= 2**31 - 1
+            wanted = rule
+        if not ok:
+            raise ValueError(f"The option '{key}' must be {wanted}.")
 
 
 MAX_CA_BYTES = 64 * 1024

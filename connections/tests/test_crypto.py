@@ -66,7 +66,7 @@ def test_saving_a_connection_whose_secret_is_undecryptable_keeps_the_token(
     settings.FERNET_KEYS = [Fernet.generate_key().decode()]
 
     loaded = Connection.objects.get(pk=conn.pk)
-    loaded.host = "db2.internal"
+    loaded.connect_timeout = 7
     loaded.save()
 
     assert stored_token(conn.pk) == token
