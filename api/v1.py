@@ -290,10 +290,17 @@ class ExportOptions(Schema):
     validation: Literal["off", "sample", "full"] | None = Field(
         None, description="sample by default."
     )
-    masking_key: Literal["site", "job"] | None = Field(
+    masking_key: Literal["connection", "job", "site"] | None = Field(
         None,
-        description="hash masks with the site's key (tokens match across jobs; the default) "
-        "or one for this job alone.",
+        description="hash masks with the connection's key (tokens match across its jobs; "
+        "the default), one for this job alone, or the site's (tokens match across "
+        "connections; ADU Admins only).",
+    )
+    lock_timeout: int | None = Field(
+        None,
+        ge=1,
+        le=86_400,
+        description="Seconds a table waits for another session's lock before it fails (30).",
     )
 
 

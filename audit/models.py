@@ -25,6 +25,7 @@ class AuditEvent(models.Model):
         CONNECTION_TEST = "connection_test", "Connection tested"
         CONNECTION_SHARE = "connection_share", "Connection sharing changed"
         DISCOVERY = "discovery"
+        QUERY_PREVIEW = "query_preview", "Query previewed"
         JOB_CREATE = "job_create", "Job created"
         JOB_CANCEL = "job_cancel", "Job cancelled"
         JOB_RETRY = "job_retry", "Job retried"

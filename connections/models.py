@@ -255,18 +255,57 @@ class Connection(models.Model):
             raise NoSuchTable(f"There is no table {schema}.{table} on this connection.")
         return columns
 
-    def describe_query(self, query: str, preview_rows: int = 0):
+    def describe_query(self, query: str):
         """Check a query on the source (BadSelection if it is not one read-only SELECT with
-        distinct column names) and return (its columns, its first `preview_rows` rows)."""
+        distinct column names) and return its columns."""
         driver = self.driver()
         db = driver.connect(self)
         try:
             driver.check_query(db, query)
-            columns = driver.query_columns(db, query)
-            rows = driver.preview(db, query, preview_rows) if preview_rows else []
+            return driver.query_columns(db, query)
         finally:
             db.close()
-        return columns, rows
+
+    def preview_query(self, query: str, by, rows: int) -> tuple[list, list[tuple]]:
+        """(columns, first `rows` rows as text) of a query, for someone who may edit the
+        connection, on the audit trail. The connection's sensitive-column policies hold as
+        in an export, with no one's allowance: a query that reads such a column is
+        refused (BadSelection), a result column named like one is masked or left out.
+        Values are cut at PREVIEW_CHARS; the source's statement timeout applies."""
+        from audit.models import AuditEvent, record
+        from connections.drivers import BadSelection
+
+        if not Connection.objects.editable_by(by).filter(pk=self.pk).exists():
+            raise BadSelection("Only those who may edit the connection may preview its queries.")
+        driver = self.driver()
+        policies = list(self.sensitive_columns.all())
+        db = driver.connect(self)
+        try:
+            checked = driver.check_query(db, query)
+            for read in sorted(checked.reads):
+                policy = next((p for p in policies if p.matches(*read)), None)
+                if policy is not None:
+                    record(AuditEvent.Action.QUERY_PREVIEW, user=by, obj=self, ok=False,
+                           refused=f"reads {'.'.join(read)}")  # fmt: skip
+                    raise BadSelection(
+                        f"The query reads {'.'.join(read)}, which is sensitive "
+                        f"({policy.pattern}); a preview never shows it."
+                    )
+            columns = driver.query_columns(db, query)
+            found = driver.preview(db, query, rows)
+        finally:
+            db.close()
+        actions = []
+        for column in columns:
+            policy = next((p for p in policies if p.matches("", "", column.name)), None)
+            actions.append(policy.action if policy else None)
+        keep = [i for i, action in enumerate(actions) if action != SensitiveColumn.Action.EXCLUDE]
+        shown = [tuple(_preview_value(row[i], actions[i]) for i in keep) for row in found]
+        record(
+            AuditEvent.Action.QUERY_PREVIEW, user=by, obj=self, ok=True, rows=len(shown),
+            query=checked.sql[:2000],
+        )  # fmt: skip
+        return [columns[i] for i in keep], shown
 
     @contextmanager
     def ca_file(self):
@@ -332,6 +371,17 @@ class SavedQuery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection.name}: {self.name}"
+
+
+PREVIEW_CHARS = 200
+
+
+def _preview_value(value, action):
+    if value is None:
+        return None
+    if action is not None:
+        return None if action == SensitiveColumn.Action.NULL else f"[{action}]"
+    return value if len(value) <= PREVIEW_CHARS else value[:PREVIEW_CHARS] + "…"
 
 
 class SensitiveColumn(models.Model):

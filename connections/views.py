@@ -188,13 +188,17 @@ def query_delete(request, pk):
 
 @require_POST
 def query_preview(request):
-    """The first 100 rows of the query in the form, or why the source refuses it."""
+    """The first 100 rows of the query in the form (policies applied, values cut), or
+    why the source refuses it."""
     pk = request.POST.get("connection", "")
     if not pk.isdigit():
         return render(request, "connections/_query_preview.html", {"error": "Choose a connection."})
-    connection = _usable(request, int(pk))
+    # Preview shows source rows: only to those who may edit the connection.
+    connection = _editable(request, int(pk))
     try:
-        columns, rows = connection.describe_query(request.POST.get("sql", ""), PREVIEW_ROWS)
+        columns, rows = connection.preview_query(
+            request.POST.get("sql", ""), request.user, PREVIEW_ROWS
+        )
         context = {"columns": columns, "rows": rows, "limit": PREVIEW_ROWS}
     except (BadSelection, ConnectionFailed) as error:
         context = {"error": str(error)}

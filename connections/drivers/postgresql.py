@@ -1099,6 +1099,15 @@ def explain(error: BaseException, connection, table: str = "") -> str:
         )
     if code == "42P01":
         return "The table does not exist (dropped or renamed?)."
+    if code == "55P03" or "due to lock timeout" in text:
+        return (
+            f"{table or 'The table'} is locked by another session (an ACCESS EXCLUSIVE lock: "
+            "ALTER TABLE, TRUNCATE, DROP, VACUUM FULL, REINDEX or LOCK TABLE), and the lock "
+            "was not released within the job's lock timeout; export it again once it is."
+        )
+    if code and code.startswith("22"):
+        # A data exception quotes the value that failed: that value is source data.
+        return f"The source could not read a value: {_QUOTED.sub('…', _first_line(text))}."
     if code == "42501" or "permission denied" in text:
         return f"User '{connection.username}' lacks permission: {_first_line(text)}."
     for needle, message in checks:

@@ -276,7 +276,7 @@ def relation(schema: str, table: str) -> str:
     return f"{quote(schema)}.{quote(table)}"
 
 
-def open_snapshot(connection):
+def open_snapshot(connection, lock_timeout: int | None = None):
     """A session, and the job's epoch: the latest one whose data is all committed.
 
     Every later read of the job runs AT this epoch.
@@ -293,8 +293,9 @@ def open_snapshot(connection):
     return session, str(epoch)
 
 
-def join_snapshot(connection, snapshot_id: str | None) -> Session:
-    """A session whose reads see the job's epoch."""
+def join_snapshot(connection, snapshot_id: str | None, lock_timeout=None) -> Session:
+    """A session whose reads see the job's epoch (reads AT EPOCH take no locks, so
+    `lock_timeout` has nothing to limit)."""
     session = connect(connection)
     session.epoch = int(snapshot_id) if snapshot_id else None
     return session

@@ -3,9 +3,12 @@
 - null: the column stays, its values go (all NULL).
 - hash: HMAC-SHA-256 of the value's text under a key, as 64 hex digits. The same value
   gives the same token in every table and job that uses the same key, so joins still
-  work; without the key the value cannot be recovered. The key is the site's
-  (settings.MASKING_KEY) or, with the job option masking_key="job", one derived from it
-  for that job alone (tokens then match only within the job).
+  work; without the key the value cannot be recovered. The key is derived from the
+  site's (settings.MASKING_KEY) for the job's connection (the default: tokens match
+  across that connection's jobs), or for the job alone (masking_key="job"); the site's
+  own key (tokens that match across connections) is an ADU Admin's choice, since with it
+  an operator could hash guesses through a source they control and look tokens of
+  another connection up.
 - redact: every value becomes "[redacted]" (NULL stays NULL).
 - truncate: dates and timestamps to the first of their month, numbers to `precision`
   digits after the point (negative: to tens, hundreds...), towards zero.
@@ -66,11 +69,16 @@ def mask(array: pa.Array, spec: dict, key: bytes) -> pa.Array:
     return pc.take(tokens, encoded.indices)
 
 
-def job_key(job_id: int, scope: str) -> bytes:
+KEY_SCOPES = ("connection", "job", "site")
+
+
+def job_key(job, scope: str) -> bytes:
+    """The hash masking key of the job for a scope of KEY_SCOPES."""
     site = settings.MASKING_KEY.encode()
-    if scope == "job":
-        return hmac.new(site, f"adu-job-{job_id}".encode(), hashlib.sha256).digest()
-    return site
+    if scope == "site":
+        return site
+    label = f"adu-job-{job.pk}" if scope == "job" else f"adu-connection-{job.connection_id}"
+    return hmac.new(site, label.encode(), hashlib.sha256).digest()
 
 
 def _token(key: bytes, value: bytes) -> str:

@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import adu_site
+from accounts import roles
 from audit.models import AuditEvent, record
 from connections import drivers
 from connections.models import Connection, ConnectionFailed
@@ -47,8 +48,13 @@ DEFAULT_OPTIONS = {
     "batch_rows": 100_000,
     "max_file_mb": None,
     "validation": "sample",
-    # "site": hashed columns match across jobs; "job": only within this job
-    "masking_key": "site",
+    # The key of hash masking: "connection" (tokens match across the connection's jobs),
+    # "job" (only within the job) or "site" (across connections: ADU Admins only, since
+    # an operator could then build a lookup table through a source of their own).
+    "masking_key": "connection",
+    # Seconds a source session waits for another session's lock before its table fails
+    # (None: settings.SOURCE_LOCK_TIMEOUT).
+    "lock_timeout": None,
 }
 # pyarrow's CSV block size is an int32; a row longer than this cannot be read.
 MAX_BLOCK_BYTES = (1 << 31) - 1
@@ -94,7 +100,9 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
     connection = job.connection
     job.set_status(ExportJob.Status.RUNNING, note=reason)
     try:
-        leader, snapshot_id = connection.driver().open_snapshot(connection)
+        leader, snapshot_id = connection.driver().open_snapshot(
+            connection, lock_timeout=job.option("lock_timeout")
+        )
     except ConnectionFailed as error:
         log.error("%s", error)
         job.fail_all(str(error), phase="connect")
@@ -259,7 +267,9 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
     def open_session():
         if per_table and sessions:
             return sessions[0]
-        session = driver.join_snapshot(connection, snapshot_id)
+        session = driver.join_snapshot(
+            connection, snapshot_id, lock_timeout=job.option("lock_timeout")
+        )
         sessions.append(session)
         return session
 
@@ -386,7 +396,7 @@ class _Source:
 def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter:
     job = run.job
     masks = (run.spec or {}).get("masks", {})
-    key = masking.job_key(job.pk, job.option("masking_key")) if masks else b""
+    key = masking.job_key(job, job.option("masking_key")) if masks else b""
     for p in plans:
         # A column that fell back to text (a date 'infinity', say) has nothing to truncate.
         problem = masking.problem(masks[p.name], p.arrow_type) if p.name in masks else ""
@@ -686,6 +696,12 @@ def create_job(
         raise BadRequest(f"There is no connection named '{connection.name}'.", "connection")
     options = {**DEFAULT_OPTIONS, **{k: v for k, v in (options or {}).items() if v is not None}}
     _check_options(options)
+    if options["masking_key"] == "site" and not roles.is_admin(owner):
+        raise BadRequest(
+            "Only an ADU Admin may hash with the site's key (tokens that match across "
+            "connections); use 'connection' or 'job'.",
+            "options.masking_key",
+        )
     if out:
         if not _FOLDER_NAME.match(out):
             raise BadRequest(
@@ -722,7 +738,7 @@ def create_job(
         f"{schema}.{table}.{column}": note
         for (schema, table), spec in specs.items()
         for column, note in spec.get("sensitive", {}).items()
-        if "allowed unmasked" in note
+        if "allowed" in note  # unmasked, or read by a filter or query
     }
     record(
         AuditEvent.Action.JOB_CREATE,
@@ -749,9 +765,12 @@ def _check_options(options: dict):
         "compression_level": (1, 22),
         "batch_rows": (1000, 10_000_000),
         "max_file_mb": (1, 1_000_000),
+        "lock_timeout": (1, 86_400),
     }
-    if options.get("masking_key") not in ("site", "job"):
-        raise BadRequest("masking key must be 'site' or 'job'.", "options.masking_key")
+    if options.get("masking_key") not in masking.KEY_SCOPES:
+        raise BadRequest(
+            f"masking key must be one of {', '.join(masking.KEY_SCOPES)}.", "options.masking_key"
+        )
     if options.get("validation") not in validation.MODES:
         raise BadRequest(
             f"validation must be one of {', '.join(validation.MODES)}.", "options.validation"

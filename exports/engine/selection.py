@@ -83,9 +83,7 @@ def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
         else:
             columns = driver.columns(db, schema, table)
     except BadSelection as error:
-        raise SelectionRefused(
-            f"{label}: {error}", "queries" if query else "selections"
-        ) from None
+        raise SelectionRefused(f"{label}: {error}", "queries" if query else "selections") from None
     except ConnectionFailed as error:
         if not request and not query:
             return {}  # a missing table fails in its own run, with the others going on

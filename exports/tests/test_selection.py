@@ -145,8 +145,36 @@ def test_hash_gives_the_same_token_across_tables_and_jobs_and_another_with_anoth
     assert set(tokens(third, "people").values()).isdisjoint(people_tokens.values())
     token = people_tokens[1]
     assert len(token) == 64 and "example.org" not in token
-    expected = hmac.new(site_key.encode(), b"user1@example.org", hashlib.sha256).hexdigest()
+    # By default the key is the connection's, derived from the site's.
+    key = hmac.new(site_key.encode(), f"adu-connection-{connection.pk}".encode(), hashlib.sha256)
+    expected = hmac.new(key.digest(), b"user1@example.org", hashlib.sha256).hexdigest()
     assert token == expected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tokens_differ_between_connections_unless_an_admin_chooses_the_sites_key(
+    people, owner, admin_user, settings
+):
+    """An operator who controls one source must not hash guesses through it and look up
+    the tokens of another connection's export."""
+    selections = {("public", "people"): {"masks": {"email": {"method": "hash"}}}}
+    tables = ["public.people"]
+    mine, other = people.connection(owner), people.connection(owner, name="other")
+
+    def emails(job):
+        return set(_table(job, "people")[0].column("email").to_pylist())
+
+    one = _export(owner, mine, tables=tables, selections=selections)
+    two = _export(owner, other, tables=tables, selections=selections)
+    assert emails(one).isdisjoint(emails(two))
+    with pytest.raises(BadRequest, match="Only an ADU Admin may hash with the site's key"):
+        create_job(owner, mine, tables=tables, selections=selections,
+                   options={"masking_key": "site"})  # fmt: skip
+    site = {"masking_key": "site"}
+    a = _export(admin_user, mine, tables=tables, selections=selections, options=site)
+    b = _export(admin_user, other, tables=tables, selections=selections, options=site)
+    expected = hmac.new(settings.MASKING_KEY.encode(), b"user1@example.org", hashlib.sha256)
+    assert emails(a) == emails(b) and expected.hexdigest() in emails(a)
 
 
 @pytest.mark.django_db(transaction=True)

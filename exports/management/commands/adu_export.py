@@ -34,6 +34,12 @@ class Command(AduCommand):
         parser.add_argument("--batch-rows", type=int, help="Rows per batch (100000).")
         parser.add_argument("--max-file-mb", type=int, help="Split tables into parts of ~N MB.")
         parser.add_argument(
+            "--lock-timeout",
+            type=int,
+            help="Seconds a table waits for another session's lock on it before it fails "
+            "(default ADU_SOURCE_LOCK_TIMEOUT, 30).",
+        )
+        parser.add_argument(
             "--validation",
             choices=["off", "sample", "full"],
             help="Check the source's constraints on a sample of each table (default), every "
@@ -69,9 +75,10 @@ class Command(AduCommand):
         )
         parser.add_argument(
             "--masking-key",
-            choices=["site", "job"],
-            help="hash with the site's key (tokens match across jobs, the default) or one "
-            "for this job alone.",
+            choices=["connection", "job", "site"],
+            help="the key of hash masking: the connection's (tokens match across its jobs, "
+            "the default), one for this job alone, or the site's (tokens match across "
+            "connections; ADU Admins only).",
         )
         parser.add_argument(
             "--query",
@@ -122,6 +129,7 @@ class Command(AduCommand):
                     "max_file_mb": options["max_file_mb"],
                     "validation": options["validation"],
                     "masking_key": options["masking_key"],
+                    "lock_timeout": options["lock_timeout"],
                 },
                 out=options["out"],
                 selections=requests,
