@@ -360,7 +360,7 @@ class JobIn(Schema):
         "",
         pattern=FOLDER,
         description="The folder under the export root (default job-<id>); it must not exist "
-        "or be empty.",
+        "yet, and names of the form job-<number> are reserved for jobs without one.",
     )
 
 

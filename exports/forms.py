@@ -11,7 +11,8 @@ class NewExportForm(forms.Form):
     out = forms.CharField(
         label="Output folder",
         required=False,
-        help_text="A folder name under the export root; empty: job-<id>.",
+        help_text="A new folder under the export root; empty: job-<id> (a name of that form "
+        "is kept for jobs without one).",
     )
     parallel = forms.IntegerField(
         label="Parallel tables", min_value=1, max_value=64, initial=DEFAULT_OPTIONS["parallel"]

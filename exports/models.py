@@ -1,12 +1,15 @@
 """Export jobs, the tables they export and the errors they meet."""
 
+import contextlib
 import os
+import re
 import shutil
 import socket
+import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -16,6 +19,20 @@ from adu_site.redaction import redact
 
 class JobStateError(Exception):
     """The job is not in a state that allows this; the message says why in one sentence."""
+
+
+class FolderRefused(Exception):
+    """The job's folder cannot be had (taken by another job or on disk, or a reserved
+    name); the message names it in one sentence."""
+
+
+# Jobs without a folder name get job-<id> (job-<id>-<n> if a stray folder has that name):
+# a custom name never starts like that, so it can never take the folder of a later job.
+RESERVED_FOLDER = re.compile(r"job-[0-9]", re.IGNORECASE)
+
+
+def reserved_folder_name(name: str) -> bool:
+    return bool(RESERVED_FOLDER.match(name))
 
 
 class ExportJobQuerySet(models.QuerySet):
@@ -88,6 +105,7 @@ class ExportJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status"])]
+        constraints = [models.UniqueConstraint(fields=["output_dir"], name="one_job_per_folder")]
 
     def __str__(self) -> str:
         return f"Job {self.pk} ({self.connection.name})"
@@ -100,25 +118,91 @@ class ExportJob(models.Model):
     def create_with_tables(
         cls, owner, connection, tables, options: dict, output_dir: str = "", specs=None
     ):
-        """One job and one queued TableRun per (schema, table), in one transaction."""
-        with transaction.atomic():
-            job = cls.objects.create(
-                owner=owner,
-                connection=connection,
-                config=options,
-                output_dir=output_dir,
-                tables_total=len(tables),
+        """One job and one queued TableRun per (schema, table), in one transaction, and the
+        job's folder reserved: created (mode 0700) where nothing was, never reused.
+
+        `output_dir` is a folder name checked by the caller (exports.engine.run.create_job);
+        empty: job-<id>. FolderRefused if the name is reserved or taken, by another job or
+        on disk. If the transaction fails, the folder it created is removed again.
+        """
+        if output_dir and reserved_folder_name(output_dir):
+            raise FolderRefused(
+                f"'{output_dir}': names of the form job-<number> are reserved for jobs "
+                "without a folder name; choose another name."
             )
-            if not output_dir:
-                job.output_dir = f"job-{job.pk}"
-                job.save(update_fields=["output_dir"])
-            TableRun.objects.bulk_create(
-                TableRun(
-                    job=job, schema=schema, table=table, spec=(specs or {}).get((schema, table), {})
+        if output_dir and cls.objects.filter(output_dir=output_dir).exists():
+            raise FolderRefused(
+                f"The folder '{output_dir}' belongs to another job; choose another name."
+            )
+        reserved = None
+        try:
+            with transaction.atomic():
+                job = cls.objects.create(
+                    owner=owner,
+                    connection=connection,
+                    config=options,
+                    # Unique until the id is known and job-<id> can be chosen.
+                    output_dir=output_dir or f".new-{uuid.uuid4().hex}",
+                    tables_total=len(tables),
                 )
-                for schema, table in tables
-            )
+                TableRun.objects.bulk_create(
+                    TableRun(
+                        job=job,
+                        schema=schema,
+                        table=table,
+                        spec=(specs or {}).get((schema, table), {}),
+                    )
+                    for schema, table in tables
+                )
+                reserved = job._reserve_folder(default=not output_dir)  # the last step
+        except BaseException as error:
+            if reserved is not None:
+                with contextlib.suppress(OSError):
+                    reserved.rmdir()  # created empty a moment ago, for a job that is not
+            if (
+                isinstance(error, IntegrityError)
+                and output_dir
+                and cls.objects.filter(output_dir=output_dir).exists()
+            ):
+                raise FolderRefused(  # another job took the name at the same moment
+                    f"The folder '{output_dir}' belongs to another job; choose another name."
+                ) from None
+            raise
         return job
+
+    def _reserve_folder(self, default: bool) -> Path:
+        """Create the job's folder, which must not exist yet (mode 0700); its path. A job
+        without a folder name takes job-<id>, or job-<id>-2... if a stray folder (left by
+        an earlier database) has that name."""
+        root = Path(settings.EXPORT_ROOT)
+        root.mkdir(parents=True, exist_ok=True)
+        names = [f"job-{self.pk}"] + [f"job-{self.pk}-{n}" for n in range(2, 10)]
+        for name in names if default else [self.output_dir]:
+            if ExportJob.objects.filter(output_dir=name).exclude(pk=self.pk).exists():
+                continue
+            if name != self.output_dir:
+                self.output_dir = name
+                self.save(update_fields=["output_dir"])
+            folder = root / name
+            try:
+                folder.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            try:
+                folder.chmod(0o700)  # whatever the umask
+            except BaseException:
+                folder.rmdir()
+                raise
+            return folder
+        if default:
+            raise FolderRefused(
+                f"The folders {names[0]} to {names[-1]} already exist under the export root "
+                "though no job has them; move them away."
+            )
+        raise FolderRefused(
+            f"The folder '{self.output_dir}' already exists under the export root; "
+            "choose another name."
+        )
 
     def progress(self, runs: list["TableRun"] | None = None) -> dict:
         """Rows and tables done so far, with rows/s and an ETA, for the live pages."""

@@ -30,7 +30,14 @@ from exports.engine.anomaly import anomalies
 from exports.engine.parquet import TableWriter, write_atomically
 from exports.engine.profile import Profiler
 from exports.joblog import job_log
-from exports.models import ExportJob, JobError, StatusChange, TableRun
+from exports.models import (
+    ExportJob,
+    FolderRefused,
+    JobError,
+    StatusChange,
+    TableRun,
+    reserved_folder_name,
+)
 from exports.verify import seal
 from quality import validation
 from quality.models import Rule
@@ -709,12 +716,22 @@ def create_job(
                 "starting with a letter or digit.",
                 "out",
             )
+        if reserved_folder_name(out):
+            raise BadRequest(
+                f"'{out}': names of the form job-<number> are reserved for jobs without a "
+                "folder name; choose another name.",
+                "out",
+            )
         root = Path(settings.EXPORT_ROOT).resolve()
         folder = root / out
         if folder.is_symlink() or not folder.resolve().is_relative_to(root):
             raise BadRequest(f"'{out}' leads outside the export root: choose another name.", "out")
-        if folder.exists() and any(folder.iterdir()):
-            raise BadRequest(f"The folder '{out}' already exists and is not empty.", "out")
+        # One folder, one job: an existing folder (even empty) is never shared.
+        if folder.exists():
+            raise BadRequest(
+                f"The folder '{out}' already exists under the export root; choose another name.",
+                "out",
+            )
     chosen = [_split_name(name) for name in tables]
     if not chosen and not queries:
         found = []
@@ -733,7 +750,12 @@ def create_job(
         )
     except selection.SelectionRefused as error:
         raise BadRequest(str(error), error.field) from None
-    job = ExportJob.create_with_tables(owner, connection, chosen, options, out, specs)
+    try:
+        job = ExportJob.create_with_tables(owner, connection, chosen, options, out, specs)
+    except FolderRefused as error:
+        raise BadRequest(str(error), "out") from None
+    except OSError as error:  # the export root cannot take the job's folder
+        raise BadRequest(explain_os_error(error), "out") from None
     allowed = {
         f"{schema}.{table}.{column}": note
         for (schema, table), spec in specs.items()

@@ -248,11 +248,30 @@ def tiny_disk(tmp_path, settings):
 @pytest.mark.django_db(transaction=True)
 def test_export_folder_not_writable(owner, two_tables, read_only_root):
     connection = two_tables.connection(owner)
-    code, output = run_export(connection.name, "--tables", "public.good")
-    assert code == 2
-    [table] = output["tables"]
-    assert table["error"].startswith("ADU may not write to the export folder")
-    assert output["manifest"] is None
+    # The job's folder is made with the job: a root that cannot take it refuses the job.
+    with pytest.raises(CommandError, match="^ADU may not write to the export folder .*permissions"):
+        call_command("adu_export", connection.name, "--tables", "public.good", "--as", "owner")
+    assert not ExportJob.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_folder_not_writable(owner, two_tables):
+    from exports.engine.run import create_job, run_job
+
+    job = create_job(owner, two_tables.connection(owner), tables=["public.good"])
+    if os.geteuid() == 0:
+        _mount_tmpfs(job.folder(), "ro,size=1m")  # root writes through a mode
+    else:
+        job.folder().chmod(0o555)
+    try:
+        job = run_job(job.pk)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(job.folder())])
+    assert job.status == "failed"
+    [error, *_] = JobError.objects.filter(job=job, table_run__isnull=False)
+    assert error.message.startswith("ADU may not write to the export folder")
+    assert not (job.folder() / "manifest.json").exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -285,7 +304,7 @@ def test_existing_output_folder_is_refused(owner, two_tables, export_root):
     connection = two_tables.connection(owner)
     (export_root / "taken").mkdir(parents=True)
     (export_root / "taken" / "x").write_text("keep me")
-    with pytest.raises(CommandError, match="The folder 'taken' already exists and is not empty"):
+    with pytest.raises(CommandError, match="The folder 'taken' already exists"):
         call_command("adu_export", connection.name, "--sync", "--out", "taken", "--as", "owner")
     assert (export_root / "taken" / "x").read_text() == "keep me"
 
