@@ -22,7 +22,7 @@ from audit.models import AuditEvent, record
 from connections.models import Connection, ConnectionFailed
 from exports.engine import masking
 from exports.engine.run import BadRequest, create_job
-from exports.models import ExportJob, JobStateError
+from exports.models import ExportJob, JobStateError, NoSuchFile
 from exports.reports import job_data
 from exports.tasks import cancel_job, retry_job, start_job
 
@@ -613,9 +613,12 @@ MANIFEST = "manifest.json"
 def manifest(request, job_id: Id):
     """The job's manifest.json, as written next to its files (404 until the job finishes)."""
     job = _visible_job(request, job_id)
-    path = job.folder() / MANIFEST
-    if not job.is_finished or not path.is_file():
-        raise ApiError(404, "not_found", f"Job {job.pk} has no manifest yet: it has not finished.")
+    try:
+        path = job.file_path(MANIFEST)
+    except NoSuchFile:
+        raise ApiError(
+            404, "not_found", f"Job {job.pk} has no manifest yet: it has not finished."
+        ) from None
     record(AuditEvent.Action.FILE_DOWNLOAD, obj=job, path=MANIFEST, bytes=path.stat().st_size)
     return FileResponse(open(path, "rb"), content_type="application/json")
 
@@ -642,12 +645,10 @@ def download(request, job_id: Id, path: str):
     """A file the job lists (a table's Parquet file or part, by the `path` of its `files`, or
     manifest.json once finished), streamed; any other path is a 404."""
     job = _visible_job(request, job_id)
-    listed = {f["path"] for run in job.tables.all() for f in run.files}
-    if job.is_finished:
-        listed.add(MANIFEST)
-    full = job.folder() / path
-    if path not in listed or not full.is_file():
-        raise ApiError(404, "not_found", f"Job {job.pk} has no file {path[:200]!r}.")
+    try:
+        full = job.file_path(path)  # listed by the job, and inside its folder
+    except NoSuchFile:
+        raise ApiError(404, "not_found", f"Job {job.pk} has no file {path[:200]!r}.") from None
     record(AuditEvent.Action.FILE_DOWNLOAD, obj=job, path=path, bytes=full.stat().st_size)
     return FileResponse(
         open(full, "rb"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Q, Sum
+from django.http import Http404
 from django.utils import timezone
 
 from accounts import roles
@@ -26,6 +27,11 @@ class FolderRefused(Exception):
     name); the message names it in one sentence."""
 
 
+class NoSuchFile(Http404):
+    """What a download asked for is not a regular file inside the job's folder (or the
+    job's log), whatever the job's records say: a 404."""
+
+
 # Jobs without a folder name get job-<id> (job-<id>-<n> if a stray folder has that name):
 # a custom name never starts like that, so it can never take the folder of a later job.
 RESERVED_FOLDER = re.compile(r"job-[0-9]", re.IGNORECASE)
@@ -33,6 +39,21 @@ RESERVED_FOLDER = re.compile(r"job-[0-9]", re.IGNORECASE)
 
 def reserved_folder_name(name: str) -> bool:
     return bool(RESERVED_FOLDER.match(name))
+
+
+def file_inside(base: Path, relative: str) -> Path:
+    """`base / relative` with every link followed, if it is a regular file inside `base`
+    (itself resolved); NoSuchFile otherwise. Every download goes through here, so a path
+    in a record ("../../../proc/self/environ", an absolute path, a symlink placed in the
+    folder) can never serve a file from elsewhere."""
+    try:
+        base = Path(base).resolve(strict=True)
+        path = (base / relative).resolve(strict=True)
+    except (OSError, ValueError, RuntimeError):  # missing, NUL byte, link loop
+        raise NoSuchFile("No such file.") from None
+    if path == base or not path.is_relative_to(base) or not path.is_file():
+        raise NoSuchFile("No such file.")
+    return path
 
 
 class ExportJobQuerySet(models.QuerySet):
@@ -238,6 +259,38 @@ class ExportJob(models.Model):
 
     def folder(self) -> Path:
         return Path(settings.EXPORT_ROOT) / self.output_dir
+
+    def listed_files(self) -> set[str]:
+        """The paths a download may ask for: the files its tables list, and the manifest
+        once the job has finished."""
+        listed = {f["path"] for run in self.tables.all() for f in run.files}
+        if self.is_finished:
+            listed.add("manifest.json")
+        return listed
+
+    def file_path(self, relative: str) -> Path:
+        """The file of the job to serve for `relative`: listed by the job, and a regular
+        file inside the job's own folder under the export root once every link is
+        followed. NoSuchFile (a 404) otherwise."""
+        name = self.output_dir
+        root = Path(settings.EXPORT_ROOT).resolve()
+        folder = root / name
+        # The folder itself is one plain name under the root, and not a link.
+        if not name or Path(name).name != name or name in (".", "..") or folder.is_symlink():
+            raise NoSuchFile("No such file in this job.")
+        if relative not in self.listed_files():
+            raise NoSuchFile("No such file in this job.")
+        return file_inside(folder, relative)
+
+    def log_file(self) -> Path:
+        """The job's log file, resolved inside the log folder; NoSuchFile if there is none."""
+        from exports.joblog import log_path
+
+        path = log_path(self.pk)
+        try:
+            return file_inside(path.parent, path.name)
+        except NoSuchFile:
+            raise NoSuchFile("This job has no log yet.") from None
 
     def disk_bytes(self) -> int:
         """What the job's folder and log hold on disk now."""

@@ -6,7 +6,7 @@ from datetime import datetime
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -15,8 +15,7 @@ from audit.models import AuditEvent, record
 from connections.models import Connection
 from exports.engine.run import BadRequest, create_job
 from exports.forms import NewExportForm
-from exports.joblog import log_path
-from exports.models import ExportJob, JobStateError, TableRun
+from exports.models import ExportJob, JobStateError, NoSuchFile, TableRun
 from exports.tasks import cancel_job, retry_job, start_job
 
 LOG_LEVELS = {"INFO": 20, "WARNING": 30, "ERROR": 40}
@@ -220,8 +219,11 @@ def _log_context(request, job):
         limit = 200
     follow = request.GET.get("follow") == "on" and not job.is_finished
     lines = collections.deque(maxlen=limit)
-    path = log_path(job.pk)
-    if path.exists():
+    try:
+        path = job.log_file()
+    except NoSuchFile:
+        path = None  # no log yet
+    if path is not None:
         with open(path, encoding="utf-8", errors="replace") as log:
             for line in log:
                 parts = line.split(" ", 3)
@@ -234,24 +236,16 @@ def _log_context(request, job):
 @require_GET
 def job_log_download(request, pk):
     job = _job(request, pk)
-    path = log_path(job.pk)
-    if not path.exists():
-        raise Http404("This job has no log yet.")
+    path = job.log_file()  # a 404 if there is none (yet)
     record(AuditEvent.Action.LOG_DOWNLOAD, obj=job)
     return FileResponse(open(path, "rb"), as_attachment=True, filename=f"job-{job.pk}.log")
 
 
 @require_GET
 def job_file(request, pk, path):
-    """A file of the job, only if the job lists it: a guessed path is a 404."""
+    """A file of the job, only if the job lists it and it lies in the job's folder: any
+    other path is a 404."""
     job = _job(request, pk)
-    listed = {f["path"] for run in job.tables.all() for f in run.files}
-    if job.is_finished:
-        listed.add("manifest.json")
-    if path not in listed:
-        raise Http404("No such file in this job.")
-    full = job.folder() / path
-    if not full.is_file():
-        raise Http404("The file is no longer on disk.")
+    full = job.file_path(path)
     record(AuditEvent.Action.FILE_DOWNLOAD, obj=job, path=path, bytes=full.stat().st_size)
     return FileResponse(open(full, "rb"), as_attachment=True, filename=full.name)

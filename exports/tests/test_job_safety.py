@@ -1,4 +1,5 @@
-"""One folder, one job (issue 17, point 5)."""
+"""One folder, one job; and a download never serves a file from outside its job's folder,
+whatever the job's records say (issue 17, points 5 and 7c)."""
 
 import json
 import stat
@@ -10,7 +11,7 @@ from django.urls import reverse
 
 from api.models import ApiToken
 from exports.engine.run import BadRequest, create_job, run_job
-from exports.models import ExportJob, FolderRefused, TableRun
+from exports.models import ExportJob, FolderRefused, NoSuchFile, TableRun
 from exports.tasks import retry_job
 
 API = "/api/v1"
@@ -180,3 +181,108 @@ def test_a_retry_reuses_its_own_folder(owner, connection, source_db):
     assert (job.folder() / "public" / "late.parquet").is_file()
     assert (job.folder() / "public" / "t.parquet").is_file()
     assert json.loads((job.folder() / "manifest.json").read_text())["attempt"] == 2
+
+
+# Downloads stay inside the job's folder ---------------------------------------------------
+
+
+@pytest.fixture
+def planted(owner, connection, export_root, tmp_path, settings):
+    """A job whose records were tampered with (as an admin could, before 7b): its table
+    lists a real file of its own, and paths that lead out of its folder."""
+    (tmp_path / "secret.txt").write_text(SECRET)
+    job = create_job(owner, connection, tables=["public.t"])
+    ExportJob.objects.filter(pk=job.pk).update(status="complete")
+    job.refresh_from_db()
+    folder = job.folder()
+    (folder / "public").mkdir()
+    (folder / "public" / "t.parquet").write_bytes(b"PAR1 fine PAR1")
+    (folder / "public" / "link.parquet").symlink_to(tmp_path / "secret.txt")
+    (folder / "up").symlink_to(tmp_path)  # a folder link: up/secret.txt
+    depth = len(folder.parts)
+    attacks = [
+        "../" * depth + "proc/self/environ",
+        "../../secret.txt",
+        str(tmp_path / "secret.txt"),
+        "public/link.parquet",
+        "up/secret.txt",
+        "public/../../../secret.txt",
+        "public",
+        "",
+    ]
+    job.tables.update(files=[{"path": "public/t.parquet"}] + [{"path": p} for p in attacks])
+    settings.JOB_LOG_DIR = tmp_path / "logs"
+    return job, attacks
+
+
+def portal_get(client, job, path):
+    return client.get(
+        reverse("job_file", args=[job.pk, path]) if path else f"/jobs/{job.pk}/files/"
+    )
+
+
+@pytest.mark.django_db
+def test_a_listed_path_out_of_the_folder_is_a_404_on_the_portal(client, owner, planted):
+    job, attacks = planted
+    # The attacks are real: joined naively to the folder, these reach the secret or /proc.
+    reach = [path for path in attacks if path and (job.folder() / path).is_file()]
+    assert len(reach) == 6, reach
+    for path in attacks:
+        with pytest.raises(NoSuchFile):
+            job.file_path(path)
+    client.force_login(owner)
+    good = portal_get(client, job, "public/t.parquet")
+    assert good.status_code == 200 and b"".join(good.streaming_content) == b"PAR1 fine PAR1"
+    for path in attacks:
+        response = portal_get(client, job, path)
+        assert response.status_code == 404, path
+        assert SECRET.encode() not in response.content
+
+
+@pytest.mark.django_db
+def test_a_listed_path_out_of_the_folder_is_a_404_through_the_api(client, owner, planted):
+    job, attacks = planted
+    headers = bearer(owner)
+    good = client.get(f"{API}/jobs/{job.pk}/files/public/t.parquet", **headers)
+    assert good.status_code == 200 and b"".join(good.streaming_content) == b"PAR1 fine PAR1"
+    for path in attacks:
+        response = client.get(f"{API}/jobs/{job.pk}/files/{path}", **headers)
+        assert response.status_code == 404, path
+        assert SECRET.encode() not in response.content
+
+
+@pytest.mark.django_db
+def test_a_manifest_or_log_that_is_a_link_is_a_404(client, owner, planted, tmp_path, settings):
+    job, _ = planted
+    (job.folder() / "manifest.json").symlink_to(tmp_path / "secret.txt")
+    settings.JOB_LOG_DIR.mkdir(exist_ok=True)
+    (settings.JOB_LOG_DIR / f"job-{job.pk}.log").symlink_to(tmp_path / "secret.txt")
+    client.force_login(owner)
+    for response in (
+        client.get(f"{API}/jobs/{job.pk}/manifest/", **bearer(owner)),
+        portal_get(client, job, "manifest.json"),
+        client.get(reverse("job_log_download", args=[job.pk])),
+    ):
+        assert response.status_code == 404
+        assert SECRET.encode() not in response.content
+    page = client.get(reverse("job_log", args=[job.pk]))
+    assert page.status_code == 200 and SECRET.encode() not in page.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("folder", ["..", "", "escape", "a/../.."])
+def test_a_job_folder_moved_out_of_the_root_serves_nothing(
+    client, owner, planted, tmp_path, export_root, folder
+):
+    job, _ = planted
+    outside = tmp_path / "outside"
+    (outside / "public").mkdir(parents=True)
+    (outside / "public" / "t.parquet").write_text(SECRET)
+    (export_root / "escape").symlink_to(outside)
+    ExportJob.objects.filter(pk=job.pk).update(output_dir=folder)
+    job.refresh_from_db()
+    job.tables.update(files=[{"path": "public/t.parquet"}, {"path": "exports/job-1/x"}])
+    client.force_login(owner)
+    assert portal_get(client, job, "public/t.parquet").status_code == 404
+    api = client.get(f"{API}/jobs/{job.pk}/files/public/t.parquet", **bearer(owner))
+    assert api.status_code == 404 and SECRET.encode() not in api.content
