@@ -3,7 +3,24 @@ from django.utils.html import format_html, format_html_join
 
 from adu_site.commands import human_bytes
 from audit.models import AuditEvent, record
+from exports import q_admin
 from exports.models import ExportJob, JobError, JobStateError, StatusChange, TableRun
+
+q_admin.register()
+
+
+class RecordOnly:
+    """A job and its tables are records of what ran: every field is read-only here (the
+    folder and file paths that downloads serve, the connection, the selection a table ran
+    with...), and none is added by hand: jobs come from create_job, which checks them."""
+
+    def get_readonly_fields(self, request, obj=None):
+        hidden = {"id", *(self.exclude or ())}
+        fields = [f.name for f in self.model._meta.fields if f.name not in hidden]
+        return list(dict.fromkeys([*super().get_readonly_fields(request, obj), *fields]))
+
+    def has_add_permission(self, request, *args):
+        return False
 
 
 class TableRunInline(admin.TabularInline):
@@ -35,7 +52,7 @@ class StatusChangeInline(admin.TabularInline):
 
 
 @admin.register(ExportJob)
-class ExportJobAdmin(admin.ModelAdmin):
+class ExportJobAdmin(RecordOnly, admin.ModelAdmin):
     list_display = [
         "id",
         "connection",
@@ -82,7 +99,7 @@ class ExportJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(TableRun)
-class TableRunAdmin(admin.ModelAdmin):
+class TableRunAdmin(RecordOnly, admin.ModelAdmin):
     list_display = [
         "job",
         "schema",
