@@ -192,3 +192,46 @@ def test_a_jobs_paths_are_read_only_in_the_admin(client, admin_user, boss, job, 
     assert run.files == [{"path": "public/t.parquet"}] and run.spec == {}
     assert (run.schema, run.table) == ("public", "t")
     assert client.get("/admin/exports/tablerun/add/").status_code == 403
+
+
+def user_form(user, **changes):
+    return {
+        "username": user.username,
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "is_active": "on",
+        "is_staff": "on",
+        "groups": [g.pk for g in user.groups.all()],
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        **changes,
+    }
+
+
+@pytest.mark.django_db
+def test_an_adu_admin_cannot_make_a_superuser(client, boss, admin_user, django_user_model):
+    client.force_login(boss)
+    mine = f"/admin/auth/user/{boss.pk}/change/"
+    assert 'name="is_superuser"' not in client.get(mine).content.decode()
+    response = client.post(mine, user_form(boss, is_superuser="on", first_name="Boss"))
+    assert response.status_code == 302
+    boss.refresh_from_db()
+    assert boss.first_name == "Boss" and not boss.is_superuser  # the rest saves
+    # Nor take a superuser's account: no change, no new password, no delete.
+    root = f"/admin/auth/user/{admin_user.pk}/"
+    view = client.get(root + "change/")  # a page to read, not a form
+    assert view.status_code == 200 and 'name="email"' not in view.content.decode()
+    assert client.post(root + "change/", user_form(admin_user, email="x@y")).status_code == 403
+    new_password = {"password1": "Taken-Over-2026", "password2": "Taken-Over-2026"}
+    assert client.post(root + "password/", new_password).status_code == 403
+    assert client.post(root + "delete/", {"post": "yes"}).status_code == 403
+    admin_user.refresh_from_db()
+    assert admin_user.check_password("root-pass-123") and admin_user.email == ""
+    # A superuser still makes superusers.
+    client.force_login(admin_user)
+    clerk = django_user_model.objects.create_user("clerk", password="clerk-pass-123")
+    url = f"/admin/auth/user/{clerk.pk}/change/"
+    assert client.post(url, user_form(clerk, is_superuser="on")).status_code == 302
+    clerk.refresh_from_db()
+    assert clerk.is_superuser
