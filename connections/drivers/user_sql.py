@@ -24,12 +24,14 @@ from pglast.stream import RawStream
 
 from connections.drivers import BadSelection
 
-# Immutable or stable built-in functions that read nothing but their arguments.
+# Immutable or stable built-in functions that read nothing but their arguments (and none
+# that builds a value as large as an argument asks, such as repeat or lpad: a filter runs
+# on every row of a production table).
 SCALAR_FUNCTIONS = frozenset(
     """
     lower upper initcap length char_length character_length octet_length bit_length
-    substr substring btrim ltrim rtrim trim strpos position replace left right lpad rpad
-    concat concat_ws starts_with split_part reverse repeat translate md5
+    substr substring btrim ltrim rtrim trim strpos position replace left right
+    concat concat_ws starts_with split_part reverse translate md5
     abs round trunc floor ceil ceiling mod sign div power sqrt exp ln log width_bucket
     date_trunc date_part date_bin extract make_date make_time make_timestamp
     make_timestamptz make_interval justify_days justify_hours justify_interval age
