@@ -36,8 +36,10 @@ max_requests = 2000
 max_requests_jitter = 200
 # Heartbeat files in memory: a container's /tmp may be a slow overlay filesystem.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-# Behind a TLS proxy on the same host or network: trust its X-Forwarded-* headers.
-forwarded_allow_ips = os.environ.get("ADU_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# Behind a TLS proxy: trust the X-Forwarded-* headers of the proxies listed there only
+# (Django reads the same list for the client's address: adu_site/proxy.py). Empty, the
+# default: no peer is trusted, not even one on this host.
+forwarded_allow_ips = os.environ.get("ADU_FORWARDED_ALLOW_IPS", "")
 # No runtime control socket (gunicornc): one less way in, and no file in a read-only home.
 control_socket_disable = True
 

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import environ
 from cryptography.fernet import Fernet
 
+from adu_site.proxy import parse_allowed
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 log = logging.getLogger("adu.settings")
@@ -183,6 +185,15 @@ AXES_COOLOFF_TIME = timedelta(minutes=_read("ADU_LOCKOUT_MINUTES", env.int, 15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+# The client's address, for these lockouts and for the audit trail alike: X-Forwarded-For
+# counts only when the direct peer is one of these proxies (addresses or networks; gunicorn
+# trusts the same list for X-Forwarded-Proto). Empty, the default: never.
+FORWARDED_ALLOW_IPS = _read("ADU_FORWARDED_ALLOW_IPS", env.list, [])
+try:
+    parse_allowed(FORWARDED_ALLOW_IPS)
+except ValueError:
+    _stop("ADU_FORWARDED_ALLOW_IPS must be a comma-separated list of IP addresses or networks.")
+AXES_CLIENT_IP_CALLABLE = "adu_site.proxy.client_address"
 
 ROOT_URLCONF = "adu_site.urls"
 WSGI_APPLICATION = "adu_site.wsgi.application"

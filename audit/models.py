@@ -6,6 +6,7 @@ import json
 from django.conf import settings
 from django.db import models
 
+from adu_site.proxy import client_address
 from adu_site.redaction import redact
 
 # The request being served, so that a model-level action (a job created, a connection
@@ -97,8 +98,6 @@ def _clean(details: dict) -> dict:
 
 
 def _address(request):
-    if request is None:
-        return None
-    # REMOTE_ADDR only: X-Forwarded-For is whatever the client says unless a proxy we
-    # trust set it, and gunicorn behind a proxy passes the real one in REMOTE_ADDR.
-    return request.META.get("REMOTE_ADDR") or None
+    # The same address django-axes locks out (AXES_CLIENT_IP_CALLABLE): REMOTE_ADDR, or
+    # X-Forwarded-For only from a proxy in ADU_FORWARDED_ALLOW_IPS.
+    return client_address(request)
