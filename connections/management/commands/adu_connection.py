@@ -98,10 +98,16 @@ class Command(AduCommand):
 
     def _list(self, user, options):
         found = Connection.objects.visible_to(user).select_related("owner")
-        rows = [_describe(c) for c in found]
+        # Where a connection points, only to those who may edit it (as on the portal).
+        editable = set(Connection.objects.editable_by(user).values_list("pk", flat=True))
+        rows = [_describe(c, where=c.pk in editable) for c in found]
         lines = [f"{'NAME':24} {'KIND':11} {'ADDRESS':32} {'DATABASE':16} USER"] + [
-            f"{r['name']:24} {r['kind']:11} {r['host'] + ':' + str(r['port']):32} "
-            f"{r['database']:16} {r['username']}"
+            f"{r['name']:24} {r['kind']:11} "
+            + (
+                f"{r['host'] + ':' + str(r['port']):32} {r['database']:16} {r['username']}"
+                if r["host"] is not None
+                else f"{'-':32} {'-':16} -"
+            )
             for r in rows
         ]
         self.emit(options, rows, "\n".join(lines) if rows else "No connections.")
@@ -133,14 +139,16 @@ class Command(AduCommand):
         self.emit(options, {"removed": options["name"]}, f"Removed '{options['name']}'.")
 
 
-def _describe(connection: Connection) -> dict:
+def _describe(connection: Connection, where: bool = True) -> dict:
+    """The connection as listed; without `where`, its address, database, user and sslmode
+    are null (for those who may use it but not edit it)."""
     return {
         "name": connection.name,
         "kind": connection.kind,
-        "host": connection.host,
-        "port": connection.port,
-        "database": connection.database,
-        "username": connection.username,
-        "sslmode": connection.sslmode,
+        "host": connection.host if where else None,
+        "port": connection.port if where else None,
+        "database": connection.database if where else None,
+        "username": connection.username if where else None,
+        "sslmode": connection.sslmode if where else None,
         "owner": connection.owner.username,
     }
