@@ -319,6 +319,51 @@ else:
     _stop("ADU_BROKER must be 'orm' or 'redis'.")
 Q_CLUSTER["queue_limit"] = 1
 
+
+def _example_secrets() -> dict:
+    """The public placeholder values of docker/adu.env.example, by variable."""
+    values = {}
+    try:
+        text = (BASE_DIR / "docker" / "adu.env.example").read_text()
+    except OSError:
+        return values
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and not name.startswith("#") and value.strip():
+            values[name.strip()] = value.strip()
+    return values
+
+
+def _refuse_placeholders():
+    """Production never runs on the example file's secrets, which anyone can read: each is
+    refused by name, as is any value still marked CHANGE-ME."""
+    example = _example_secrets()
+    database = DATABASES["default"]
+    in_use = [
+        ("ADU_SECRET_KEY", "ADU_SECRET_KEY", SECRET_KEY),
+        *(("ADU_FERNET_KEYS", "ADU_FERNET_KEYS", key) for key in FERNET_KEYS),
+        ("ADU_MASKING_KEY", "", MASKING_KEY),
+        (
+            "The password in ADU_DATABASE_URL (POSTGRES_PASSWORD)",
+            "POSTGRES_PASSWORD",
+            database.get("PASSWORD") if database["ENGINE"] != "django.db.backends.sqlite3" else "",
+        ),
+        ("The password in ADU_REDIS_URL (REDIS_PASSWORD)", "REDIS_PASSWORD",
+         urlsplit(REDIS_URL).password if REDIS_URL else ""),
+    ]  # fmt: skip
+    for label, example_name, value in in_use:
+        value = str(value or "")
+        marked = any(mark in value.upper() for mark in ("CHANGE-ME", "CHANGEME"))
+        if value and (marked or value == example.get(example_name)):
+            _stop(
+                f"{label} is the placeholder of docker/adu.env.example; set a secret of "
+                "your own (the example file says how to generate one)."
+            )
+
+
+if not DEBUG:
+    _refuse_placeholders()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
