@@ -1,21 +1,26 @@
 """Drivers: one module per database kind behind one small interface.
 
 Each driver module offers:
-    connect(connection, **settings) -> DB-API connection; raises ConnectionFailed
+    connect(connection, **settings) -> DB-API connection, read-only for its whole life;
+        raises ConnectionFailed
     test(connection) -> LinkReport: server version, encryption, verification, write access
     schemas(connection) -> [schema names, system schemas left out]
     tables(connection, schema=None) -> [TableInfo]
     columns(db, schema, table) -> [SourceColumn]
     plan(column, fallback=False, money_scale=2) -> exports.engine.types.ColumnPlan
-    open_snapshot(connection) -> (leader session, snapshot id: pg_export_snapshot()'s, or an epoch)
-    join_snapshot(connection, snapshot_id) -> a session that reads what the snapshot shows
+    open_snapshot(connection, lock_timeout=None) -> (leader session, snapshot id:
+        pg_export_snapshot()'s, or an epoch)
+    join_snapshot(connection, snapshot_id, lock_timeout=None) -> a session that reads what
+        the snapshot shows
     read_batches(...) -> iterator of Arrow record batches (see exports.engine)
     count_rows(db, schema, table, row_filter="", query="") -> int
-    check_filter(db, schema, table, expression) / check_query(db, query): BadSelection if not
-        a plain condition / a single read-only SELECT
+    check_filter(db, schema, table, expression) -> user_sql.CheckedFilter (what runs, the
+        columns it reads) / check_query(db, query) -> user_sql.CheckedQuery (what runs, the
+        table columns it reads); BadSelection if not one allowed condition / SELECT
     query_columns(db, query) -> [SourceColumn] of a query's result
+    preview(db, query, limit) -> the first rows of a checked query, as text
     constraints(db, schema, table) -> [{name, kind, columns, definition}] rows must satisfy
-    explain(error, connection) -> one sentence for the user, never a secret
+    explain(error, connection) -> one sentence for the user, never a secret or source data
 """
 
 from dataclasses import dataclass, field
