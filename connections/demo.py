@@ -1,6 +1,8 @@
 """The demo source of `make run`: a local PostgreSQL under var/ with a small data set."""
 
+import os
 import secrets
+import stat
 from pathlib import Path
 
 from django.conf import settings
@@ -17,6 +19,13 @@ DEMO_PORT = 54329
 
 def start_demo(owner, port: int = DEMO_PORT) -> tuple[LocalPostgres, Connection]:
     """Start (creating on first run) the demo server and make its connection work for `owner`."""
+    if os.geteuid() == 0:
+        # Run by root, the server runs as the postgres OS user, who must pass through var/:
+        # ADU makes it 0700 (umask 077). Passing through is all it gets: what var/ holds
+        # is 0600 and 0700 itself, and its names cannot be listed.
+        var = Path(settings.VAR_DIR)
+        var.mkdir(parents=True, exist_ok=True)
+        var.chmod(stat.S_IMODE(var.stat().st_mode) | 0o001)
     pg = LocalPostgres(settings.VAR_DIR / "demo-pg", port=port).ensure_started()
     password = secrets.token_urlsafe(18)
     admin = pg.connect()
