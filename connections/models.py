@@ -201,6 +201,12 @@ class Connection(models.Model):
         stored = type(self).objects.filter(pk=self.pk).values(*ENDPOINT_FIELDS).first()
         return endpoint_changes(stored, self) if stored else []
 
+    def driver_options(self) -> dict:
+        """The stored options the driver may pass on: only DRIVER_OPTIONS' keys, whatever
+        a row saved before they were checked (or by a bulk update) holds."""
+        allowed = DRIVER_OPTIONS.get(self.kind, {})
+        return {k: v for k, v in (self.options or {}).items() if k in allowed}
+
     def secret(self) -> str:
         """The plaintext password, or one clear error if no configured key can open it."""
         if isinstance(self.password, Sealed):

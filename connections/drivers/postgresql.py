@@ -87,7 +87,7 @@ def connect(
         "application_name": "adu",
         "client_encoding": "UTF8",
     }
-    params.update({k: v for k, v in (connection.options or {}).items() if k not in params})
+    params.update({k: v for k, v in connection.driver_options().items() if k not in params})
     startup = {**READ_ONLY, **(SESSION_SETTINGS if session_settings else {})}
     params["options"] = " ".join(
         f"-c {name}={value.replace(' ', '')}" for name, value in startup.items()

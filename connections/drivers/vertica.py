@@ -91,7 +91,7 @@ def connect(connection, *, session_settings: bool = True) -> Session:
         "request_complex_types": True,
         "unicode_error": "strict",
     }
-    params.update({k: v for k, v in (connection.options or {}).items() if k not in params})
+    params.update({k: v for k, v in connection.driver_options().items() if k not in params})
     with connection.ca_file() as ca_path:
         if ca_path:
             params["tls_cafile"] = ca_path

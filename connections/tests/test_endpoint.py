@@ -387,6 +387,31 @@ def test_the_model_refuses_bad_options_on_any_path(owner):
     assert form.non_field_errors()[0].startswith("The option 'service' is not allowed")
 
 
+@pytest.mark.django_db
+def test_options_stored_around_the_checks_never_reach_the_session(owner, source_db):
+    """A row written by a bulk update (or before the checks) with libpq's `options`
+    cannot turn the read-only session off: the driver passes only allowed keys."""
+    from connections.drivers import postgresql
+
+    connection = source_db.connection(owner)
+    Connection.objects.filter(pk=connection.pk).update(
+        options={
+            "options": "-c default_transaction_read_only=off",
+            "hostaddr": "127.0.0.2",  # another server than the one the host names
+            "keepalives_idle": 30,
+        }
+    )
+    db = postgresql.connect(Connection.objects.get(pk=connection.pk))
+    try:
+        with db.cursor() as cur:
+            cur.execute("SHOW default_transaction_read_only")
+            assert cur.fetchone() == ("on",)
+        used = db.get_dsn_parameters()
+        assert "hostaddr" not in used and used["keepalives_idle"] == "30"  # allowed ones arrive
+    finally:
+        db.close()
+
+
 # Sharing -------------------------------------------------------------------------------
 
 

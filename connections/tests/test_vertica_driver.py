@@ -7,11 +7,9 @@ tests talk to a tiny socket server that answers vertica-python's start-up like V
 does when it refuses a login.
 """
 
-import contextlib
 import socket
 import struct
 import threading
-from types import SimpleNamespace
 
 import pytest
 import vertica_python
@@ -21,7 +19,7 @@ from vertica_python.vertica import messages
 
 from connections.drivers import TableInfo, for_kind, vertica
 from connections.localpg import free_port
-from connections.models import ConnectionFailed
+from connections.models import Connection, ConnectionFailed
 from connections.tests import fake_vertica as fv
 from connections.tests.fake_vertica import FakeColumn, FakeTable, FakeVertica
 
@@ -35,10 +33,7 @@ def connection(**overrides):
         "options": {},
     }  # fmt: skip
     fields.update(overrides)
-    found = SimpleNamespace(**fields)
-    found.secret = lambda: found.password
-    found.ca_file = lambda: contextlib.nullcontext(None)  # no CA stored
-    return found
+    return Connection(**fields)  # unsaved: the driver reads only its fields
 
 
 @pytest.fixture
@@ -86,10 +81,14 @@ def test_the_vertica_kind_has_its_driver():
     ],
 )  # fmt: skip
 def test_sslmode_becomes_vertica_tlsmode(server, sslmode, tlsmode):
-    vertica.connect(connection(sslmode=sslmode, options={"tls_cafile": "/ca.pem"}))
+    # Options outside the allowlist never reach the driver, even from a row saved
+    # before they were checked: the CA comes only from the connection's own certificate.
+    vertica.connect(
+        connection(sslmode=sslmode, options={"tls_cafile": "/ca.pem", "workload": "etl"})
+    )
     [options] = server.connect_options
     assert options["tlsmode"] == tlsmode
-    assert options["tls_cafile"] == "/ca.pem"
+    assert "tls_cafile" not in options and options["workload"] == "etl"
     assert options["connection_timeout"] == 2
     assert options["password"] == SECRET
 
