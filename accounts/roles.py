@@ -24,6 +24,16 @@ def _groups(user) -> frozenset[str]:
     return cached
 
 
+def teams(user):
+    """The user's groups that share connections: a role is not a team, so a connection
+    shared with a role group is not thereby open to everyone of that role."""
+    from django.contrib.auth.models import Group
+
+    if not user.pk:
+        return Group.objects.none()
+    return user.groups.exclude(name__in=ROLES)
+
+
 def is_admin(user) -> bool:
     return bool(user.is_active and (user.is_superuser or ADMIN in _groups(user)))
 

@@ -28,7 +28,7 @@ def profile(request):
         # Rendered in this answer only (never_cache): never stored, not even in the session.
         "created": created,
         "tokens": request.user.api_tokens.all(),
-        "groups": request.user.groups.exclude(name__in=roles.ROLES).values_list("name", flat=True),
+        "groups": roles.teams(request.user).values_list("name", flat=True),
     }
     return render(request, "api/profile.html", context)
 

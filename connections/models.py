@@ -59,10 +59,7 @@ class ConnectionQuerySet(models.QuerySet):
         shared with one of their groups (an ADU Admin: all)."""
         if roles.is_admin(user):
             return self.all()
-        # A role is not a team: a connection shared with a role group (which the form no
-        # longer offers) is not thereby open to everyone of that role.
-        teams = user.groups.exclude(name__in=roles.ROLES)
-        shared = models.Q(shared_with__in=teams) if user.pk else models.Q()
+        shared = models.Q(shared_with__in=roles.teams(user))
         return self.filter(models.Q(owner_id=user.pk) | shared).distinct()
 
     def usable_by(self, user):

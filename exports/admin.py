@@ -78,6 +78,14 @@ class ExportJobAdmin(RecordOnly, admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
+    def has_delete_permission(self, request, obj=None):
+        # A queued or running job keeps its record: its workers still write to it.
+        return super().has_delete_permission(request, obj) and (obj is None or obj.is_finished)
+
+    def delete_model(self, request, obj):
+        # The Delete button too takes the job's folder and log, on the audit trail.
+        obj.delete_with_files(by=request.user)
+
     @admin.action(description="Delete the selected finished jobs with their files")
     def delete_with_files(self, request, queryset):
         freed, deleted, skipped = 0, 0, []
@@ -152,7 +160,7 @@ class TableRunAdmin(RecordOnly, admin.ModelAdmin):
 
 
 @admin.register(JobError)
-class JobErrorAdmin(admin.ModelAdmin):
+class JobErrorAdmin(RecordOnly, admin.ModelAdmin):
     list_display = ["created_at", "job", "table_run", "message"]
     list_filter = ["created_at"]
     search_fields = ["message"]

@@ -62,7 +62,7 @@ class ExportJobQuerySet(models.QuerySet):
         with one of their groups (an ADU Admin: all)."""
         if roles.is_admin(user):
             return self.all()
-        shared = models.Q(connection__shared_with__in=user.groups.all()) if user.pk else Q()
+        shared = Q(connection__shared_with__in=roles.teams(user))
         return self.filter(Q(owner_id=user.pk) | shared).distinct()
 
     def actionable_by(self, user):

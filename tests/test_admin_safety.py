@@ -194,6 +194,37 @@ def test_a_jobs_paths_are_read_only_in_the_admin(client, admin_user, boss, job, 
     assert client.get("/admin/exports/tablerun/add/").status_code == 403
 
 
+@pytest.mark.django_db
+def test_the_delete_button_takes_a_finished_jobs_folder_and_spares_a_running_job(
+    client, boss, job
+):
+    from audit.models import AuditEvent
+
+    client.force_login(boss)
+    job.folder().mkdir(parents=True)
+    (job.folder() / "data.parquet").write_bytes(b"x" * 10)
+    url = f"/admin/exports/exportjob/{job.pk}/delete/"
+    assert client.get(url).status_code == 403  # queued: its workers still write there
+    ExportJob.objects.filter(pk=job.pk).update(status="complete")
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not ExportJob.objects.filter(pk=job.pk).exists() and not job.folder().exists()
+    assert AuditEvent.objects.filter(action="job_delete", object_id=str(job.pk)).exists()
+
+
+@pytest.mark.django_db
+def test_job_errors_are_records_in_the_admin(client, boss, job):
+    from exports.models import JobError
+
+    error = JobError.objects.create(job=job, message="The table does not exist.")
+    client.force_login(boss)
+    url = f"/admin/exports/joberror/{error.pk}/change/"
+    assert 'name="message"' not in client.get(url).content.decode()
+    client.post(url, {"message": "all fine", "job": job.pk})
+    error.refresh_from_db()
+    assert error.message == "The table does not exist."
+    assert client.get("/admin/exports/joberror/add/").status_code == 403
+
+
 def user_form(user, **changes):
     return {
         "username": user.username,

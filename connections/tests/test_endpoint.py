@@ -454,3 +454,12 @@ def test_a_connection_already_shared_with_a_role_is_not_open_to_that_role(
     connection.shared_with.add(Group.objects.get(name=roles.OPERATOR))  # made before the check
     assert not Connection.objects.visible_to(outsider).exists()
     assert not Connection.objects.usable_by(outsider).exists()
+    # Nor are its jobs: the job side and the connection side ask roles.teams alike.
+    from exports.models import ExportJob
+
+    job = ExportJob.create_with_tables(owner, connection, [("public", "t")], {})
+    assert not ExportJob.objects.visible_to(outsider).exists()
+    team = Group.objects.create(name="analysts")
+    outsider.groups.add(team)
+    connection.shared_with.add(team)
+    assert list(ExportJob.objects.visible_to(outsider)) == [job]
