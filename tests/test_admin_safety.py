@@ -195,9 +195,7 @@ def test_a_jobs_paths_are_read_only_in_the_admin(client, admin_user, boss, job, 
 
 
 @pytest.mark.django_db
-def test_the_delete_button_takes_a_finished_jobs_folder_and_spares_a_running_job(
-    client, boss, job
-):
+def test_the_delete_button_takes_a_finished_jobs_folder_and_spares_a_running_job(client, boss, job):
     from audit.models import AuditEvent
 
     client.force_login(boss)

@@ -44,9 +44,11 @@ from exports.engine.types import NATIVE, DoesNotFit, plan, read_schema  # noqa: 
 
 SYSTEM_SCHEMAS = ("information_schema",)
 SYSTEM_SCHEMA_PREFIXES = ("pg_", "gp_")
-# Every session is read-only from its first statement, whatever a transaction does: no
-# statement on it can write even if a transaction ends early.
-READ_ONLY = {"default_transaction_read_only": "on"}
+# Every session starts with these, whatever the server's or the role's defaults: it is
+# read-only from its first statement (no statement on it can write even if a transaction
+# ends early), and reads string literals as the SQL standard and pglast do (with
+# standard_conforming_strings off, '\'' would end a literal pglast reads as open).
+SAFE_SESSION = {"default_transaction_read_only": "on", "standard_conforming_strings": "on"}
 # Settings that make the server's text output exact and parseable whatever the
 # server's defaults are.
 SESSION_SETTINGS = {
@@ -88,7 +90,7 @@ def connect(
         "client_encoding": "UTF8",
     }
     params.update({k: v for k, v in connection.driver_options().items() if k not in params})
-    startup = {**READ_ONLY, **(SESSION_SETTINGS if session_settings else {})}
+    startup = {**SAFE_SESSION, **(SESSION_SETTINGS if session_settings else {})}
     params["options"] = " ".join(
         f"-c {name}={value.replace(' ', '')}" for name, value in startup.items()
     )
@@ -451,8 +453,19 @@ def check_query(db, query: str) -> user_sql.CheckedQuery:
     one SELECT that reads no system catalog. Its `reads` are the (schema, table, column)
     of every table column the plan touches, whatever the query calls them."""
     checked = user_sql.check_query(query)
-    tree = _check_plan(db, sql.SQL(checked.sql), "query")
-    if any(node.get("Node Type") == "ModifyTable" for node in _plan_nodes(tree)):
+    system = _system_relations(db, checked.relations)
+    if system:
+        raise BadSelection(
+            f"The query reads the system catalog ({system[0]}); a query reads the "
+            "database's own tables."
+        )
+    # Planned as the export runs it, inside a subquery: with more than one relation in
+    # the plan, EXPLAIN names every column with its relation's alias.
+    tree = _check_plan(
+        db, sql.SQL("SELECT * FROM (\n{}\n) AS q").format(sql.SQL(checked.sql)), "query"
+    )
+    nodes = list(_plan_nodes(tree))
+    if any(node.get("Node Type") == "ModifyTable" for node in nodes):
         raise BadSelection("The query changes data; an export runs only a SELECT.")
     scans = list(_scans(tree))
     system = sorted(f"{s}.{name}" for s, name, _ in scans if is_system_schema(s))
@@ -461,7 +474,35 @@ def check_query(db, query: str) -> user_sql.CheckedQuery:
             f"The query reads the system catalog ({system[0]}); a query reads the "
             "database's own tables."
         )
+    functions = sorted({node["Function Name"] for node in nodes if "Function Name" in node})
+    if functions:
+        raise BadSelection(
+            f"The query reads the rows of the function {functions[0]}() (through a view?); "
+            "a query reads the database's own tables."
+        )
     return dataclasses.replace(checked, reads=_columns_read(db, tree, scans))
+
+
+def _system_relations(db, relations) -> list[str]:
+    """The relations among (schema or "", name), resolved as the session would, that live
+    in a system schema (pg_stat_activity, pg_settings... need no schema to be found)."""
+    if not relations:
+        return []
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            SELECT n.nspname || '.' || c.relname
+            FROM unnest(%s::text[], %s::text[]) AS r(nsp, rel)
+            JOIN pg_class c ON c.oid = to_regclass(
+                CASE WHEN r.nsp = '' THEN quote_ident(r.rel)
+                     ELSE quote_ident(r.nsp) || '.' || quote_ident(r.rel) END)
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            """,
+            [[s for s, _ in relations], [name for _, name in relations]],
+        )
+        found = sorted(name for (name,) in cur.fetchall())
+    db.rollback()
+    return [name for name in found if is_system_schema(name.split(".")[0])]
 
 
 def _plan_nodes(tree: dict) -> Iterator[dict]:
@@ -607,7 +648,7 @@ def _reason(error: psycopg2.Error) -> str:
         return f"it ran longer than {settings.SOURCE_STATEMENT_TIMEOUT} s (ADU_SOURCE_STATEMENT_TIMEOUT)"
     if error.pgcode == "55P03":
         return "a table it reads is locked by another session (an ACCESS EXCLUSIVE lock)"
-    reason = error.diag.message_primary or _first_line(str(error))
+    reason = " ".join((error.diag.message_primary or _first_line(str(error))).split())
     if (error.pgcode or "").startswith("22"):  # data exception: may quote a value
         reason = _QUOTED.sub("…", reason)
     return reason.rstrip(".")
@@ -626,9 +667,17 @@ def _check_plan(db, statement, what: str) -> dict:
             tree = explained[0]["Plan"]
             text = json.dumps(tree)
             called = set(re.findall(r"([A-Za-z_][\w$]*)\(", text))
+            # A name the plan shows unqualified is found in pg_catalog first, if it is
+            # there: another schema's volatile function of that name is not the one called.
             cur.execute(
-                "SELECT DISTINCT proname FROM pg_proc WHERE provolatile = 'v' "
-                "AND proname = ANY(%s) ORDER BY proname",
+                """
+                SELECT DISTINCT p.proname FROM pg_proc p
+                WHERE p.provolatile = 'v' AND p.proname = ANY(%s)
+                  AND (p.pronamespace = 'pg_catalog'::regnamespace
+                       OR NOT EXISTS (SELECT 1 FROM pg_proc c WHERE c.proname = p.proname
+                                      AND c.pronamespace = 'pg_catalog'::regnamespace))
+                ORDER BY p.proname
+                """,
                 [sorted(called)],
             )
             volatile = [name for (name,) in cur.fetchall()]

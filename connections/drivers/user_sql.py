@@ -19,7 +19,7 @@ schema is never the one called. The driver checks the plan too (a second line).
 from dataclasses import dataclass
 
 from pglast import ast, parser
-from pglast.enums import A_Expr_Kind, SQLValueFunctionOp
+from pglast.enums import A_Expr_Kind, BoolExprType, SQLValueFunctionOp, SubLinkType
 from pglast.stream import RawStream
 
 from connections.drivers import BadSelection
@@ -38,7 +38,7 @@ SCALAR_FUNCTIONS = frozenset(
     isfinite timezone now statement_timestamp transaction_timestamp
     to_char to_date to_timestamp to_number
     array_length array_lower array_upper cardinality array_position array_to_string
-    similar_to_escape similar_escape
+    similar_to_escape similar_escape like_escape
     """.split()
 )
 # Aggregates and window functions: a query may use them, a filter may not.
@@ -146,6 +146,8 @@ class CheckedQuery:
     # (schema, table, column) of the table columns it reads, as the driver finds them in
     # its plan (views and aliases resolved); empty until then
     reads: frozenset[tuple[str, str, str]] = frozenset()
+    # (schema or "", name) of every relation it names, for the driver to resolve
+    relations: tuple[tuple[str, str], ...] = ()
 
 
 def check_filter(text: str, columns=None) -> CheckedFilter:
@@ -159,9 +161,8 @@ def check_filter(text: str, columns=None) -> CheckedFilter:
     }
     if extra or len(stmt.targetList or ()) != 1 or stmt.targetList[0].name:
         raise BadSelection("The filter is one condition, not a list or a query.")
-    expression = stmt.targetList[0].val
     checker = _Checker("filter", SCALAR_FUNCTIONS)
-    checker.visit(expression)
+    expression = checker.visit(stmt.targetList[0].val)
     if columns is not None:
         unknown = sorted(checker.columns - set(columns))
         if unknown:
@@ -177,13 +178,12 @@ def check_filter(text: str, columns=None) -> CheckedFilter:
 
 def check_query(text: str) -> CheckedQuery:
     """The query, checked; BadSelection with one sentence if it is not one allowed SELECT."""
-    stmt = _one_select(text, "query")
     checker = _Checker("query", QUERY_FUNCTIONS)
-    checker.visit(stmt)
+    stmt = checker.visit(_one_select(text, "query"))
     deparsed = RawStream()(stmt)
     if _one_select(deparsed, "query") != stmt:
         raise BadSelection("The query cannot be written back exactly; simplify it.")
-    return CheckedQuery(deparsed)
+    return CheckedQuery(deparsed, relations=tuple(sorted(checker.relations)))
 
 
 def _one_select(text: str, what: str, prefix: str = "") -> ast.SelectStmt:
@@ -197,7 +197,8 @@ def _one_select(text: str, what: str, prefix: str = "") -> ast.SelectStmt:
         statements = parser.parse_sql(prefix + text)
     except parser.ParseError as error:
         reason = str(error.args[0]) if error.args else "syntax error"
-        raise BadSelection(f"The {what} does not parse: {reason.split(', at index')[0]}.") from None
+        reason = " ".join(reason.split(", at index")[0].split())  # one line
+        raise BadSelection(f"The {what} does not parse: {reason}.") from None
     if len(statements) != 1:
         raise BadSelection(
             f"The {what} holds {len(statements)} statements; write one "
@@ -216,6 +217,7 @@ class _Checker:
         self.what = what
         self.functions = functions
         self.columns: set[str] = set()
+        self.relations: set[tuple[str, str]] = set()
         self.allowed = _EXPRESSION_NODES + (_QUERY_NODES if what == "query" else ())
 
     def refuse(self, part: str):
@@ -227,19 +229,22 @@ class _Checker:
         return "a query is one SELECT over tables, with built-in functions only"
 
     def visit(self, node):
+        """The node, checked, with what the server would look up by name made explicit:
+        functions and operators qualified with pg_catalog, and the forms that look an
+        operator up implicitly (IN, BETWEEN, LIKE, NULLIF, CASE x WHEN) written with one.
+        Returns the node to put in its parent's place."""
         if isinstance(node, tuple | list):
-            for item in node:
-                self.visit(item)
-            return
+            return tuple(self.visit(item) for item in node)
         if not isinstance(node, ast.Node):
-            return
+            return node
         if not isinstance(node, self.allowed):
             self.refuse(f"contains {_kind(node)}")
         check = getattr(self, f"_{type(node).__name__}", None)
         if check:
-            check(node)
-        for _, value in _fields(node):
-            self.visit(value)
+            node = check(node) or node
+        for name, value in list(_fields(node)):
+            setattr(node, name, self.visit(value))
+        return node
 
     def _ColumnRef(self, node):
         names = [f.sval for f in node.fields if isinstance(f, ast.String)]
@@ -248,19 +253,70 @@ class _Checker:
                 self.refuse("names a column with its table or as *; name the column alone")
             self.columns.add(names[0])
 
-    def _A_Expr(self, node):
-        if node.kind not in _EXPRESSION_KINDS:
-            self.refuse(f"uses the operator form {node.kind.name}")
-        names = [n.sval for n in node.name if isinstance(n, ast.String)]
-        operator = names[-1] if names else ""
-        schema = names[:-1]
-        if node.kind in (A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_NOT_BETWEEN,
-                         A_Expr_Kind.AEXPR_BETWEEN_SYM, A_Expr_Kind.AEXPR_NOT_BETWEEN_SYM):  # fmt: skip
-            return
-        if operator not in OPERATORS or schema not in ([], ["pg_catalog"]):
+    def _operator(self, names) -> tuple:
+        """pg_catalog.<operator>, or a refusal if it is not a built-in one on the list."""
+        names = [n.sval for n in names if isinstance(n, ast.String)]
+        if not names or names[-1] not in OPERATORS or names[:-1] not in ([], ["pg_catalog"]):
             self.refuse(
-                f"uses the operator {'.'.join(names)}, which is not a built-in comparison or arithmetic"
+                f"uses the operator {'.'.join(names)}, which is not a built-in comparison "
+                "or arithmetic"
             )
+        return (ast.String(sval="pg_catalog"), ast.String(sval=names[-1]))
+
+    def _A_Expr(self, node):
+        kind = node.kind
+        if kind in (A_Expr_Kind.AEXPR_DISTINCT, A_Expr_Kind.AEXPR_NOT_DISTINCT):
+            self.refuse("uses IS [NOT] DISTINCT FROM; write it with =, <> and IS NULL")
+        if kind in (A_Expr_Kind.AEXPR_BETWEEN_SYM, A_Expr_Kind.AEXPR_NOT_BETWEEN_SYM):
+            self.refuse("uses BETWEEN SYMMETRIC; write it with >= and <=")
+        if kind not in _EXPRESSION_KINDS:
+            self.refuse(f"uses the operator form {kind.name}")
+        if kind in (A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_NOT_BETWEEN):
+            # As PostgreSQL itself reads it: a >= x AND a <= y (NOT: a < x OR a > y).
+            low, high = node.rexpr
+            inside = kind == A_Expr_Kind.AEXPR_BETWEEN
+            return ast.BoolExpr(
+                boolop=BoolExprType.AND_EXPR if inside else BoolExprType.OR_EXPR,
+                args=(
+                    _op(">=" if inside else "<", node.lexpr, low),
+                    _op("<=" if inside else ">", node.lexpr, high),
+                ),
+            )
+        if kind == A_Expr_Kind.AEXPR_IN:
+            # As PostgreSQL itself reads a list of one type: = ANY (ARRAY[...]), and
+            # NOT IN: <> ALL (ARRAY[...]).
+            any_or_all = (
+                A_Expr_Kind.AEXPR_OP_ANY if node.name[0].sval == "=" else A_Expr_Kind.AEXPR_OP_ALL
+            )
+            return ast.A_Expr(
+                kind=any_or_all,
+                name=self._operator(node.name),
+                lexpr=node.lexpr,
+                rexpr=ast.A_ArrayExpr(elements=tuple(node.rexpr)),
+            )
+        if kind == A_Expr_Kind.AEXPR_NULLIF:
+            first, second = node.lexpr, node.rexpr
+            return ast.CaseExpr(
+                args=(ast.CaseWhen(expr=_op("=", first, second), result=ast.A_Const(isnull=True)),),
+                defresult=first,
+            )
+        # LIKE, ILIKE and SIMILAR TO are the operators ~~, ~~*, ~ (and their negations).
+        node.kind = (
+            kind
+            if kind in (A_Expr_Kind.AEXPR_OP_ANY, A_Expr_Kind.AEXPR_OP_ALL)
+            else A_Expr_Kind.AEXPR_OP
+        )
+        node.name = self._operator(node.name)
+        return node
+
+    def _CaseExpr(self, node):
+        if node.arg is not None:  # CASE x WHEN v: x = v, with the built-in =
+            node.args = tuple(
+                ast.CaseWhen(expr=_op("=", node.arg, when.expr), result=when.result)
+                for when in node.args
+            )
+            node.arg = None
+        return node
 
     def _FuncCall(self, node):
         names = [n.sval for n in node.funcname]
@@ -306,10 +362,37 @@ class _Checker:
             self.refuse("names a table of another database")
         if schema in SYSTEM_SCHEMAS or schema.startswith("pg_"):
             self.refuse(f"reads the system catalog ({schema}.{node.relname})")
+        self.relations.add((node.schemaname or "", node.relname))
 
     def _SubLink(self, node):
         if not isinstance(node.subselect, ast.SelectStmt):
             self.refuse(f"holds a {_kind(node.subselect)} statement")
+        if node.subLinkType in (SubLinkType.ANY_SUBLINK, SubLinkType.ALL_SUBLINK):
+            # x IN (SELECT ...) compares with = looked up by name: say which.
+            node.operName = self._operator(node.operName or (ast.String(sval="="),))
+        elif node.operName:
+            self.refuse("compares rows with a subquery")
+        return node
+
+    def _JoinExpr(self, node):
+        if node.usingClause or node.isNatural:
+            self.refuse(
+                "joins with USING or NATURAL (an = looked up by name); write the join with ON"
+            )
+
+    def _SortBy(self, node):
+        if node.useOp:
+            self.refuse("sorts with USING an operator; sort with ASC or DESC")
+
+
+def _op(symbol: str, left, right) -> ast.A_Expr:
+    """left OPERATOR(pg_catalog.symbol) right."""
+    return ast.A_Expr(
+        kind=A_Expr_Kind.AEXPR_OP,
+        name=(ast.String(sval="pg_catalog"), ast.String(sval=symbol)),
+        lexpr=left,
+        rexpr=right,
+    )
 
 
 def _fields(node):

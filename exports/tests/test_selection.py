@@ -86,7 +86,10 @@ def test_a_filter_exports_exactly_the_matching_rows(people, owner):
     manifest = json.loads((job.folder() / "manifest.json").read_text())
     # The manifest says what ran: the filter's tree as deparsed, not the text as typed.
     ran = manifest["tables"][0]["selection"]["filter"]
-    assert ran == "(city = 'Rome' AND born < CAST('1995-06-01' AS pg_catalog.date)) OR id = 300"
+    assert ran == (
+        "(city OPERATOR(pg_catalog.=) 'Rome' AND born OPERATOR(pg_catalog.<) "
+        "CAST('1995-06-01' AS pg_catalog.date)) OR id OPERATOR(pg_catalog.=) 300"
+    )
 
 
 @pytest.mark.django_db

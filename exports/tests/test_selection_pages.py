@@ -56,7 +56,7 @@ def test_a_job_from_the_page_takes_the_chosen_columns_masks_filter_and_query(
     runs = {run.table: run for run in job.tables.all()}
     assert runs["staff"].spec == {
         "columns": ["id", "hired"],
-        "filter": "id <= 5",
+        "filter": "id OPERATOR(pg_catalog.<=) 5",  # what runs: operators said in full
         "masks": {"hired": {"method": "truncate"}},
     }
     assert runs["count"].spec == {"query": "SELECT count(*) AS n FROM staff"}
