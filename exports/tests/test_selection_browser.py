@@ -62,7 +62,7 @@ def test_columns_masks_a_filter_and_a_saved_query_from_the_browser(
     assert runs == {
         "staff": {
             "columns": ["id", "hired"],
-            "filter": "id > 30",
+            "filter": "id OPERATOR(pg_catalog.>) 30",  # what runs
             "masks": {"hired": {"method": "truncate"}},
         },
         "hired-per-year": {"query": query.sql},
