@@ -1,7 +1,6 @@
 """The audit trail: who did what, when, from where. Written once, never changed."""
 
 import contextvars
-import json
 
 from django.conf import settings
 from django.db import models
@@ -92,9 +91,16 @@ def record(
     )
 
 
-def _clean(details: dict) -> dict:
-    # Through JSON and back: every string is redacted, and the result is plain JSON.
-    return json.loads(redact(json.dumps(details, default=str)))
+def _clean(details):
+    """Plain JSON with every string redacted, one by one (redacting the JSON text whole
+    would let a pattern run past a closing quote: `secret = p.ssn"}` is not JSON)."""
+    if isinstance(details, dict):
+        return {redact(str(key)): _clean(value) for key, value in details.items()}
+    if isinstance(details, list | tuple | set | frozenset):
+        return [_clean(value) for value in details]
+    if details is None or isinstance(details, bool | int | float):
+        return details
+    return redact(str(details))
 
 
 def _address(request):

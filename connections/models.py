@@ -282,25 +282,29 @@ class Connection(models.Model):
             raise BadSelection("Only those who may edit the connection may preview its queries.")
         driver = self.driver()
         policies = list(self.sensitive_columns.all())
-        db = driver.connect(self)
         try:
-            checked = driver.check_query(db, query)
-            for read in sorted(checked.reads):
-                policy = next((p for p in policies if p.matches(*read)), None)
-                if policy is not None:
-                    record(AuditEvent.Action.QUERY_PREVIEW, user=by, obj=self, ok=False,
-                           refused=f"reads {'.'.join(read)}")  # fmt: skip
-                    raise BadSelection(
-                        f"The query reads {'.'.join(read)}, which is sensitive "
-                        f"({policy.pattern}); a preview never shows it."
-                    )
-            columns = driver.query_columns(db, query)
-            found = driver.preview(db, query, rows)
-        finally:
-            db.close()
+            db = driver.connect(self)
+            try:
+                checked = driver.check_query(db, query)
+                for read in sorted(checked.reads):
+                    policy = policy_for(policies, *read)
+                    if policy is not None:
+                        raise BadSelection(
+                            f"The query reads {'.'.join(read)}, which is sensitive "
+                            f"({policy.pattern}); a preview never shows it."
+                        )
+                columns = driver.query_columns(db, query)
+                found = driver.preview(db, query, rows)
+            finally:
+                db.close()
+        except (BadSelection, ConnectionFailed) as error:
+            # Refused or failed, it may have run on the source: on the trail all the same.
+            record(AuditEvent.Action.QUERY_PREVIEW, user=by, obj=self, ok=False,
+                   refused=str(error)[:500], query=query[:2000])  # fmt: skip
+            raise
         actions = []
         for column in columns:
-            policy = next((p for p in policies if p.matches("", "", column.name)), None)
+            policy = policy_for(policies, "", "", column.name)
             actions.append(policy.action if policy else None)
         keep = [i for i, action in enumerate(actions) if action != SensitiveColumn.Action.EXCLUDE]
         shown = [tuple(_preview_value(row[i], actions[i]) for i in keep) for row in found]
@@ -421,6 +425,16 @@ class SensitiveColumn(models.Model):
         return fnmatch.fnmatchcase(column.lower(), pattern) or fnmatch.fnmatchcase(
             f"{schema}.{table}.{column}".lower(), pattern
         )
+
+
+def policy_for(policies, schema: str, table: str, column: str, above=()):
+    """The first of `policies` that holds for the column: one on its table, or on a table
+    `above` it (a partitioned table its table is a partition of); None if none does."""
+    for owner_schema, owner_table in [(schema, table), *above]:
+        for policy in policies:
+            if policy.matches(owner_schema, owner_table, column):
+                return policy
+    return None
 
 
 def endpoint_changes(old, new) -> list[str]:

@@ -420,3 +420,89 @@ def test_a_role_setting_does_not_beat_the_sessions_startup_options(canary, owner
                         "WHERE usename = %s", [role])  # fmt: skip
         admin.close()
         canary.db.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+
+
+# -- Closed after the second round ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("view", "sql"),
+    [
+        # Aliases inside a view rename the columns in the plan as in a query.
+        ("r2.renamed", "SELECT x FROM public.people AS p(i, n, x)"),
+        # A view of a view: the outer one reads only what the inner one calls "code".
+        ("r2.outer_view", "SELECT code AS c FROM public.people_view"),
+        # A whole row: no column of people is named.
+        ("r2.whole", "SELECT row_to_json(p) AS r FROM public.people AS p"),
+    ],
+)
+def test_what_a_view_reads_is_found_however_it_names_it(canary, owner, client, view, sql):
+    connection = canary.db.connection(owner)
+    policy(connection, "*ssn*")
+    canary.db.execute(f"CREATE VIEW {view} AS {sql}")
+    outcome = query_through("saved", client, owner, connection, f"SELECT * FROM {view}")
+    assert isinstance(outcome, Refused), "accepted: " + exported_values(run_job(outcome.pk))[:80]
+    assert "public.people.ssn" in outcome
+    with pytest.raises(BadRequest, match="public.people.ssn"):
+        create_job(owner, connection, tables=[view])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_view_without_sensitive_reads_or_unsafe_calls_is_exported(canary, owner):
+    """The checks refuse what they must and no more: a view over people's id and name,
+    with built-in functions, exports as a table under a "*ssn*" policy."""
+    connection = canary.db.connection(owner)
+    policy(connection, "*ssn*")
+    canary.db.execute(
+        "CREATE VIEW r2.names AS SELECT id, upper(name) AS name FROM public.people WHERE id < 731004"
+    )
+    job = run_job(create_job(owner, connection, tables=["r2.names"]).pk)
+    assert job.status == "complete", list(job.errors.values_list("message", flat=True))
+    assert job.tables.get().rows_written > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_view_redefined_to_call_a_user_function_fails_its_table_at_run_time(canary, owner):
+    """Created as a harmless view; between the job's creation and its run the view calls
+    r2.peek(): the table fails with the reason (phase "check"), nothing of it is
+    written, and the job's other table is exported."""
+    connection = canary.db.connection(owner)
+    canary.db.execute("CREATE VIEW r2.turncoat AS SELECT id FROM public.canary")
+    job = create_job(owner, connection, tables=["r2.turncoat", "public.canary"])
+    canary.db.execute(
+        "CREATE OR REPLACE VIEW r2.turncoat AS SELECT id, r2.peek() AS note FROM public.canary"
+    )
+    job = run_job(job.pk)
+    turncoat = job.tables.get(table="turncoat")
+    assert turncoat.status == "failed" and not turncoat.files
+    [error] = job.errors.all()
+    assert error.context["phase"] == "check"
+    assert "r2.peek()" in error.message and "not a built-in function" in error.message
+    assert_one_clean_sentence(error.message)
+    assert job.tables.get(table="canary").status == "complete"
+    canary.assert_untouched()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("errcode", ["42501", "22012", "P0001"])
+def test_a_message_a_function_raises_is_not_passed_on(canary, owner, errcode):
+    """RAISE takes any SQLSTATE and any text: whatever class it claims, a message raised
+    inside a function reaches neither a refusal nor a job's error."""
+    from connections.drivers import postgresql
+
+    connection = canary.db.connection(owner)
+    session = postgresql.connect(connection)
+    try:
+        with session.cursor() as cur:
+            cur.execute(
+                "DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '" + errcode + "', "
+                "MESSAGE = (SELECT string_agg(secret, ' ') FROM public.canary); END$$"
+            )
+    except postgresql.psycopg2.Error as raised:
+        error = raised
+    finally:
+        session.close()
+    for message in (postgresql._reason(error), postgresql.explain(error, connection, "s.t")):
+        assert "CANARY" not in message, message
+        assert_one_clean_sentence(message)

@@ -207,3 +207,23 @@ def test_cancel_retry_and_connection_delete_are_on_the_trail(browser, owner, sou
     assert retry.ip_address is None and retry.user == owner  # from a command
     deleted = AuditEvent.objects.get(action="connection_delete")
     assert deleted.details == {"name": "spare"} and deleted.user_agent == AGENT
+
+
+@pytest.mark.django_db
+def test_details_that_look_like_a_secret_are_redacted_and_stay_json(owner):
+    """A query such as `... ON c.secret = p.ssn` in an event's details: the pattern for
+    "secret = value" once ran over the JSON text and past the closing quote (not JSON)."""
+    from audit.models import record
+
+    event = record(
+        AuditEvent.Action.QUERY_PREVIEW,
+        user=owner,
+        query="SELECT p.id FROM people AS p JOIN canary AS c ON c.secret = p.ssn",
+        nested={"password": "x", "list": ["token=abc123", 3, None, True]},
+    )
+    event.refresh_from_db()
+    assert (
+        event.details["query"]
+        == "SELECT p.id FROM people AS p JOIN canary AS c ON c.secret = [redacted]"
+    )
+    assert event.details["nested"]["list"] == ["token=[redacted]", 3, None, True]

@@ -12,7 +12,6 @@ over several connections that all import the job's snapshot, as `pg_dump -j` doe
 import dataclasses
 import fcntl
 import functools
-import json
 import os
 import queue
 import re
@@ -22,6 +21,7 @@ from collections.abc import Callable, Iterator
 
 import adu_pgcopy
 import psycopg2
+import psycopg2.errorcodes
 import psycopg2.errors
 import psycopg2.extensions
 import pyarrow as pa
@@ -434,6 +434,7 @@ def check_filter(db, schema: str, table: str, expression: str) -> user_sql.Check
     """The filter, parsed and checked (user_sql), then planned: BadSelection unless it is
     one allowed condition on the table's own columns whose plan reads that table alone."""
     checked = user_sql.check_filter(expression, [c.name for c in columns(db, schema, table)])
+    _check_views(db, _relations(db, [(schema, table)]), "filter")
     statement = sql.SQL("SELECT * FROM {} WHERE ({})").format(
         sql.Identifier(schema, table), sql.SQL(checked.sql)
     )
@@ -450,15 +451,20 @@ def check_filter(db, schema: str, table: str, expression: str) -> user_sql.Check
 
 def check_query(db, query: str) -> user_sql.CheckedQuery:
     """The query, parsed and checked (user_sql), then planned: BadSelection unless it is
-    one SELECT that reads no system catalog. Its `reads` are the (schema, table, column)
-    of every table column the plan touches, whatever the query calls them."""
+    one SELECT that reads no system catalog and, through the views it reads, calls only
+    built-in functions that change nothing. Its `reads` are the (schema, table, column)
+    of every table column it touches, whatever the query or its views call them, and as
+    the columns of every table they are partitions (or children) of."""
     checked = user_sql.check_query(query)
-    system = _system_relations(db, checked.relations)
+    relations = _relations(db, checked.relations)
+    system = sorted(f"{s}.{name}" for _, s, name, _ in relations if is_system_schema(s))
     if system:
         raise BadSelection(
             f"The query reads the system catalog ({system[0]}); a query reads the "
             "database's own tables."
         )
+    # Before the plan: planning runs the immutable functions of a view's WHERE.
+    through_views = _check_views(db, relations, "query")
     # Planned as the export runs it, inside a subquery: with more than one relation in
     # the plan, EXPLAIN names every column with its relation's alias.
     tree = _check_plan(
@@ -480,29 +486,168 @@ def check_query(db, query: str) -> user_sql.CheckedQuery:
             f"The query reads the rows of the function {functions[0]}() (through a view?); "
             "a query reads the database's own tables."
         )
-    return dataclasses.replace(checked, reads=_columns_read(db, tree, scans))
+    reads = _columns_read(db, tree, scans) | through_views
+    return dataclasses.replace(checked, reads=_with_ancestors(db, reads))
 
 
-def _system_relations(db, relations) -> list[str]:
-    """The relations among (schema or "", name), resolved as the session would, that live
-    in a system schema (pg_stat_activity, pg_settings... need no schema to be found)."""
-    if not relations:
+def check_view(db, schema: str, view: str) -> user_sql.CheckedQuery:
+    """A view exported as a table, checked as the query that reads all of it."""
+    return check_query(
+        db, sql.SQL("SELECT * FROM {}").format(sql.Identifier(schema, view)).as_string(db)
+    )
+
+
+def views(db, names) -> set[tuple[str, str]]:
+    """The (schema, name) among `names` that are views."""
+    return {(s, name) for _, s, name, kind in _relations(db, names) if kind == "v"}
+
+
+def ancestors(db, names) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """The tables each of `names` is a partition (or an inheritance child) of, nearest
+    first: a policy on a partitioned table holds for its partitions."""
+    if not names:
+        return {}
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            WITH RECURSIVE up(child, parent, depth) AS (
+                SELECT c.oid, i.inhparent, 1
+                FROM unnest(%s::text[], %s::text[]) AS r(nsp, rel)
+                JOIN pg_namespace n ON n.nspname = r.nsp
+                JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.rel
+                JOIN pg_inherits i ON i.inhrelid = c.oid
+              UNION
+                SELECT up.child, i.inhparent, up.depth + 1
+                FROM up JOIN pg_inherits i ON i.inhrelid = up.parent
+            )
+            SELECT cn.nspname, c.relname, pn.nspname, p.relname
+            FROM up
+            JOIN pg_class c ON c.oid = up.child JOIN pg_namespace cn ON cn.oid = c.relnamespace
+            JOIN pg_class p ON p.oid = up.parent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+            ORDER BY up.depth
+            """,
+            [[s for s, _ in names], [name for _, name in names]],
+        )
+        found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for schema, name, parent_schema, parent in cur.fetchall():
+            found.setdefault((schema, name), []).append((parent_schema, parent))
+    db.rollback()
+    return found
+
+
+def _with_ancestors(db, reads) -> frozenset[tuple[str, str, str]]:
+    """The reads, and each again as a column of the tables its table is a partition of."""
+    above = ancestors(db, sorted({(s, name) for s, name, _ in reads}))
+    return frozenset(reads) | {
+        (*parent, column) for s, name, column in reads for parent in above.get((s, name), ())
+    }
+
+
+def _relations(db, names) -> list[tuple[int, str, str, str]]:
+    """(oid, schema, name, relkind) of the relations among (schema or "", name), resolved as the
+    session would (pg_stat_activity, pg_settings... need no schema to be found)."""
+    if not names:
         return []
     with db.cursor() as cur:
         cur.execute(
             """
-            SELECT n.nspname || '.' || c.relname
+            SELECT c.oid, n.nspname, c.relname, c.relkind::text
             FROM unnest(%s::text[], %s::text[]) AS r(nsp, rel)
             JOIN pg_class c ON c.oid = to_regclass(
                 CASE WHEN r.nsp = '' THEN quote_ident(r.rel)
                      ELSE quote_ident(r.nsp) || '.' || quote_ident(r.rel) END)
             JOIN pg_namespace n ON n.oid = c.relnamespace
             """,
-            [[s for s, _ in relations], [name for _, name in relations]],
+            [[s for s, _ in names], [name for _, name in names]],
         )
-        found = sorted(name for (name,) in cur.fetchall())
+        found = sorted(cur.fetchall())
     db.rollback()
-    return [name for name in found if is_system_schema(name.split(".")[0])]
+    return found
+
+
+# Every view reached from the given relations, through the views they read: a view's
+# rule depends (pg_depend) on each relation, column, function and operator it uses.
+_VIEWS_REACHED = """
+WITH RECURSIVE reached(oid) AS (
+    SELECT unnest(%(oids)s::oid[])
+  UNION
+    SELECT d.refobjid
+    FROM reached
+    JOIN pg_class v ON v.oid = reached.oid AND v.relkind = 'v'
+    JOIN pg_rewrite w ON w.ev_class = v.oid
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+), rules AS (
+    SELECT v.oid AS view, w.oid AS rule
+    FROM reached JOIN pg_class v ON v.oid = reached.oid AND v.relkind = 'v'
+    JOIN pg_rewrite w ON w.ev_class = v.oid
+)
+"""
+# Objects initdb creates have OIDs below this (FirstNormalObjectId): the built-ins.
+FIRST_NORMAL_OID = 16384
+# The functions (and functions of operators) those views call that are volatile, or
+# neither built in nor part of an installed extension: code anyone with CREATE on a
+# schema may have written, which would run with ADU's login.
+_UNSAFE_CALLS = (
+    _VIEWS_REACHED
+    + """
+SELECT DISTINCT quote_ident(vn.nspname) || '.' || quote_ident(v.relname),
+       quote_ident(fn.nspname) || '.' || quote_ident(f.proname), f.provolatile = 'v'
+FROM rules
+JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rules.rule
+LEFT JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND o.oid = d.refobjid
+JOIN pg_proc f ON f.oid = CASE WHEN d.refclassid = 'pg_proc'::regclass THEN d.refobjid
+                               ELSE o.oprcode::oid END
+JOIN pg_namespace fn ON fn.oid = f.pronamespace
+JOIN pg_class v ON v.oid = rules.view JOIN pg_namespace vn ON vn.oid = v.relnamespace
+WHERE f.provolatile = 'v'
+   OR (f.oid >= %(first_normal)s AND NOT EXISTS (
+        SELECT 1 FROM pg_depend e
+        WHERE e.classid = 'pg_proc'::regclass AND e.objid = f.oid AND e.deptype = 'e'))
+ORDER BY 1, 2
+"""
+)
+# The table columns those views read (EXPLAIN names them by the aliases a view gives
+# them; the dependencies do not).
+_READ_BY_VIEWS = (
+    _VIEWS_REACHED
+    + """
+SELECT DISTINCT n.nspname, c.relname, a.attname
+FROM rules
+JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rules.rule
+ AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
+JOIN pg_class c ON c.oid = d.refobjid AND c.relkind <> 'v'
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+"""
+)
+
+
+def _check_views(db, relations, what: str) -> frozenset[tuple[str, str, str]]:
+    """The table columns the views among `relations` read (through other views too);
+    BadSelection if one of them calls a function that is not safe to run."""
+    oids = [oid for oid, *_ in relations]
+    if not oids:
+        return frozenset()
+    params = {"oids": oids, "first_normal": FIRST_NORMAL_OID}
+    with db.cursor() as cur:
+        cur.execute(_UNSAFE_CALLS, params)
+        unsafe = cur.fetchall()
+        cur.execute(_READ_BY_VIEWS, params)
+        reads = frozenset(cur.fetchall())
+    db.rollback()
+    if unsafe:
+        view, function, volatile = unsafe[0]
+        why = (
+            "can change the database or give another answer each time"
+            if volatile
+            else "is not a built-in function (it could read anything with ADU's login)"
+        )
+        raise BadSelection(
+            f"The {what} reads the view {view}, which calls {function}(), which {why}; "
+            f"ADU reads views that call only built-in functions."
+        )
+    return reads
 
 
 def _plan_nodes(tree: dict) -> Iterator[dict]:
@@ -642,55 +787,54 @@ def preview(db, query: str, limit: int) -> list[tuple]:
 
 
 def _reason(error: psycopg2.Error) -> str:
-    """The server's reason in one line, without the values it quotes: a query that
-    fails on a row must not carry that row's data out in its message."""
+    """The server's reason in one line, when its kind of message names only what the user
+    typed or the server's limits; otherwise only the name of its condition: a query that
+    fails on a row must not carry that row's data out in its message (a data exception
+    quotes the failing value, bare or quoted; a function's RAISE says anything)."""
     if error.pgcode == "57014":
         return f"it ran longer than {settings.SOURCE_STATEMENT_TIMEOUT} s (ADU_SOURCE_STATEMENT_TIMEOUT)"
     if error.pgcode == "55P03":
         return "a table it reads is locked by another session (an ACCESS EXCLUSIVE lock)"
-    reason = " ".join((error.diag.message_primary or _first_line(str(error))).split())
-    if (error.pgcode or "").startswith("22"):  # data exception: may quote a value
-        reason = _QUOTED.sub("…", reason)
-    return reason.rstrip(".")
+    if _may_quote_data(error):
+        return _condition(error.pgcode)
+    return " ".join((error.diag.message_primary or _first_line(str(error))).split()).rstrip(".")
 
 
-_QUOTED = re.compile(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'')
+# SQLSTATE classes whose messages name only objects, syntax or limits: syntax errors and
+# access rules, unsupported features, resources, program limits, transaction state.
+TELLING_CLASSES = ("42", "0A", "53", "54", "25")
+
+
+def _may_quote_data(error: BaseException) -> bool:
+    """Whether the error's message may carry source data: it is not of a telling class,
+    or a function raised it (its context names the function; RAISE takes any SQLSTATE)."""
+    code = getattr(error, "pgcode", None)
+    diag = getattr(error, "diag", None)
+    return bool(code) and (code[:2] not in TELLING_CLASSES or bool(diag and diag.context))
+
+
+def _condition(code: str) -> str:
+    """'22008' -> 'datetime field overflow (SQLSTATE 22008)'."""
+    try:
+        name = psycopg2.errorcodes.lookup(code).lower().replace("_", " ")
+    except KeyError:
+        return f"SQLSTATE {code}"
+    return f"{name} (SQLSTATE {code})"
 
 
 def _check_plan(db, statement, what: str) -> dict:
-    """Plan the statement (nothing runs; the session is read-only) and look at the plan."""
+    """Plan the statement (nothing runs but the built-in immutable functions the planner
+    folds; the session is read-only) and return the plan."""
     db.rollback()
     try:
         with db.cursor() as cur:
             cur.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + statement)
             [[explained]] = cur.fetchall()
-            tree = explained[0]["Plan"]
-            text = json.dumps(tree)
-            called = set(re.findall(r"([A-Za-z_][\w$]*)\(", text))
-            # A name the plan shows unqualified is found in pg_catalog first, if it is
-            # there: another schema's volatile function of that name is not the one called.
-            cur.execute(
-                """
-                SELECT DISTINCT p.proname FROM pg_proc p
-                WHERE p.provolatile = 'v' AND p.proname = ANY(%s)
-                  AND (p.pronamespace = 'pg_catalog'::regnamespace
-                       OR NOT EXISTS (SELECT 1 FROM pg_proc c WHERE c.proname = p.proname
-                                      AND c.pronamespace = 'pg_catalog'::regnamespace))
-                ORDER BY p.proname
-                """,
-                [sorted(called)],
-            )
-            volatile = [name for (name,) in cur.fetchall()]
+            return explained[0]["Plan"]
     except psycopg2.Error as error:
         raise BadSelection(f"The source refuses the {what}: {_reason(error)}.") from None
     finally:
         db.rollback()
-    if volatile:
-        raise BadSelection(
-            f"The {what} calls {', '.join(volatile)}, which can change the database or give "
-            f"another answer each time; an export's {what} must give the same rows every time."
-        )
-    return tree
 
 
 def distinct_estimates(db, schema: str, table: str) -> dict[str, int]:
@@ -1144,7 +1288,7 @@ def explain(error: BaseException, connection, table: str = "") -> str:
         return (
             "The table holds text that is not valid UTF-8 (a database with encoding "
             "SQL_ASCII accepts any bytes); ADU writes text only as UTF-8: correct the "
-            f"data at the source ({_first_line(text)})."
+            "data at the source."
         )
     if code == "42P01":
         return "The table does not exist (dropped or renamed?)."
@@ -1154,14 +1298,19 @@ def explain(error: BaseException, connection, table: str = "") -> str:
             "ALTER TABLE, TRUNCATE, DROP, VACUUM FULL, REINDEX or LOCK TABLE), and the lock "
             "was not released within the job's lock timeout; export it again once it is."
         )
-    if code and code.startswith("22"):
-        # A data exception quotes the value that failed: that value is source data.
-        return f"The source could not read a value: {_QUOTED.sub('…', _first_line(text))}."
-    if code == "42501" or "permission denied" in text:
+    if code == "42501" and not _may_quote_data(error):
         return f"User '{connection.username}' lacks permission: {_first_line(text)}."
     for needle, message in checks:
         if needle in text:
             return message
+    # Any other message may quote source data (see _reason): only its condition is told.
+    if code and code.startswith("22"):
+        return (
+            f"The source could not compute a value of {table or 'the table'} "
+            f"({_condition(code)}): check the job's filter or query against the data."
+        )
+    if _may_quote_data(error):
+        return f"The source stopped the export of {table or 'the table'}: {_condition(code)}."
     return redact(_first_line(text) or type(error).__name__, (connection.password or "",))
 
 

@@ -16,6 +16,7 @@ Functions are sent qualified with pg_catalog, so a function of the same name in 
 schema is never the one called. The driver checks the plan too (a second line).
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pglast import ast, parser
@@ -25,12 +26,13 @@ from pglast.stream import RawStream
 from connections.drivers import BadSelection
 
 # Immutable or stable built-in functions that read nothing but their arguments (and none
-# that builds a value as large as an argument asks, such as repeat or lpad: a filter runs
-# on every row of a production table).
+# that builds a value as large as an argument asks, such as repeat or lpad, or a value
+# many times its input, such as replace nested: a filter runs on every row of a
+# production table).
 SCALAR_FUNCTIONS = frozenset(
     """
     lower upper initcap length char_length character_length octet_length bit_length
-    substr substring btrim ltrim rtrim trim strpos position replace left right
+    substr substring btrim ltrim rtrim trim strpos position left right
     concat concat_ws starts_with split_part reverse translate md5
     abs round trunc floor ceil ceiling mod sign div power sqrt exp ln log width_bucket
     date_trunc date_part date_bin extract make_date make_time make_timestamp
@@ -132,6 +134,9 @@ _QUERY_NODES = (
     ast.RowExpr,
 )
 MAX_TEXT = 100_000
+# Deeper than this, a text is refused before Python's recursion (or the server's stack)
+# gives out; a query a person writes is rarely 30 deep.
+MAX_DEPTH = 150
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,11 @@ class CheckedQuery:
 def check_filter(text: str, columns=None) -> CheckedFilter:
     """The filter, checked; BadSelection with one sentence if it is not one allowed
     expression over `columns` (any column name when None: the catalog is checked apart)."""
+    with _not_too_deep("filter"):
+        return _check_filter(text, columns)
+
+
+def _check_filter(text: str, columns) -> CheckedFilter:
     stmt = _one_select(text, "filter", prefix="SELECT ")
     extra = {
         name: value
@@ -178,12 +188,25 @@ def check_filter(text: str, columns=None) -> CheckedFilter:
 
 def check_query(text: str) -> CheckedQuery:
     """The query, checked; BadSelection with one sentence if it is not one allowed SELECT."""
-    checker = _Checker("query", QUERY_FUNCTIONS)
-    stmt = checker.visit(_one_select(text, "query"))
-    deparsed = RawStream()(stmt)
-    if _one_select(deparsed, "query") != stmt:
-        raise BadSelection("The query cannot be written back exactly; simplify it.")
-    return CheckedQuery(deparsed, relations=tuple(sorted(checker.relations)))
+    with _not_too_deep("query"):
+        checker = _Checker("query", QUERY_FUNCTIONS)
+        stmt = checker.visit(_one_select(text, "query"))
+        deparsed = RawStream()(stmt)
+        if _one_select(deparsed, "query") != stmt:
+            raise BadSelection("The query cannot be written back exactly; simplify it.")
+        return CheckedQuery(deparsed, relations=tuple(sorted(checker.relations)))
+
+
+@contextmanager
+def _not_too_deep(what: str):
+    """A refusal, not a RecursionError, for a text nested deeper than the checker goes
+    (the parser itself takes any depth; the walks over its tree are recursive)."""
+    try:
+        yield
+    except RecursionError:
+        raise BadSelection(
+            f"The {what} is nested more than {MAX_DEPTH} levels deep; simplify it."
+        ) from None
 
 
 def _one_select(text: str, what: str, prefix: str = "") -> ast.SelectStmt:
@@ -218,6 +241,7 @@ class _Checker:
         self.functions = functions
         self.columns: set[str] = set()
         self.relations: set[tuple[str, str]] = set()
+        self.depth = 0
         self.allowed = _EXPRESSION_NODES + (_QUERY_NODES if what == "query" else ())
 
     def refuse(self, part: str):
@@ -239,11 +263,17 @@ class _Checker:
             return node
         if not isinstance(node, self.allowed):
             self.refuse(f"contains {_kind(node)}")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise BadSelection(
+                f"The {self.what} is nested more than {MAX_DEPTH} levels deep; simplify it."
+            )
         check = getattr(self, f"_{type(node).__name__}", None)
         if check:
             node = check(node) or node
         for name, value in list(_fields(node)):
             setattr(node, name, self.visit(value))
+        self.depth -= 1
         return node
 
     def _ColumnRef(self, node):
@@ -363,6 +393,13 @@ class _Checker:
         if schema in SYSTEM_SCHEMAS or schema.startswith("pg_"):
             self.refuse(f"reads the system catalog ({schema}.{node.relname})")
         self.relations.add((node.schemaname or "", node.relname))
+        if node.alias is not None and node.alias.colnames:
+            # t AS p(a, b) is read as (SELECT * FROM t) AS p(a, b): the same rows, and a
+            # plan that names the table's columns by their own names, not the aliases.
+            alias, node.alias = node.alias, None
+            inner = parser.parse_sql("SELECT * FROM t")[0].stmt
+            inner.fromClause = (node,)
+            return ast.RangeSubselect(lateral=False, subquery=inner, alias=alias)
 
     def _SubLink(self, node):
         if not isinstance(node.subselect, ast.SelectStmt):

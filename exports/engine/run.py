@@ -116,6 +116,12 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
         return finish_job(job.pk)
     job.begin_attempt(snapshot_id, reason)
     log.info("attempt %s: snapshot %s pinned (%s)", job.attempt, snapshot_id, reason)
+    # Saved queries and views are checked again now: what they read may have changed
+    # since the job was created.
+    for run, message in selection.recheck(job).items():
+        if run.finish(TableRun.Status.FAILED, only_if="queued"):
+            job_log(job.pk, run).error("refused: %s", message)
+            JobError.record(job, run, message, phase="check")
     try:
         with heartbeat(job):
             parallel = max(1, int(job.option("parallel")))
@@ -251,6 +257,7 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
 
 
 PHASES = {
+    "check": "checking what it reads",
     "connect": "connecting",
     "describe": "reading its definition",
     "count": "counting its rows",

@@ -9,7 +9,7 @@ becomes the TableRun's `spec`: the columns that leave (empty: all), the filter, 
 
 from accounts import roles
 from connections.drivers import BadSelection
-from connections.models import ConnectionFailed, SensitiveColumn
+from connections.models import ConnectionFailed, SensitiveColumn, policy_for
 from exports.engine import masking
 
 QUERY_SCHEMA = "queries"  # TableRuns of saved queries: queries.<name>
@@ -47,17 +47,95 @@ def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensiti
             "queries",
         )
     driver = connection.driver()
-    work = [(t, requests.get(t, {}), None) for t in tables if t in requests or policies]
-    work += [((QUERY_SCHEMA, q.name), {}, q.sql) for q in queries]
-    specs = {}
-    if work:
+    needs_source = bool(queries or policies or requests)
+    try:
         db = driver.connect(connection)
-        try:
-            for name, request, query in work:
-                specs[name] = _spec(driver, db, name, request, query, policies, allowed, owner)
-        finally:
-            db.close()
+    except ConnectionFailed as error:
+        if needs_source:
+            raise SelectionRefused(str(error)) from None
+        return list(tables), {}  # each table then fails in its own run
+    try:
+        # A view is held to the policies of what it reads, and runs only safe functions.
+        views = driver.views(db, tables)
+        above = driver.ancestors(db, tables)
+        work = [
+            (t, requests.get(t, {}), None)
+            for t in tables
+            if t in requests or t in views or policies
+        ]
+        work += [((QUERY_SCHEMA, q.name), {}, q.sql) for q in queries]
+        specs = {}
+        for name, request, query in work:
+            specs[name] = _spec(
+                driver, db, name, request, query, policies, allowed, owner,
+                view=name in views, above=above.get(name, []),
+            )  # fmt: skip
+    finally:
+        db.close()
     return list(tables) + [(QUERY_SCHEMA, q.name) for q in queries], specs
+
+
+def recheck(job) -> dict:
+    """{TableRun: refusal} for the job's queued saved queries and views that no longer
+    pass the checks of `resolve` (a view may be redefined between the job's creation and
+    its run); the others are as they were."""
+    runs = list(job.tables.filter(status="queued"))
+    if not runs:
+        return {}
+    policies = list(SensitiveColumn.objects.filter(connection=job.connection))
+    driver = job.connection.driver()
+    try:
+        db = driver.connect(job.connection)
+    except ConnectionFailed:
+        return {}  # each table fails to connect in its own run, with this sentence
+    refused = {}
+    try:
+        views = driver.views(db, [(r.schema, r.table) for r in runs])
+        for run in runs:
+            spec = run.spec or {}
+            query = spec.get("query")
+            if not query and (run.schema, run.table) not in views:
+                continue
+            label = f"query '{run.table}'" if query else f"{run.schema}.{run.table}"
+            try:
+                reads = (
+                    driver.check_query(db, query)
+                    if query
+                    else driver.check_view(db, run.schema, run.table)
+                ).reads
+                _hold_reads(label, reads, policies, spec.get("sensitive", {}), job.owner)
+            except (BadSelection, SelectionRefused) as error:
+                refused[run] = (
+                    f"{label}: {error}" if isinstance(error, BadSelection) else str(error)
+                )
+            finally:
+                db.rollback()
+    finally:
+        db.close()
+    return refused
+
+
+def _hold_reads(label, reads, policies, allowed, owner) -> dict:
+    """{"s.t.c": note} of the sensitive table columns a query or view reads, whatever it
+    names them; refused unless each is in `allowed` ("s.t.c", "*", or the notes of an
+    earlier check)."""
+    what = "query" if label.startswith("query") else "view"
+    notes = {}
+    for read in sorted(reads):
+        policy = policy_for(policies, *read)
+        if policy is None:
+            continue
+        key = ".".join(read)
+        if "*" not in allowed and key not in allowed:
+            raise SelectionRefused(
+                f"The {label} reads {key}, which is sensitive ({policy.pattern}); "
+                "only an ADU Admin may allow that for a job (allow_sensitive).",
+                "queries" if what == "query" else "selections",
+            )
+        notes[key] = (
+            f"sensitive ({policy.pattern}): read by the {what}, allowed by {owner.username}"
+        )
+    return notes
 
 
 # How strong each way of withholding a column is: a mask or choice on a column under a
@@ -66,21 +144,22 @@ STRENGTH = {"exclude": 4, "null": 3, "redact": 2, "hash": 1, "truncate": 0}
 STRENGTH_ORDER = "leave out > null > redact > hash > truncate"
 
 
-def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
+def _spec(driver, db, name, request, query, policies, allowed, owner, view, above) -> dict:
     schema, table = name
     label = f"query '{table}'" if query else f"{schema}.{table}"
 
     def policy_of(schema, table, column):
-        return next((p for p in policies if p.matches(schema, table, column)), None)
+        return policy_for(policies, schema, table, column, above)
 
     def is_allowed(schema, table, column):
         return "*" in allowed or f"{schema}.{table}.{column}" in allowed
 
     try:
         if query:
-            checked = driver.check_query(db, query)
+            reads = driver.check_query(db, query).reads
             columns = driver.query_columns(db, query)
         else:
+            reads = driver.check_view(db, schema, table).reads if view else ()
             columns = driver.columns(db, schema, table)
     except BadSelection as error:
         raise SelectionRefused(f"{label}: {error}", "queries" if query else "selections") from None
@@ -90,21 +169,7 @@ def _spec(driver, db, name, request, query, policies, allowed, owner) -> dict:
         raise SelectionRefused(str(error), "queries" if query else "selections") from None
     finally:
         db.rollback()
-    sensitive = {}
-    # A query reads columns of tables, whatever it names them: each is held to its policy.
-    for read in sorted(checked.reads) if query else ():
-        policy = policy_of(*read)
-        if policy is None:
-            continue
-        if not is_allowed(*read):
-            raise SelectionRefused(
-                f"The {label} reads {'.'.join(read)}, which is sensitive ({policy.pattern}); "
-                "only an ADU Admin may allow that for a job (allow_sensitive).",
-                "queries",
-            )
-        sensitive[".".join(read)] = (
-            f"sensitive ({policy.pattern}): read by the query, allowed by {owner.username}"
-        )
+    sensitive = _hold_reads(label, reads, policies, allowed, owner)
     types = {c.name: driver.plan(c).arrow_type for c in columns}
     include, exclude = request.get("columns") or [], request.get("exclude") or []
     missing = [c for c in [*include, *exclude] if c not in types]
