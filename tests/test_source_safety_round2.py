@@ -506,3 +506,32 @@ def test_a_message_a_function_raises_is_not_passed_on(canary, owner, errcode):
     for message in (postgresql._reason(error), postgresql.explain(error, connection, "s.t")):
         assert "CANARY" not in message, message
         assert_one_clean_sentence(message)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # Stable built-ins that read any table by its name or a query's text.
+        "SELECT query_to_xml('select ssn from public.people', true, true, '')::text AS x",
+        "SELECT table_to_xml('public.people', true, false, '')::text AS x",
+        # What other sessions run, with the literals in their queries.
+        "SELECT query FROM pg_stat_get_activity(NULL)",
+        # Volatile built-in that changes the session.
+        "SELECT set_config('default_transaction_read_only', 'off', false) AS x",
+    ],
+)
+def test_a_view_calling_a_built_in_that_reads_past_its_arguments_is_refused(
+    canary, owner, client, sql
+):
+    connection = canary.db.connection(owner)
+    canary.db.execute(f"CREATE VIEW r2.beyond AS {sql}")
+    try:
+        called = sql.split("(")[0].split()[-1]
+        outcome = query_through("saved", client, owner, connection, "SELECT * FROM r2.beyond")
+        assert isinstance(outcome, Refused) and f"{called}()" in outcome, outcome
+        assert_one_clean_sentence(outcome)
+        with pytest.raises(BadRequest, match=rf"r2\.beyond.*{called}\(\)"):
+            create_job(owner, connection, tables=["r2.beyond"])
+    finally:
+        canary.db.execute("DROP VIEW r2.beyond")

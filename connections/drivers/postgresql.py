@@ -12,6 +12,7 @@ over several connections that all import the job's snapshot, as `pg_dump -j` doe
 import dataclasses
 import fcntl
 import functools
+import json
 import os
 import queue
 import re
@@ -480,12 +481,6 @@ def check_query(db, query: str) -> user_sql.CheckedQuery:
             f"The query reads the system catalog ({system[0]}); a query reads the "
             "database's own tables."
         )
-    functions = sorted({node["Function Name"] for node in nodes if "Function Name" in node})
-    if functions:
-        raise BadSelection(
-            f"The query reads the rows of the function {functions[0]}() (through a view?); "
-            "a query reads the database's own tables."
-        )
     reads = _columns_read(db, tree, scans) | through_views
     return dataclasses.replace(checked, reads=_with_ancestors(db, reads))
 
@@ -585,25 +580,40 @@ WITH RECURSIVE reached(oid) AS (
 """
 # Objects initdb creates have OIDs below this (FirstNormalObjectId): the built-ins.
 FIRST_NORMAL_OID = 16384
-# The functions (and functions of operators) those views call that are volatile, or
-# neither built in nor part of an installed extension: code anyone with CREATE on a
-# schema may have written, which would run with ADU's login.
+# Volatile built-ins that only wait or draw a number: they change nothing.
+HARMLESS_VOLATILE = ["pg_sleep", "pg_sleep_for", "pg_sleep_until", "random",
+                     "clock_timestamp", "timeofday", "gen_random_uuid"]  # fmt: skip
+# Stable built-ins that read more than their arguments: any table, by its name or a
+# query's text (table_to_xml, query_to_xml...), or what other sessions run.
+READS_BEYOND_ARGUMENTS = r"(_to_xml|_to_xmlschema|_to_xml_and_xmlschema)$|^pg_stat_get_"
+# The functions (and functions of operators) those views call that are volatile, read
+# beyond their arguments, or are neither built in nor part of an installed extension:
+# code anyone with CREATE on a schema may have written, which would run with ADU's login.
 _UNSAFE_CALLS = (
     _VIEWS_REACHED
     + """
-SELECT DISTINCT quote_ident(vn.nspname) || '.' || quote_ident(v.relname),
-       quote_ident(fn.nspname) || '.' || quote_ident(f.proname), f.provolatile = 'v'
-FROM rules
-JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rules.rule
-LEFT JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND o.oid = d.refobjid
-JOIN pg_proc f ON f.oid = CASE WHEN d.refclassid = 'pg_proc'::regclass THEN d.refobjid
-                               ELSE o.oprcode::oid END
-JOIN pg_namespace fn ON fn.oid = f.pronamespace
-JOIN pg_class v ON v.oid = rules.view JOIN pg_namespace vn ON vn.oid = v.relnamespace
-WHERE f.provolatile = 'v'
-   OR (f.oid >= %(first_normal)s AND NOT EXISTS (
-        SELECT 1 FROM pg_depend e
-        WHERE e.classid = 'pg_proc'::regclass AND e.objid = f.oid AND e.deptype = 'e'))
+SELECT DISTINCT view, function, why FROM (
+    SELECT quote_ident(vn.nspname) || '.' || quote_ident(v.relname) AS view,
+           quote_ident(fn.nspname) || '.' || quote_ident(f.proname) AS function,
+           CASE WHEN f.oid >= %(first_normal)s AND NOT EXISTS (
+                    SELECT 1 FROM pg_depend e
+                    WHERE e.classid = 'pg_proc'::regclass AND e.objid = f.oid
+                      AND e.deptype = 'e')
+                THEN 'is not a built-in function (it could read anything with ADU''s login)'
+                WHEN f.provolatile = 'v' AND f.proname <> ALL(%(harmless)s)
+                THEN 'can change the database or give another answer each time'
+                WHEN f.proname ~ %(beyond)s
+                THEN 'reads more than its arguments (other tables, or other sessions)'
+           END AS why
+    FROM rules
+    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rules.rule
+    LEFT JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND o.oid = d.refobjid
+    JOIN pg_proc f ON f.oid = CASE WHEN d.refclassid = 'pg_proc'::regclass THEN d.refobjid
+                                   ELSE o.oprcode::oid END
+    JOIN pg_namespace fn ON fn.oid = f.pronamespace
+    JOIN pg_class v ON v.oid = rules.view JOIN pg_namespace vn ON vn.oid = v.relnamespace
+) AS calls
+WHERE why IS NOT NULL
 ORDER BY 1, 2
 """
 )
@@ -629,7 +639,12 @@ def _check_views(db, relations, what: str) -> frozenset[tuple[str, str, str]]:
     oids = [oid for oid, *_ in relations]
     if not oids:
         return frozenset()
-    params = {"oids": oids, "first_normal": FIRST_NORMAL_OID}
+    params = {
+        "oids": oids,
+        "first_normal": FIRST_NORMAL_OID,
+        "harmless": HARMLESS_VOLATILE,
+        "beyond": READS_BEYOND_ARGUMENTS,
+    }
     with db.cursor() as cur:
         cur.execute(_UNSAFE_CALLS, params)
         unsafe = cur.fetchall()
@@ -637,12 +652,7 @@ def _check_views(db, relations, what: str) -> frozenset[tuple[str, str, str]]:
         reads = frozenset(cur.fetchall())
     db.rollback()
     if unsafe:
-        view, function, volatile = unsafe[0]
-        why = (
-            "can change the database or give another answer each time"
-            if volatile
-            else "is not a built-in function (it could read anything with ADU's login)"
-        )
+        view, function, why = unsafe[0]
         raise BadSelection(
             f"The {what} reads the view {view}, which calls {function}(), which {why}; "
             f"ADU reads views that call only built-in functions."
@@ -824,17 +834,39 @@ def _condition(code: str) -> str:
 
 def _check_plan(db, statement, what: str) -> dict:
     """Plan the statement (nothing runs but the built-in immutable functions the planner
-    folds; the session is read-only) and return the plan."""
+    folds; the session is read-only) and return the plan; BadSelection if it calls a
+    built-in that changes something or reads past its arguments. (Calls of built-ins
+    leave no trace in pg_depend, which _check_views reads: the plan names them, and a
+    function of another schema never reaches this point.)"""
     db.rollback()
     try:
         with db.cursor() as cur:
             cur.execute(sql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + statement)
             [[explained]] = cur.fetchall()
-            return explained[0]["Plan"]
+            tree = explained[0]["Plan"]
+            called = sorted(set(re.findall(r"([A-Za-z_][\w$]*)\(", json.dumps(tree))))
+            cur.execute(
+                """
+                SELECT DISTINCT proname FROM pg_proc
+                WHERE pronamespace = 'pg_catalog'::regnamespace AND proname = ANY(%(called)s)
+                  AND ((provolatile = 'v' AND proname <> ALL(%(harmless)s))
+                       OR proname ~ %(beyond)s)
+                ORDER BY proname
+                """,
+                {"called": called, "harmless": HARMLESS_VOLATILE, "beyond": READS_BEYOND_ARGUMENTS},
+            )
+            unsafe = [name for (name,) in cur.fetchall()]
     except psycopg2.Error as error:
         raise BadSelection(f"The source refuses the {what}: {_reason(error)}.") from None
     finally:
         db.rollback()
+    if unsafe:
+        raise BadSelection(
+            f"The {what} calls {unsafe[0]}() (through a view), which can change the database, "
+            f"give another answer each time or read past its arguments; ADU runs only "
+            f"built-in functions that change nothing and read only their arguments."
+        )
+    return tree
 
 
 def distinct_estimates(db, schema: str, table: str) -> dict[str, int]:
