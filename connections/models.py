@@ -427,10 +427,11 @@ class SensitiveColumn(models.Model):
         )
 
 
-def policy_for(policies, schema: str, table: str, column: str, above=()):
-    """The first of `policies` that holds for the column: one on its table, or on a table
-    `above` it (a partitioned table its table is a partition of); None if none does."""
-    for owner_schema, owner_table in [(schema, table), *above]:
+def policy_for(policies, schema: str, table: str, column: str, relatives=()):
+    """The first of `policies` that holds for the column: one on its table, or on one of
+    its `relatives` (the partitioned tables it is a partition of, its own partitions);
+    None if none does."""
+    for owner_schema, owner_table in [(schema, table), *relatives]:
         for policy in policies:
             if policy.matches(owner_schema, owner_table, column):
                 return policy

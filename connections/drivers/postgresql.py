@@ -482,7 +482,7 @@ def check_query(db, query: str) -> user_sql.CheckedQuery:
             "database's own tables."
         )
     reads = _columns_read(db, tree, scans) | through_views
-    return dataclasses.replace(checked, reads=_with_ancestors(db, reads))
+    return dataclasses.replace(checked, reads=_with_relatives(db, reads))
 
 
 def check_view(db, schema: str, view: str) -> user_sql.CheckedQuery:
@@ -492,49 +492,74 @@ def check_view(db, schema: str, view: str) -> user_sql.CheckedQuery:
     )
 
 
-def views(db, names) -> set[tuple[str, str]]:
-    """The (schema, name) among `names` that are views."""
-    return {(s, name) for _, s, name, kind in _relations(db, names) if kind == "v"}
+def views(db, names) -> dict[tuple[str, str], str]:
+    """The relations among `names` whose reading runs or reads through stored SQL, each
+    "view" (a view or a materialized view: it is checked as the query that reads it) or
+    "table" (row security on it or a child: its policies are checked)."""
+    relations = _relations(db, names)
+    with db.cursor() as cur:
+        cur.execute(
+            """
+            SELECT c.oid FROM pg_class c WHERE c.oid = ANY(%s::oid[]) AND (c.relrowsecurity
+                OR EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class k ON k.oid = i.inhrelid
+                           WHERE i.inhparent = c.oid AND k.relrowsecurity))
+            """,
+            [[oid for oid, *_ in relations]],
+        )
+        secured = {oid for (oid,) in cur.fetchall()}
+    db.rollback()
+    return {
+        (s, name): "view" if kind in ("v", "m") else "table"
+        for oid, s, name, kind in relations
+        if kind in ("v", "m") or oid in secured
+    }
 
 
-def ancestors(db, names) -> dict[tuple[str, str], list[tuple[str, str]]]:
+def relatives(db, names) -> dict[tuple[str, str], list[tuple[str, str]]]:
     """The tables each of `names` is a partition (or an inheritance child) of, nearest
-    first: a policy on a partitioned table holds for its partitions."""
+    first, then its own partitions and children: a policy on a partitioned table holds
+    for its partitions, and one on a partition for the parent whose scan reads it."""
     if not names:
         return {}
     with db.cursor() as cur:
         cur.execute(
             """
-            WITH RECURSIVE up(child, parent, depth) AS (
-                SELECT c.oid, i.inhparent, 1
-                FROM unnest(%s::text[], %s::text[]) AS r(nsp, rel)
+            WITH RECURSIVE given(oid) AS (
+                SELECT c.oid FROM unnest(%s::text[], %s::text[]) AS r(nsp, rel)
                 JOIN pg_namespace n ON n.nspname = r.nsp
                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.rel
-                JOIN pg_inherits i ON i.inhrelid = c.oid
+            ), up(start, relative, depth) AS (
+                SELECT i.inhrelid, i.inhparent, 1 FROM given JOIN pg_inherits i ON i.inhrelid = given.oid
               UNION
-                SELECT up.child, i.inhparent, up.depth + 1
-                FROM up JOIN pg_inherits i ON i.inhrelid = up.parent
+                SELECT up.start, i.inhparent, up.depth + 1
+                FROM up JOIN pg_inherits i ON i.inhrelid = up.relative
+            ), down(start, relative, depth) AS (
+                SELECT i.inhparent, i.inhrelid, 1 FROM given JOIN pg_inherits i ON i.inhparent = given.oid
+              UNION
+                SELECT down.start, i.inhrelid, down.depth + 1
+                FROM down JOIN pg_inherits i ON i.inhparent = down.relative
             )
-            SELECT cn.nspname, c.relname, pn.nspname, p.relname
-            FROM up
-            JOIN pg_class c ON c.oid = up.child JOIN pg_namespace cn ON cn.oid = c.relnamespace
-            JOIN pg_class p ON p.oid = up.parent JOIN pg_namespace pn ON pn.oid = p.relnamespace
-            ORDER BY up.depth
+            SELECT cn.nspname, c.relname, rn.nspname, r.relname
+            FROM (SELECT start, relative, depth FROM up
+                  UNION ALL SELECT start, relative, 1000 + depth FROM down) AS found
+            JOIN pg_class c ON c.oid = found.start JOIN pg_namespace cn ON cn.oid = c.relnamespace
+            JOIN pg_class r ON r.oid = found.relative JOIN pg_namespace rn ON rn.oid = r.relnamespace
+            ORDER BY found.depth
             """,
             [[s for s, _ in names], [name for _, name in names]],
         )
         found: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for schema, name, parent_schema, parent in cur.fetchall():
-            found.setdefault((schema, name), []).append((parent_schema, parent))
+        for schema, name, relative_schema, relative in cur.fetchall():
+            found.setdefault((schema, name), []).append((relative_schema, relative))
     db.rollback()
     return found
 
 
-def _with_ancestors(db, reads) -> frozenset[tuple[str, str, str]]:
-    """The reads, and each again as a column of the tables its table is a partition of."""
-    above = ancestors(db, sorted({(s, name) for s, name, _ in reads}))
+def _with_relatives(db, reads) -> frozenset[tuple[str, str, str]]:
+    """The reads, and each again as a column of its table's relatives (see relatives)."""
+    family = relatives(db, sorted({(s, name) for s, name, _ in reads}))
     return frozenset(reads) | {
-        (*parent, column) for s, name, column in reads for parent in above.get((s, name), ())
+        (*relative, column) for s, name, column in reads for relative in family.get((s, name), ())
     }
 
 
@@ -560,25 +585,41 @@ def _relations(db, names) -> list[tuple[int, str, str, str]]:
     return found
 
 
-# Every view reached from the given relations, through the views they read: a view's
-# rule depends (pg_depend) on each relation, column, function and operator it uses.
-_VIEWS_REACHED = """
+# Every relation reached from the given ones: through the stored queries of views and
+# materialized views (a rule depends, in pg_depend, on each relation, column, type and
+# non-built-in function or operator it uses), and to the children whose rows a parent's
+# scan includes. `code` is what runs as they are read: views' rules and row security
+# policies; `rules` the stored queries that say what they read.
+_REACHED = """
 WITH RECURSIVE reached(oid) AS (
     SELECT unnest(%(oids)s::oid[])
   UNION
-    SELECT d.refobjid
-    FROM reached
-    JOIN pg_class v ON v.oid = reached.oid AND v.relkind = 'v'
-    JOIN pg_rewrite w ON w.ev_class = v.oid
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
-     AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
-), rules AS (
-    SELECT v.oid AS view, w.oid AS rule
+    SELECT next.oid FROM reached, LATERAL (
+        SELECT d.refobjid
+        FROM pg_class v
+        JOIN pg_rewrite w ON w.ev_class = v.oid
+        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+         AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> v.oid
+        WHERE v.oid = reached.oid AND v.relkind IN ('v', 'm')
+      UNION ALL
+        SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = reached.oid
+    ) AS next(oid)
+), code AS (
+    SELECT v.oid AS relation, 'pg_rewrite'::regclass AS classid, w.oid AS objid
     FROM reached JOIN pg_class v ON v.oid = reached.oid AND v.relkind = 'v'
+    JOIN pg_rewrite w ON w.ev_class = v.oid
+  UNION ALL
+    SELECT p.polrelid, 'pg_policy'::regclass, p.oid
+    FROM reached JOIN pg_policy p ON p.polrelid = reached.oid
+), rules AS (
+    SELECT v.oid AS view, v.relkind, w.oid AS rule
+    FROM reached JOIN pg_class v ON v.oid = reached.oid AND v.relkind IN ('v', 'm')
     JOIN pg_rewrite w ON w.ev_class = v.oid
 )
 """
 # Objects initdb creates have OIDs below this (FirstNormalObjectId): the built-ins.
+# Extensions are not trusted either: some run SQL text (tablefunc's crosstab), and the
+# owner of one may add any function to it.
 FIRST_NORMAL_OID = 16384
 # Volatile built-ins that only wait or draw a number: they change nothing.
 HARMLESS_VOLATILE = ["pg_sleep", "pg_sleep_for", "pg_sleep_until", "random",
@@ -586,76 +627,73 @@ HARMLESS_VOLATILE = ["pg_sleep", "pg_sleep_for", "pg_sleep_until", "random",
 # Stable built-ins that read more than their arguments: any table, by its name or a
 # query's text (table_to_xml, query_to_xml...), or what other sessions run.
 READS_BEYOND_ARGUMENTS = r"(_to_xml|_to_xmlschema|_to_xml_and_xmlschema)$|^pg_stat_get_"
-# The functions (and functions of operators) those views call that are volatile, read
-# beyond their arguments, or are neither built in nor part of an installed extension:
-# code anyone with CREATE on a schema may have written, which would run with ADU's login.
-_UNSAFE_CALLS = (
-    _VIEWS_REACHED
+# What that code runs that is not built in: functions (of operators, aggregates and
+# casts too), and domains whose CHECK runs on every value cast to them. (Calls of
+# built-ins are pinned and leave no trace here: _check_plan reads them in the plan.)
+_USER_CODE = (
+    _REACHED
     + """
-SELECT DISTINCT view, function, why FROM (
-    SELECT quote_ident(vn.nspname) || '.' || quote_ident(v.relname) AS view,
-           quote_ident(fn.nspname) || '.' || quote_ident(f.proname) AS function,
-           CASE WHEN f.oid >= %(first_normal)s AND NOT EXISTS (
-                    SELECT 1 FROM pg_depend e
-                    WHERE e.classid = 'pg_proc'::regclass AND e.objid = f.oid
-                      AND e.deptype = 'e')
-                THEN 'is not a built-in function (it could read anything with ADU''s login)'
-                WHEN f.provolatile = 'v' AND f.proname <> ALL(%(harmless)s)
-                THEN 'can change the database or give another answer each time'
-                WHEN f.proname ~ %(beyond)s
-                THEN 'reads more than its arguments (other tables, or other sessions)'
-           END AS why
-    FROM rules
-    JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rules.rule
+SELECT DISTINCT quote_ident(rn.nspname) || '.' || quote_ident(r.relname), what FROM (
+    SELECT code.relation,
+           'calls ' || quote_ident(fn.nspname) || '.' || quote_ident(f.proname) || '()'
+    FROM code
+    JOIN pg_depend d ON d.classid = code.classid AND d.objid = code.objid
     LEFT JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass AND o.oid = d.refobjid
     JOIN pg_proc f ON f.oid = CASE WHEN d.refclassid = 'pg_proc'::regclass THEN d.refobjid
                                    ELSE o.oprcode::oid END
     JOIN pg_namespace fn ON fn.oid = f.pronamespace
-    JOIN pg_class v ON v.oid = rules.view JOIN pg_namespace vn ON vn.oid = v.relnamespace
-) AS calls
-WHERE why IS NOT NULL
+    WHERE f.oid >= %(first_normal)s
+  UNION ALL
+    SELECT code.relation, 'casts to the domain ' || format_type(t.oid, NULL)
+    FROM code
+    JOIN pg_depend d ON d.classid = code.classid AND d.objid = code.objid
+     AND d.refclassid = 'pg_type'::regclass
+    JOIN pg_type t ON t.oid = d.refobjid AND t.typtype = 'd'
+    WHERE EXISTS (SELECT 1 FROM pg_constraint c WHERE c.contypid IN (t.oid, t.typbasetype))
+) AS found(relation, what)
+JOIN pg_class r ON r.oid = found.relation JOIN pg_namespace rn ON rn.oid = r.relnamespace
 ORDER BY 1, 2
 """
 )
-# The table columns those views read (EXPLAIN names them by the aliases a view gives
-# them; the dependencies do not).
+# The table columns those stored queries read (EXPLAIN names them by the aliases a view
+# gives them, and does not look into a materialized view at all; the dependencies do).
+# A whole row leaves no column dependency: a materialized view's counts as every column
+# of the relations it reads (a view's shows in the plan as alias.*).
 _READ_BY_VIEWS = (
-    _VIEWS_REACHED
+    _REACHED
     + """
 SELECT DISTINCT n.nspname, c.relname, a.attname
 FROM rules
 JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = rules.rule
- AND d.refclassid = 'pg_class'::regclass AND d.refobjsubid > 0
-JOIN pg_class c ON c.oid = d.refobjid AND c.relkind <> 'v'
+ AND d.refclassid = 'pg_class'::regclass
+ AND (d.refobjsubid > 0 OR rules.relkind = 'm')
+JOIN pg_class c ON c.oid = d.refobjid AND c.relkind NOT IN ('v', 'm') AND c.oid <> rules.view
 JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ AND (a.attnum = d.refobjsubid OR d.refobjsubid = 0)
 """
 )
 
 
 def _check_views(db, relations, what: str) -> frozenset[tuple[str, str, str]]:
     """The table columns the views among `relations` read (through other views too);
-    BadSelection if one of them calls a function that is not safe to run."""
+    BadSelection if reading them runs code that is not built in."""
     oids = [oid for oid, *_ in relations]
     if not oids:
         return frozenset()
-    params = {
-        "oids": oids,
-        "first_normal": FIRST_NORMAL_OID,
-        "harmless": HARMLESS_VOLATILE,
-        "beyond": READS_BEYOND_ARGUMENTS,
-    }
+    params = {"oids": oids, "first_normal": FIRST_NORMAL_OID}
     with db.cursor() as cur:
-        cur.execute(_UNSAFE_CALLS, params)
-        unsafe = cur.fetchall()
+        cur.execute(_USER_CODE, params)
+        found = cur.fetchall()
         cur.execute(_READ_BY_VIEWS, params)
         reads = frozenset(cur.fetchall())
     db.rollback()
-    if unsafe:
-        view, function, why = unsafe[0]
+    if found:
+        relation, does = found[0]
         raise BadSelection(
-            f"The {what} reads the view {view}, which calls {function}(), which {why}; "
-            f"ADU reads views that call only built-in functions."
+            f"The {what} reads {relation}, which {does}: code that is not built in, which "
+            "would run with ADU's login; ADU reads views (and row security) that use "
+            "built-in functions only."
         )
     return reads
 
@@ -791,12 +829,14 @@ def preview(db, query: str, limit: int) -> list[tuple]:
             )
             return [tuple(None if v is None else str(v) for v in row) for row in cur.fetchall()]
     except psycopg2.Error as error:
-        raise BadSelection(f"The source refuses the query: {_reason(error)}.") from None
+        raise BadSelection(
+            f"The source refuses the query: {_reason(error, reading_rows=True)}."
+        ) from None
     finally:
         db.rollback()
 
 
-def _reason(error: psycopg2.Error) -> str:
+def _reason(error: psycopg2.Error, reading_rows: bool = False) -> str:
     """The server's reason in one line, when its kind of message names only what the user
     typed or the server's limits; otherwise only the name of its condition: a query that
     fails on a row must not carry that row's data out in its message (a data exception
@@ -805,7 +845,8 @@ def _reason(error: psycopg2.Error) -> str:
         return f"it ran longer than {settings.SOURCE_STATEMENT_TIMEOUT} s (ADU_SOURCE_STATEMENT_TIMEOUT)"
     if error.pgcode == "55P03":
         return "a table it reads is locked by another session (an ACCESS EXCLUSIVE lock)"
-    if _may_quote_data(error):
+    if _may_quote_data(error) or (reading_rows and error.pgcode not in (None, "42501")):
+        # Reading rows, even a "name" may be a value: 'x'::regclass fails with 42P01.
         return _condition(error.pgcode)
     return " ".join((error.diag.message_primary or _first_line(str(error))).split()).rstrip(".")
 
@@ -1341,7 +1382,7 @@ def explain(error: BaseException, connection, table: str = "") -> str:
             f"The source could not compute a value of {table or 'the table'} "
             f"({_condition(code)}): check the job's filter or query against the data."
         )
-    if _may_quote_data(error):
+    if code:  # while reading rows any other message may quote a value (see _reason)
         return f"The source stopped the export of {table or 'the table'}: {_condition(code)}."
     return redact(_first_line(text) or type(error).__name__, (connection.password or "",))
 

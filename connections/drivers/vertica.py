@@ -325,13 +325,13 @@ def check_view(db, schema: str, view: str):
     check_query(db, "")
 
 
-def views(db, names) -> set[tuple[str, str]]:
+def views(db, names) -> dict:
     """Vertica's views are exported as tables are: without a check of what they read
     (its plans are not read yet); policies hold for a view's own column names."""
-    return set()
+    return {}
 
 
-def ancestors(db, names) -> dict:
+def relatives(db, names) -> dict:
     return {}  # Vertica has no table inheritance or partitioned parents
 
 

@@ -57,7 +57,7 @@ def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensiti
     try:
         # A view is held to the policies of what it reads, and runs only safe functions.
         views = driver.views(db, tables)
-        above = driver.ancestors(db, tables)
+        family = driver.relatives(db, tables)
         work = [
             (t, requests.get(t, {}), None)
             for t in tables
@@ -68,7 +68,7 @@ def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensiti
         for name, request, query in work:
             specs[name] = _spec(
                 driver, db, name, request, query, policies, allowed, owner,
-                view=name in views, above=above.get(name, []),
+                view=views.get(name), relatives=family.get(name, []),
             )  # fmt: skip
     finally:
         db.close()
@@ -94,15 +94,16 @@ def recheck(job) -> dict:
         for run in runs:
             spec = run.spec or {}
             query = spec.get("query")
-            if not query and (run.schema, run.table) not in views:
+            name = (run.schema, run.table)
+            if not query and name not in views:
                 continue
             label = f"query '{run.table}'" if query else f"{run.schema}.{run.table}"
             try:
                 reads = (
-                    driver.check_query(db, query)
+                    driver.check_query(db, query).reads
                     if query
-                    else driver.check_view(db, run.schema, run.table)
-                ).reads
+                    else _check_relation(driver, db, run.schema, run.table, views[name])
+                )
                 _hold_reads(label, reads, policies, spec.get("sensitive", {}), job.owner)
             except (BadSelection, SelectionRefused) as error:
                 refused[run] = (
@@ -113,6 +114,16 @@ def recheck(job) -> dict:
     finally:
         db.close()
     return refused
+
+
+def _check_relation(driver, db, schema, table, kind) -> frozenset:
+    """What a relation read as a table reads of other tables, for the policies: a view's
+    columns are other tables' ("view"); a table under row security has its policies'
+    code checked, and its columns are its own ("table"); nothing to check (None)."""
+    if kind is None:
+        return frozenset()
+    checked = driver.check_view(db, schema, table)
+    return checked.reads if kind == "view" else frozenset()
 
 
 def _hold_reads(label, reads, policies, allowed, owner) -> dict:
@@ -144,12 +155,12 @@ STRENGTH = {"exclude": 4, "null": 3, "redact": 2, "hash": 1, "truncate": 0}
 STRENGTH_ORDER = "leave out > null > redact > hash > truncate"
 
 
-def _spec(driver, db, name, request, query, policies, allowed, owner, view, above) -> dict:
+def _spec(driver, db, name, request, query, policies, allowed, owner, view, relatives) -> dict:
     schema, table = name
     label = f"query '{table}'" if query else f"{schema}.{table}"
 
     def policy_of(schema, table, column):
-        return policy_for(policies, schema, table, column, above)
+        return policy_for(policies, schema, table, column, relatives)
 
     def is_allowed(schema, table, column):
         return "*" in allowed or f"{schema}.{table}.{column}" in allowed
@@ -159,7 +170,7 @@ def _spec(driver, db, name, request, query, policies, allowed, owner, view, abov
             reads = driver.check_query(db, query).reads
             columns = driver.query_columns(db, query)
         else:
-            reads = driver.check_view(db, schema, table).reads if view else ()
+            reads = _check_relation(driver, db, schema, table, view)
             columns = driver.columns(db, schema, table)
     except BadSelection as error:
         raise SelectionRefused(f"{label}: {error}", "queries" if query else "selections") from None
