@@ -341,8 +341,9 @@ def test_a_preview_of_a_huge_aggregate_is_cut(canary, owner, client):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_view_redefined_as_a_materialized_view_is_checked_at_run_time(canary, owner):
-    """FINDING (materialized views, through recheck): a harmless view queued for export, replaced before the run by a materialized view
-    of ssn under the same name: the run must not export ssn under "*ssn*"."""
+    """FINDING (materialized views, through recheck): a harmless view queued for export,
+    replaced before the run by a materialized view of ssn under the same name: the run
+    must not export ssn under "*ssn*"."""
     connection = canary.db.connection(owner)
     policy(connection, "*ssn*")
     canary.db.execute("CREATE VIEW r3.swap AS SELECT id, name AS code FROM public.people")
