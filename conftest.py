@@ -8,6 +8,7 @@ and the Redis broker (`-p tests.backends --backends postgres-redis`, see tests/b
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,10 +31,48 @@ JOB_FIXTURES = {"export", "clusters", "cluster_env"}
 JOB_FOLDERS = [Path(__file__).resolve().parent / "exports"]
 
 
+# The checkout's var/ is `make run`'s. The tests write theirs (SQLite database, job logs,
+# exports) to this throwaway folder instead, removed at the end: a test's job 1 must never
+# append to the portal's job-1 log, nor the portal show a test's files.
+TEST_VAR_DIR = Path(tempfile.mkdtemp(prefix="adu-test-var-"))
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "jobs: runs export jobs (make test runs these on PostgreSQL and Redis too)"
     )
+    _keep_out_of_the_checkouts_var()
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(TEST_VAR_DIR, ignore_errors=True)
+
+
+def _keep_out_of_the_checkouts_var():
+    """Point every var/ path of the settings, and of the processes the tests start (task
+    clusters, manage.py), at TEST_VAR_DIR. pytest-django has loaded the settings before
+    any conftest runs, so the paths are set on them here; the keys they read are copied,
+    so that a cluster decrypts what this process encrypted."""
+    from django.conf import settings
+
+    settings.VAR_DIR = TEST_VAR_DIR
+    settings.EXPORT_ROOT = TEST_VAR_DIR / "exports"
+    settings.JOB_LOG_DIR = TEST_VAR_DIR / "logs" / "jobs"
+    settings.STATIC_ROOT = TEST_VAR_DIR / "static"
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] == "django.db.backends.sqlite3":
+        database["TEST"]["NAME"] = str(TEST_VAR_DIR / "adu.test.sqlite3")
+    for name, value in (
+        ("secret_key", settings.SECRET_KEY),
+        ("fernet_keys", ",".join(settings.FERNET_KEYS)),
+        ("masking_key", settings.MASKING_KEY),
+    ):
+        fd = os.open(TEST_VAR_DIR / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as secret:
+            secret.write(value)
+    os.environ["ADU_VAR_DIR"] = str(TEST_VAR_DIR)
+    os.environ["ADU_EXPORT_ROOT"] = str(settings.EXPORT_ROOT)
+    os.environ["ADU_JOB_LOG_DIR"] = str(settings.JOB_LOG_DIR)
 
 
 def pytest_collection_modifyitems(items):
@@ -197,7 +236,10 @@ def admin_user(django_user_model):
 
 @pytest.fixture(autouse=True)
 def export_root(tmp_path, settings):
+    """Each test's own export root and log folder: the files of one test's job 1 are not
+    those of another's."""
     settings.EXPORT_ROOT = tmp_path / "exports"
+    settings.JOB_LOG_DIR = tmp_path / "logs"
     return settings.EXPORT_ROOT
 
 

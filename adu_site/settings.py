@@ -208,7 +208,9 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "accounts.context_processors.role",
-            ]
+            ],
+            # The number filter writes every count of rows and bytes the same way.
+            "builtins": ["adu_site.templatetags.numbers"],
         },
     }
 ]

@@ -23,7 +23,7 @@ from connections.models import Connection, ConnectionFailed
 from exports.engine import masking
 from exports.engine.run import BadRequest, create_job
 from exports.models import ExportJob, JobStateError, NoSuchFile
-from exports.reports import job_data
+from exports.reports import job_data, progress_data
 from exports.tasks import cancel_job, retry_job, start_job
 
 log = logging.getLogger("adu.api")
@@ -89,7 +89,7 @@ api = NinjaAPI(
     description=DESCRIPTION,
     urls_namespace=NAMESPACE,
     auth=AUTH,
-    docs_url=None,  # no Swagger UI: it loads from a CDN; the portal's API page renders this
+    docs_url=None,  # ninja's Swagger UI loads from a CDN; the portal's /api/ page vendors it
     docs_decorator=_openapi_needs_login,
 )
 
@@ -184,7 +184,28 @@ def _not_found_error(what: str, pk, field: str | None = None) -> ApiError:
 JobStatus = Literal[tuple(ExportJob.Status.values)]
 
 
-class JobSummary(Schema):
+class JobProgress(Schema):
+    """The counts the job page and the history show (ExportJob.progress): each table is in
+    exactly one of complete, failed, cancelled, running and queued."""
+
+    tables_total: int
+    tables_complete: int
+    tables_failed: int
+    tables_cancelled: int
+    tables_running: int
+    tables_queued: int
+    rows_written: int = Field(
+        description="Rows of complete tables and what running tables have written so far."
+    )
+    bytes_written: int
+    rows_expected: int | None = Field(
+        description="Rows counted at the source for the tables not failed or cancelled; "
+        "null while one is still being counted."
+    )
+    percent: int = Field(description="100 only once the job has finished.")
+
+
+class JobSummary(JobProgress):
     id: int
     url: str = Field(description="This job in the API.")
     status: JobStatus
@@ -196,11 +217,6 @@ class JobSummary(Schema):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    tables_total: int
-    tables_complete: int
-    tables_failed: int
-    rows_written: int
-    bytes_written: int
 
 
 class JobPage(Schema):
@@ -258,6 +274,7 @@ class JobDetail(Schema):
 
     job_id: int
     status: JobStatus
+    progress: JobProgress
     output_dir: str = Field(description="The job's folder on the server.")
     manifest: str | None = Field(description="Path of manifest.json on the server, once written.")
     tables: list[TableReport]
@@ -386,14 +403,11 @@ def _summary(request, job: ExportJob) -> dict:
         "owner": job.owner.get_username(),
         "output_dir": job.output_dir,
         "attempt": job.attempt,
-        **{
-            name: getattr(job, name)
-            for name in (
-                "created_at", "started_at", "finished_at", "tables_total", "tables_complete",
-                "tables_failed", "rows_written", "bytes_written",
-            )
-        },
-    }  # fmt: skip
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        **progress_data(job.progress()),
+    }
 
 
 def _visible_job(request, job_id: int) -> ExportJob:
@@ -424,8 +438,10 @@ def _accepted(request, job: ExportJob) -> dict:
 )
 def list_jobs(request, filters: Query[JobFilters]):
     """The job history, newest first: the jobs you may see, filtered and paginated."""
-    jobs: QuerySet = ExportJob.objects.visible_to(request.user).select_related(
-        "connection", "owner"
+    jobs: QuerySet = (
+        ExportJob.objects.visible_to(request.user)
+        .select_related("connection", "owner")
+        .with_progress()
     )
     if filters.status:
         jobs = jobs.filter(status=filters.status)

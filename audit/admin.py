@@ -1,4 +1,5 @@
 import csv
+import json
 
 from django.contrib import admin
 from django.http import HttpResponse
@@ -44,11 +45,15 @@ class AuditEventAdmin(admin.ModelAdmin):
         writer = csv.writer(response)
         writer.writerow(CSV_FIELDS)
         for event in queryset.order_by("at", "id").iterator():
-            writer.writerow([_cell(getattr(event, name)) for name in CSV_FIELDS])
+            writer.writerow([_cell(event, name) for name in CSV_FIELDS])
         return response
 
 
-def _cell(value) -> str:
-    text = "" if value is None else str(value)
+def _cell(event, name: str) -> str:
+    value = getattr(event, name)
+    if name == "details":  # JSON, as the event's page shows it (str() would give Python's repr)
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = "" if value is None else str(value)
     # A cell a spreadsheet would run as a formula is written as text.
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text

@@ -46,7 +46,7 @@ class ConnectionForm(forms.ModelForm):
     ca_certificate_file = forms.FileField(
         label="CA certificate (PEM)",
         required=False,
-        help_text="The CA that signed the server's certificate, for sslmode verify-ca or "
+        help_text="The CA that signed the server's certificate, for SSL mode verify-ca or "
         "verify-full. Stored encrypted.",
     )
     clear_ca_certificate = forms.BooleanField(

@@ -1,5 +1,6 @@
 """Connections to source databases, with their credentials encrypted at rest."""
 
+import dataclasses
 import fnmatch
 import tempfile
 from contextlib import contextmanager
@@ -86,13 +87,14 @@ class Connection(models.Model):
         GREENPLUM = "greenplum", "Greenplum"
         VERTICA = "vertica", "Vertica"
 
+    # libpq's sslmode values, named as DBAs know them, with what each one checks.
     class SSLMode(models.TextChoices):
-        DISABLE = "disable"
-        ALLOW = "allow"
-        PREFER = "prefer"
-        REQUIRE = "require"
-        VERIFY_CA = "verify-ca"
-        VERIFY_FULL = "verify-full"
+        DISABLE = "disable", "disable (no SSL)"
+        ALLOW = "allow", "allow (SSL only if the server requires it)"
+        PREFER = "prefer", "prefer (SSL if the server offers it)"
+        REQUIRE = "require", "require (SSL; certificate not checked)"
+        VERIFY_CA = "verify-ca", "verify-ca (SSL; Verify CA: certificate signed by the CA)"
+        VERIFY_FULL = "verify-full", "verify-full (SSL; Verify CA and the host name)"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="connections"
@@ -104,9 +106,11 @@ class Connection(models.Model):
     database = models.CharField(max_length=255)
     username = models.CharField(max_length=255)
     password = EncryptedTextField(blank=True)
-    sslmode = models.CharField(max_length=20, choices=SSLMode, default=SSLMode.PREFER)
+    sslmode = models.CharField("SSL mode", max_length=20, choices=SSLMode, default=SSLMode.PREFER)
     connect_timeout = models.PositiveIntegerField(
-        default=10, help_text="Seconds to wait for the server to answer."
+        "connect timeout (seconds)",
+        default=10,
+        help_text="How long to wait for the server to answer.",
     )
     # PEM of the CA that signed the server's certificate, for sslmode verify-ca/verify-full.
     # Encrypted like the password: which CA a site trusts is nobody else's business.
@@ -168,6 +172,10 @@ class Connection(models.Model):
             self._stored_password = self.password
         self.password_entered = False
 
+    def ca_description(self) -> str:
+        """The stored CA certificate in words, for those who may edit it ('' for none)."""
+        return describe_ca(self.ca_certificate)
+
     def has_password(self) -> bool:
         """A password is stored (one no configured key can open counts)."""
         return isinstance(self.password, Sealed) or bool(self.password)
@@ -215,23 +223,29 @@ class Connection(models.Model):
         redaction.remember(self.password)
         return self.password
 
-    def test_link(self, by):
+    def test_link(self, by, typed: bool = False):
         """Connect and report the link (a drivers.LinkReport: server version, encryption,
-        verification, write access), on the audit trail; ConnectionFailed if it fails."""
+        verification, write access), on the audit trail; ConnectionFailed if it fails.
+
+        `typed`: these are a form's values, not saved (the connection may not exist yet);
+        the trail then says where the test went."""
         from audit.models import AuditEvent, record
 
+        about = {"obj": self} if self.pk else {"object_type": self._meta.label_lower}
+        if typed:
+            about.update(typed=True, address=f"{self.host}:{self.port}")
         try:
             report = self.driver().test(self)
         except ConnectionFailed as error:
-            record(AuditEvent.Action.CONNECTION_TEST, user=by, obj=self, ok=False, error=str(error))
+            record(AuditEvent.Action.CONNECTION_TEST, user=by, ok=False, error=str(error), **about)
             raise
         record(
             AuditEvent.Action.CONNECTION_TEST,
             user=by,
-            obj=self,
             ok=True,
             encrypted=report.encrypted,
             verified=report.verified,
+            **about,
         )
         return report
 
@@ -348,11 +362,46 @@ class Connection(models.Model):
         record(AuditEvent.Action.DISCOVERY, user=by, obj=self, schema=schema, tables=len(tables))
         return tables
 
+    def inventory(self, by) -> list["SchemaInventory"]:
+        """Every schema (system schemas left out) with its tables, their estimated rows and
+        sizes, for the connection's page; on the audit trail as one discovery."""
+        from audit.models import AuditEvent, record
+
+        driver = self.driver()
+        found = {name: SchemaInventory(name) for name in driver.schemas(self)}
+        tables = driver.tables(self)
+        for table in tables:
+            found.setdefault(table.schema, SchemaInventory(table.schema)).tables.append(table)
+        record(
+            AuditEvent.Action.DISCOVERY, user=by, obj=self, schemas=len(found), tables=len(tables)
+        )
+        return sorted(found.values(), key=lambda schema: schema.name)
+
+    def recent_jobs(self, user, limit: int = 20):
+        """The latest export jobs of this connection that the user may see, newest first,
+        with what their progress needs fetched for the lot."""
+        from exports.models import ExportJob
+
+        jobs = ExportJob.objects.visible_to(user).filter(connection=self)
+        return jobs.select_related("connection").with_progress()[:limit]
+
     def driver(self):
         """The driver module for this connection's kind."""
         from connections import drivers
 
         return drivers.for_kind(self.kind)
+
+
+@dataclasses.dataclass
+class SchemaInventory:
+    """One schema of a source and its tables (drivers.TableInfo), as discovery found them."""
+
+    name: str
+    tables: list = dataclasses.field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(table.bytes or 0 for table in self.tables)
 
 
 class SavedQuery(models.Model):
@@ -362,7 +411,7 @@ class SavedQuery(models.Model):
     name = models.SlugField(
         max_length=100, help_text="Letters, digits, - and _: the name of its Parquet file."
     )
-    sql = models.TextField(help_text="One SELECT; it runs read-only.")
+    sql = models.TextField("SQL", help_text="One SELECT; it runs read-only.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
     )

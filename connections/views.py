@@ -1,4 +1,5 @@
-"""Connection pages: list, create, edit, delete, test in place, and discovery partials."""
+"""Connection pages: list, a page of its own, create, edit, delete, test in place (also the
+values of the form before they are saved), and discovery partials."""
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -11,7 +12,7 @@ from audit.models import AuditEvent, record
 from connections.drivers import BadSelection
 from connections.forms import ConnectionForm, SavedQueryForm
 from connections.models import Connection, ConnectionFailed, SavedQuery
-from exports.engine import masking
+from exports.forms import column_panel, table_picker
 
 
 def _editable(request, pk) -> Connection:
@@ -35,6 +36,31 @@ def connection_list(request):
         "can_create": roles.is_operator(user),
     }
     return render(request, "connections/list.html", context)
+
+
+@require_GET
+def connection_detail(request, pk):
+    """A connection's own page: where it points (to those who may edit it), its sharing,
+    Test, its schemas and tables (loaded in place), and the jobs of it the user may see."""
+    visible = Connection.objects.visible_to(request.user).select_related("owner")
+    connection = get_object_or_404(visible, pk=pk)
+    context = {
+        "connection": connection,
+        "usable": Connection.objects.usable_by(request.user).filter(pk=pk).exists(),
+        "jobs": connection.recent_jobs(request.user),
+    }
+    return render(request, "connections/detail.html", context)
+
+
+@require_GET
+def connection_discovery(request, pk):
+    """The schemas of a connection with their tables, estimated rows and sizes."""
+    connection = _usable(request, pk)
+    try:
+        context = {"schemas": connection.inventory(request.user)}
+    except ConnectionFailed as error:
+        context = {"error": str(error)}
+    return render(request, "connections/_discovery.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -78,13 +104,49 @@ def connection_delete(request, pk):
 
 @require_POST
 def connection_test(request, pk):
-    connection = _usable(request, pk)
+    """Test the connection as it is stored."""
+    return _test_result(request, _usable(request, pk))
+
+
+@require_POST
+def connection_test_typed(request, pk=None):
+    """Test the values typed in the connection form, before they are saved: those of a new
+    connection, or of one being edited (its stored password only where the form would
+    keep it: not for a changed host, port, database, user, kind or SSL mode)."""
+    if pk is None:
+        if not roles.is_operator(request.user):
+            raise PermissionDenied("Your role cannot add connections.")
+        form = ConnectionForm(request.POST, request.FILES, owner=request.user, user=request.user)
+    else:
+        form = ConnectionForm(
+            request.POST, request.FILES, instance=_editable(request, pk), user=request.user
+        )
+    form.is_valid()
+    # The name and the sharing do not matter to a test: only these fields' errors stop it.
+    for name in TESTED_FIELDS:
+        if name in form.errors:
+            error = f"{form[name].label}: {form.errors[name][0]}"
+            return render(request, "connections/_test_result.html", {"error": error})
+    connection = form.instance  # the typed values, never saved here
+    if form.cleaned_data.get("ca_certificate_file"):
+        connection.ca_certificate = form.cleaned_data["ca_certificate_file"]
+    elif form.cleaned_data.get("clear_ca_certificate"):
+        connection.ca_certificate = ""
+    return _test_result(request, connection, typed=True)
+
+
+TESTED_FIELDS = (
+    "kind", "host", "port", "database", "username", "password", "sslmode", "connect_timeout",
+    "ca_certificate_file",
+)  # fmt: skip
+
+
+def _test_result(request, connection, typed: bool = False):
     try:
-        report = connection.test_link(by=request.user)
-        result = {"ok": True, "text": report.summary(), "warning": report.warning()}
+        context = {"report": connection.test_link(by=request.user, typed=typed)}
     except ConnectionFailed as error:
-        result = {"ok": False, "text": str(error)}
-    return render(request, "connections/_test_result.html", result)
+        context = {"error": str(error)}
+    return render(request, "connections/_test_result.html", context)
 
 
 @require_GET
@@ -94,23 +156,8 @@ def connection_tables(request):
     if not pk.isdigit():
         raise Http404("Choose a connection.")
     connection = _usable(request, int(pk))
-    schema = request.GET.get("schema") or None
-    try:
-        every_table = connection.discover(request.user)
-        error = None
-    except ConnectionFailed as failure:
-        every_table, error = [], str(failure)
-    schemas = sorted({t.schema for t in every_table})
-    tables = [t for t in every_table if schema is None or t.schema == schema]
-    context = {
-        "connection": connection,
-        "tables": tables,
-        "schemas": schemas,
-        "schema": schema or "",
-        "error": error,
-        "queries": connection.queries.all(),
-    }
-    return render(request, "connections/_tables.html", context)
+    picker = table_picker(connection, request.user, request.GET.get("schema", ""))
+    return render(request, "connections/_tables.html", {"picker": picker})
 
 
 @require_GET
@@ -122,22 +169,8 @@ def connection_columns(request):
         raise Http404("Choose a connection.")
     connection = _usable(request, int(pk))
     schema, table = request.GET.get("schema", ""), request.GET.get("table", "")
-    try:
-        columns = connection.describe_table(schema, table)
-        error = None
-    except ConnectionFailed as failure:
-        columns, error = [], str(failure)
-    policies = list(connection.sensitive_columns.all())
-    context = {
-        "name": f"{schema}.{table}",
-        "columns": [
-            (c, next((p for p in policies if p.matches(schema, table, c.name)), None))
-            for c in columns
-        ],
-        "methods": masking.METHODS,
-        "error": error,
-    }
-    return render(request, "connections/_columns.html", context)
+    panel = column_panel(connection, schema, table)
+    return render(request, "connections/_columns.html", {"panel": panel})
 
 
 @require_GET

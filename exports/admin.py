@@ -10,45 +10,39 @@ q_admin.register()
 
 
 class RecordOnly:
-    """A job and its tables are records of what ran: every field is read-only here (the
-    folder and file paths that downloads serve, the connection, the selection a table ran
-    with...), and none is added by hand: jobs come from create_job, which checks them."""
-
-    def get_readonly_fields(self, request, obj=None):
-        hidden = {"id", *(self.exclude or ())}
-        fields = [f.name for f in self.model._meta.fields if f.name not in hidden]
-        return list(dict.fromkeys([*super().get_readonly_fields(request, obj), *fields]))
+    """Jobs, their tables, errors and status changes are the history of what ran: the admin
+    shows them and never adds or changes one (status, counts, config, attempts, the paths
+    downloads serve...). Jobs come from create_job, which checks them; the engine alone
+    moves them on. A finished job may go, with its files (ExportJobAdmin)."""
 
     def has_add_permission(self, request, *args):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
 
-class TableRunInline(admin.TabularInline):
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class TableRunInline(RecordOnly, admin.TabularInline):
     model = TableRun
     extra = 0
-    can_delete = False
     fields = ["schema", "table", "status", "rows_expected", "rows_written", "bytes_written"]
-    readonly_fields = fields
     show_change_link = True
 
 
-class JobErrorInline(admin.TabularInline):
+class JobErrorInline(RecordOnly, admin.TabularInline):
     model = JobError
     extra = 0
-    can_delete = False
     fields = ["created_at", "table_run", "message"]
-    readonly_fields = fields
+    readonly_fields = ["created_at"]
 
 
-class StatusChangeInline(admin.TabularInline):
+class StatusChangeInline(RecordOnly, admin.TabularInline):
     model = StatusChange
     extra = 0
-    can_delete = False
     fields = ["at", "table_run", "status", "note"]
-    readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ExportJob)
@@ -68,7 +62,6 @@ class ExportJobAdmin(RecordOnly, admin.ModelAdmin):
     list_filter = ["status", "connection", "owner", "created_at"]
     search_fields = ["id", "output_dir", "connection__name", "snapshot_id"]
     date_hierarchy = "created_at"
-    readonly_fields = ["created_at", "started_at", "finished_at"]
     inlines = [TableRunInline, JobErrorInline, StatusChangeInline]
     actions = ["delete_with_files"]
 
@@ -79,14 +72,26 @@ class ExportJobAdmin(RecordOnly, admin.ModelAdmin):
         return actions
 
     def has_delete_permission(self, request, obj=None):
+        # The one deletion: clean-up of a finished job with its files (delete_with_files).
         # A queued or running job keeps its record: its workers still write to it.
-        return super().has_delete_permission(request, obj) and (obj is None or obj.is_finished)
+        allowed = admin.ModelAdmin.has_delete_permission(self, request, obj)
+        return allowed and (obj is None or obj.is_finished)
+
+    def get_deleted_objects(self, objs, request):
+        # The job's tables, errors and status changes go with it, though none may be
+        # deleted alone: they are not permissions the Delete button needs.
+        deleted, counts, needed, protected = super().get_deleted_objects(objs, request)
+        needed -= {TableRun._meta.verbose_name, JobError._meta.verbose_name}
+        return deleted, counts, needed, protected
 
     def delete_model(self, request, obj):
         # The Delete button too takes the job's folder and log, on the audit trail.
         obj.delete_with_files(by=request.user)
 
-    @admin.action(description="Delete the selected finished jobs with their files")
+    @admin.action(
+        description="Delete the selected finished jobs with their files",
+        permissions=["delete"],
+    )
     def delete_with_files(self, request, queryset):
         freed, deleted, skipped = 0, 0, []
         for job in queryset:

@@ -1,4 +1,4 @@
-"""Per-job log files: every line about a job goes to var/logs/jobs/job-<id>.log and the console."""
+"""Per-job log files: every line about a job goes to the job's own file (log_path) and the console."""
 
 import logging
 import os
@@ -17,28 +17,38 @@ class _JobAdapter(logging.LoggerAdapter):
         return f"{where}: {msg}", kwargs
 
 
-def job_log(job_id: int, table=None) -> logging.LoggerAdapter:
+def job_log(job, table=None) -> logging.LoggerAdapter:
     """A logger whose lines name the job (and table) and also land in the job's own file."""
-    return _JobAdapter(_logger, {"job_id": job_id, "table": str(table) if table else ""})
+    return _JobAdapter(
+        _logger,
+        {
+            "job_id": job.pk,
+            "job_log_path": str(log_path(job)),
+            "table": str(table) if table else "",
+        },
+    )
 
 
-def log_path(job_id: int) -> Path:
-    return Path(settings.JOB_LOG_DIR) / f"job-{job_id}.log"
+def log_path(job) -> Path:
+    """The job's own log file, for writers and readers alike. The job's log token is in the
+    name: ids start again at 1 in a new database (or the test suite's), and a job must never
+    append to, show or delete the log an earlier job with its id left behind."""
+    return Path(settings.JOB_LOG_DIR) / f"job-{job.pk}-{job.log_token}.log"
 
 
 class JobFileHandler(logging.Handler):
-    """Appends each record that carries a job id to that job's file.
+    """Appends each record that carries a job's log path (see job_log) to that file.
 
     Files are opened per line in append mode, so workers in several processes can write
     to one job's log without a lock.
     """
 
     def emit(self, record):
-        job_id = getattr(record, "job_id", None)
-        if job_id is None:
+        path = getattr(record, "job_log_path", None)
+        if path is None:
             return
         try:
-            path = log_path(job_id)
+            path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             line = self.format(record) + "\n"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)

@@ -1,8 +1,10 @@
 """Export jobs, the tables they export and the errors they meet."""
 
+import collections
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import socket
 import uuid
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -39,6 +41,10 @@ RESERVED_FOLDER = re.compile(r"job-[0-9]", re.IGNORECASE)
 
 def reserved_folder_name(name: str) -> bool:
     return bool(RESERVED_FOLDER.match(name))
+
+
+def new_log_token() -> str:
+    return secrets.token_hex(8)
 
 
 def file_inside(base: Path, relative: str) -> Path:
@@ -71,6 +77,14 @@ class ExportJobQuerySet(models.QuerySet):
             return self.all()
         return self.filter(owner_id=user.pk) if roles.is_operator(user) else self.none()
 
+    def with_progress(self):
+        """Jobs whose progress() costs no query of its own: the fields it counts, of every
+        table, fetched in one query for the lot."""
+        tables = TableRun.objects.only(
+            "job_id", "status", "rows_expected", "rows_written", "bytes_written"
+        )
+        return self.prefetch_related(models.Prefetch("tables", queryset=tables))
+
     def for_user(self, user, job_id, act: bool = False) -> "ExportJob":
         """The job if this user may see it (or, with `act`, cancel or retry it); the same
         error whether it is missing or not theirs."""
@@ -102,6 +116,9 @@ class ExportJob(models.Model):
     # Options as chosen (tables, parallel, compression...). Never holds a secret.
     config = models.JSONField(default=dict, blank=True)
     output_dir = models.CharField(max_length=500, help_text="Folder under the export root.")
+    # Part of the log file's name (exports.joblog.log_path): ids repeat across databases,
+    # log files outlive them.
+    log_token = models.CharField(max_length=16, default=new_log_token, editable=False)
     snapshot_id = models.CharField(max_length=100, blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempt = models.PositiveIntegerField(default=1)
@@ -226,28 +243,41 @@ class ExportJob(models.Model):
         )
 
     def progress(self, runs: list["TableRun"] | None = None) -> dict:
-        """Rows and tables done so far, with rows/s and an ETA, for the live pages."""
+        """The one account of a job's tables and rows, shown alike by the list, the
+        dashboard, the job page, the API and the commands.
+
+        Each table is in exactly one of complete, failed, cancelled, running and queued.
+        Rows and bytes are those of complete tables and what running tables have written
+        so far: a failed or cancelled table's files are removed, so its rows do not count.
+        `rows_expected` is the source's count of every table that is not failed or
+        cancelled, None while one of them is still being counted. The percentage weighs
+        each table by its rows (a table not yet counted by the others' average) and stays
+        below 100 until the job has finished.
+        """
         runs = list(self.tables.all()) if runs is None else runs
-        rows_done = sum(r.rows_written for r in runs)
-        rows_expected = sum(r.rows_expected or 0 for r in runs)
-        done = sum(1 for r in runs if r.status in TableRun.FINISHED)
+        by_status = collections.Counter(run.status for run in runs)
+        live = [run for run in runs if not run.is_stopped]
+        rows_written = sum(run.rows_written for run in live)
+        known = [run.rows_expected for run in live if run.rows_expected is not None]
+        rows_expected = sum(known) if len(known) == len(live) else None
         elapsed = (
             ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
-            if (self.started_at)
+            if self.started_at
             else 0
         )
-        rate = rows_done / elapsed if elapsed > 0 else 0
-        eta = (rows_expected - rows_done) / rate if rate and rows_expected > rows_done else None
+        rate = rows_written / elapsed if elapsed > 0 else 0
+        eta = None
+        if rows_expected is not None and rate and not self.is_finished:
+            eta = max(0, rows_expected - rows_written) / rate
         return {
-            "rows_done": rows_done,
-            "rows_expected": rows_expected,
-            "percent": min(100, int(100 * rows_done / rows_expected)) if rows_expected else 0,
-            "tables_done": done,
             "tables_total": len(runs),
-            "tables_running": sum(1 for r in runs if r.status == TableRun.Status.RUNNING),
-            "tables_failed": sum(1 for r in runs if r.status == TableRun.Status.FAILED),
+            **{f"tables_{status}": by_status[status] for status in TableRun.Status.values},
+            "rows_written": rows_written,
+            "bytes_written": sum(run.bytes_written for run in live),
+            "rows_expected": rows_expected,
+            "percent": 100 if self.is_finished else min(99, _weighted_percent(runs)),
             "rows_per_second": rate,
-            "eta_seconds": eta if not self.is_finished else None,
+            "eta_seconds": eta,
             "elapsed_seconds": elapsed,
         }
 
@@ -286,7 +316,7 @@ class ExportJob(models.Model):
         """The job's log file, resolved inside the log folder; NoSuchFile if there is none."""
         from exports.joblog import log_path
 
-        path = log_path(self.pk)
+        path = log_path(self)
         try:
             return file_inside(path.parent, path.name)
         except NoSuchFile:
@@ -299,7 +329,7 @@ class ExportJob(models.Model):
         files = (
             [p for p in self.folder().rglob("*") if p.is_file()] if self.folder().is_dir() else []
         )
-        log = log_path(self.pk)
+        log = log_path(self)
         return sum(p.stat().st_size for p in files) + (log.stat().st_size if log.exists() else 0)
 
     def delete_with_files(self, by) -> int:
@@ -318,7 +348,7 @@ class ExportJob(models.Model):
         # Never follow a link out of the export root, whatever the folder became.
         if folder.is_dir() and not folder.is_symlink() and folder.resolve().is_relative_to(root):
             shutil.rmtree(folder)
-        log_path(self.pk).unlink(missing_ok=True)
+        log_path(self).unlink(missing_ok=True)
         record(
             AuditEvent.Action.JOB_DELETE,
             user=by,
@@ -428,18 +458,12 @@ class ExportJob(models.Model):
         JobError.record(self, None, message, phase=phase)
 
     def update_totals(self):
-        totals = self.tables.aggregate(
-            total=Count("id"),
-            complete=Count("id", filter=Q(status=TableRun.Status.COMPLETE)),
-            failed=Count("id", filter=Q(status=TableRun.Status.FAILED)),
-            rows=Sum("rows_written", filter=Q(status=TableRun.Status.COMPLETE)),
-            bytes=Sum("bytes_written", filter=Q(status=TableRun.Status.COMPLETE)),
-        )
-        self.tables_total = totals["total"]
-        self.tables_complete = totals["complete"]
-        self.tables_failed = totals["failed"]
-        self.rows_written = totals["rows"] or 0
-        self.bytes_written = totals["bytes"] or 0
+        """Store the counts of progress(), for the admin and for finished jobs' lists."""
+        counts = self.progress()
+        for name in ("tables_total", "tables_complete", "tables_failed"):
+            setattr(self, name, counts[name])
+        self.rows_written = counts["rows_written"]
+        self.bytes_written = counts["bytes_written"]
 
     def derived_status(self) -> str:
         statuses = set(self.tables.values_list("status", flat=True))
@@ -465,6 +489,8 @@ class TableRun(models.Model):
         CANCELLED = "cancelled"
 
     FINISHED = {Status.COMPLETE, Status.FAILED, Status.CANCELLED}
+    # Finished without a file: what such a table read is not counted anywhere.
+    STOPPED = {Status.FAILED, Status.CANCELLED}
 
     job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="tables")
     schema = models.CharField(max_length=255)
@@ -486,7 +512,8 @@ class TableRun(models.Model):
     validation = models.JSONField(default=dict, blank=True)
     # What of the table leaves: {"columns": [...] (empty: all), "exclude": [...],
     # "filter": "SQL condition", "masks": {column: {"method", "precision"}},
-    # "query": "SELECT ..." (a saved query exported like a table), "sensitive": {...}}
+    # "query": "SELECT ..." (a saved query exported like a table), "sensitive": {...},
+    # "left_out": [...] (source columns that do not leave)}
     spec = models.JSONField(default=dict, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -523,6 +550,23 @@ class TableRun(models.Model):
         )
         return f"{report['status']} ({report['mode']}: {seen}; {', '.join(tally)})"
 
+    def validation_checks(self) -> list[dict]:
+        """The report's checks, each example written as people read it (by the row's
+        primary key when the table has one): see quality.validation.example_text."""
+        from quality.validation import example_text
+
+        return [
+            {**check, "examples": [example_text(e) for e in check["examples"]]}
+            for check in self.validation.get("checks", [])
+        ]
+
+    def count_proof(self) -> str:
+        """Rows counted at the source in the job's snapshot against rows written:
+        'match', 'differ', or '' while either is not known."""
+        if self.rows_expected is None or self.status != self.Status.COMPLETE:
+            return ""
+        return "match" if self.rows_expected == self.rows_written else "differ"
+
     def notable_checks(self) -> list[dict]:
         """The checks worth a line of their own: failed, not applicable or not checked."""
         return [c for c in self.validation.get("checks", []) if c["status"] != "passed"]
@@ -553,14 +597,19 @@ class TableRun(models.Model):
         TableRun.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
 
     @property
+    def is_stopped(self) -> bool:
+        """Failed or cancelled: its files were removed, so the rows it read count nowhere."""
+        return self.status in self.STOPPED
+
+    @property
     def percent(self) -> int:
+        """A full bar only for a table that is complete: one still writing, or stopped,
+        is at most 99%."""
         if self.status == self.Status.COMPLETE:
             return 100
-        return (
-            min(100, int(100 * self.rows_written / self.rows_expected))
-            if (self.rows_expected)
-            else 0
-        )
+        if not self.rows_expected:
+            return 0
+        return min(99, int(100 * self.rows_written / self.rows_expected))
 
     @property
     def seconds(self) -> float | None:
@@ -640,3 +689,20 @@ class StatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.table_run or self.job}: {self.status}"
+
+
+def _weighted_percent(runs: list[TableRun]) -> int:
+    """How much of the job's work is done, each table weighed by its rows: a finished
+    table counts whole, a running one by its share; a table not counted yet weighs as the
+    others do on average, so a large count arriving late does not move the bar back far."""
+    known = [run.rows_expected for run in runs if run.rows_expected]
+    usual = sum(known) / len(known) if known else 1
+    total = done = 0.0
+    for run in runs:
+        weight = run.rows_expected or usual
+        total += weight
+        if run.status in TableRun.FINISHED:
+            done += weight
+        elif run.status == TableRun.Status.RUNNING and run.rows_expected:
+            done += min(run.rows_written, run.rows_expected)
+    return int(100 * done / total) if total else 0

@@ -1,6 +1,5 @@
 """How a job is shown on a terminal and in JSON, the same for adu_export, adu_job and adu_jobs."""
 
-import json
 import threading
 import time
 
@@ -9,6 +8,7 @@ from django.db import connections
 
 from adu_site.commands import AduCommand, human_bytes
 from exports.models import ExportJob, JobStateError, TableRun
+from quality.validation import example_text
 
 EXIT_CODES = {ExportJob.Status.COMPLETE: 0, ExportJob.Status.COMPLETE_WITH_ERRORS: 1}
 
@@ -25,6 +25,7 @@ def job_data(job: ExportJob) -> dict:
     return {
         "job_id": job.pk,
         "status": job.status,
+        "progress": progress_data(job.progress()),
         "output_dir": str(job.folder()),
         "manifest": str(manifest) if job.is_finished and manifest.exists() else None,
         "tables": [
@@ -46,6 +47,17 @@ def job_data(job: ExportJob) -> dict:
             if e.table_run_id is None and e.context.get("attempt", job.attempt) == job.attempt
         ],
     }
+
+
+PROGRESS_FIELDS = (
+    "tables_total", "tables_complete", "tables_failed", "tables_cancelled", "tables_running",
+    "tables_queued", "rows_written", "bytes_written", "rows_expected", "percent",
+)  # fmt: skip
+
+
+def progress_data(progress: dict) -> dict:
+    """The counts of ExportJob.progress() that machines get (the API, --json)."""
+    return {name: progress[name] for name in PROGRESS_FIELDS}
 
 
 def current_errors(job: ExportJob) -> dict:
@@ -86,7 +98,7 @@ def job_text(job: ExportJob, style) -> str:
                 + (f": {c['failures']:,} failure(s)" if c["failures"] else "")
                 + (f" — {c['note']}" if c["note"] else "")
                 + (
-                    "\n        e.g. " + "; ".join(_example(e) for e in c["examples"])
+                    "\n        e.g. " + "; ".join(example_text(e) for e in c["examples"])
                     if c["examples"]
                     else ""
                 )
@@ -97,21 +109,17 @@ def job_text(job: ExportJob, style) -> str:
     good = job.status == ExportJob.Status.COMPLETE
     paint = style.SUCCESS if good else (style.WARNING if not job.is_finished else style.ERROR)
     warned = sum(1 for run in runs if run.warnings)
+    counts = job.progress(runs)
     lines.append(
         paint(
             f"Job {job.pk} {job.get_status_display().lower()}"
             + (f" with warnings on {warned} table(s)" if warned else "")
-            + f": {job.tables_complete} of "
-            f"{job.tables_total} table(s), {job.rows_written:,} rows, "
-            f"{human_bytes(job.bytes_written)} in {job.folder()}"
+            + f": {counts['tables_complete']} of "
+            f"{counts['tables_total']} table(s), {counts['rows_written']:,} rows, "
+            f"{human_bytes(counts['bytes_written'])} in {job.folder()}"
         )
     )
     return "\n".join(lines)
-
-
-def _example(example: dict) -> str:
-    value = json.dumps(example["value"], ensure_ascii=False)
-    return value if example["row"] is None else f"row {example['row']}: {value}"
 
 
 def wait_for(job_id: int, out=None, interval: float = 1.0) -> ExportJob:

@@ -79,7 +79,7 @@ def sweep():
     engine.sweep_tables()
     stale = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
     for job in ExportJob.objects.filter(status=ExportJob.Status.RUNNING, heartbeat_at__lt=stale):
-        log = job_log(job.pk)
+        log = job_log(job)
         if not job.tables.filter(status__in=engine.ACTIVE).exists():
             engine.finish_job(job.pk)
             continue
@@ -114,7 +114,7 @@ def requeue_lost_coordinators():
     late = timezone.now() - timedelta(seconds=LOST_AFTER_HEARTBEATS * settings.HEARTBEAT_TIMEOUT)
     for job in ExportJob.objects.filter(status=ExportJob.Status.QUEUED, queued_at__lt=late):
         if ExportJob.objects.filter(pk=job.pk, queued_at__lt=late).update(queued_at=timezone.now()):
-            job_log(job.pk).warning(
+            job_log(job).warning(
                 "still queued %s s after its coordinator task was queued; queued again in "
                 "case a worker lost it",
                 LOST_AFTER_HEARTBEATS * settings.HEARTBEAT_TIMEOUT,

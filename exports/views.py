@@ -1,12 +1,13 @@
 """Portal pages for exports: dashboard, history, new export, job detail, logs, downloads."""
 
 import collections
+import re
 from datetime import datetime
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -14,7 +15,7 @@ from accounts import roles
 from audit.models import AuditEvent, record
 from connections.models import Connection
 from exports.engine.run import BadRequest, create_job
-from exports.forms import NewExportForm
+from exports.forms import NewExportForm, SubmittedSelection, filter_refusal, table_picker
 from exports.models import ExportJob, JobStateError, NoSuchFile, TableRun
 from exports.tasks import cancel_job, retry_job, start_job
 
@@ -37,21 +38,33 @@ def dashboard(request):
 
 @require_GET
 def dashboard_running(request):
+    """The dashboard's live part, polled even when nothing runs: the running jobs and the
+    recent ones, so a job started elsewhere shows up without a reload."""
     return render(request, "exports/_running.html", _dashboard_context(request))
 
 
 def _dashboard_context(request):
-    jobs = _jobs(request)
-    running = [
-        (job, job.progress())
-        for job in jobs.filter(status__in=[ExportJob.Status.QUEUED, ExportJob.Status.RUNNING])
-    ]
-    return {"running": running, "recent": jobs[:10]}
+    jobs = _jobs(request).with_progress()
+    return {
+        "running": jobs.exclude(status__in=ExportJob.FINISHED),
+        "recent": jobs[:10],
+    }
 
 
 @require_GET
 def job_list(request):
-    jobs = _jobs(request)
+    return render(request, "exports/list.html", _list_context(request))
+
+
+@require_GET
+def job_list_rows(request):
+    """The history's table alone, with the same filters and page: polled while a job it
+    shows has not finished."""
+    return render(request, "exports/_job_table.html", _list_context(request))
+
+
+def _list_context(request):
+    jobs = _jobs(request).with_progress()
     status = request.GET.get("status", "")
     connection = request.GET.get("connection", "")
     since = _date(request.GET.get("since"))
@@ -65,45 +78,14 @@ def job_list(request):
     if until:
         jobs = jobs.filter(created_at__date__lte=until)
     page = Paginator(jobs, 25).get_page(request.GET.get("page"))
-    context = {
+    return {
         "page": page,
+        "unfinished": any(not job.is_finished for job in page),
         "statuses": ExportJob.Status.choices,
         "connections": Connection.objects.visible_to(request.user),
         "filters": {"status": status, "connection": connection,
                     "since": request.GET.get("since", ""), "until": request.GET.get("until", "")},
     }  # fmt: skip
-    return render(request, "exports/list.html", context)
-
-
-def _selections(post, tables: list[str]) -> dict:
-    """Columns, masks and a row filter per table, from the "Columns and rows…" parts of
-    the page that were opened (a table whose part stayed closed is exported whole)."""
-    requests = {}
-    for name in post.getlist("detail"):
-        if name not in tables:
-            continue
-        schema, _, table = name.partition(".")
-        columns = post.getlist(f"col:{name}")
-        if not columns:
-            raise BadRequest(f"{name}: no column is checked; check at least one.")
-        request = {"columns": columns}
-        masks = {}
-        prefix = f"mask:{name}:"
-        for key in post:
-            method = post.get(key)
-            if key.startswith(prefix) and method:
-                column = key[len(prefix) :]
-                mask = {"method": method}
-                precision = post.get(f"precision:{name}:{column}", "").strip()
-                if method == "truncate" and precision:
-                    mask["precision"] = (
-                        int(precision) if precision.lstrip("-").isdigit() else precision
-                    )
-                masks[column] = mask
-        request["masks"] = masks
-        request["filter"] = post.get(f"where:{name}", "")
-        requests[(schema, table)] = request
-    return requests
 
 
 def _date(value):
@@ -117,36 +99,96 @@ def _date(value):
 def job_new(request):
     if not roles.is_operator(request.user):
         raise PermissionDenied("Your role cannot start exports.")
-    form = NewExportForm(request.POST or None, user=request.user,
-                         initial={"connection": request.GET.get("connection")})  # fmt: skip
-    tables = request.POST.getlist("tables")
-    if request.method == "POST" and form.is_valid():
+    if request.method == "GET":
+        form = NewExportForm(
+            user=request.user, initial={"connection": request.GET.get("connection")}
+        )
+        return render(request, "exports/new.html", {"form": form})
+    form = NewExportForm(request.POST, user=request.user)
+    chosen = SubmittedSelection(request.POST)
+    refusal = None
+    if form.is_valid():
         data = form.cleaned_data
-        if not tables and not request.POST.getlist("queries"):
-            form.add_error(None, "Select at least one table or saved query to export.")
+        try:
+            if not chosen.tables and not chosen.queries:
+                raise BadRequest("Select at least one table or saved query to export.")
+            job = create_job(
+                request.user,
+                data["connection"],
+                tables=chosen.tables,
+                selections=chosen.requests(),
+                queries=data["connection"].queries.filter(pk__in=chosen.queries),
+                options={
+                    k: data[k]
+                    for k in ("parallel", "compression_level", "batch_rows", "validation")
+                },
+                out=data["out"],
+            )
+        except BadRequest as error:
+            refusal = error
         else:
-            try:
-                job = create_job(
-                    request.user,
-                    data["connection"],
-                    tables=tables,
-                    selections=_selections(request.POST, tables),
-                    queries=data["connection"].queries.filter(
-                        pk__in=[q for q in request.POST.getlist("queries") if q.isdigit()]
-                    ),
-                    options={
-                        k: data[k]
-                        for k in ("parallel", "compression_level", "batch_rows", "validation")
-                    },
-                    out=data["out"],
-                )
-            except BadRequest as error:
-                form.add_error("out" if error.field == "out" else None, str(error))
-            else:
-                start_job(job)
-                messages.success(request, f"Job {job.pk} started: {job.tables_total} table(s).")
-                return redirect("job_detail", pk=job.pk)
-    return render(request, "exports/new.html", {"form": form, "selected": tables})
+            start_job(job)
+            messages.success(request, f"Job {job.pk} started: {job.tables_total} table(s).")
+            return redirect("job_detail", pk=job.pk)
+    # A refused export comes back as it was sent: nothing chosen or typed is lost.
+    context = {"form": form}
+    connection = form.cleaned_data.get("connection")
+    if connection:
+        context["picker"] = table_picker(connection, request.user, chosen=chosen)
+    if refusal:
+        _show_refusal(request.user, form, context.get("picker"), refusal)
+    return render(request, "exports/new.html", context)
+
+
+@require_POST
+def job_new_filter_check(request):
+    """What the export would say of the row filter being typed in a table's "Columns and
+    rows…" part: its refusal, or OK."""
+    if not roles.is_operator(request.user):
+        raise PermissionDenied("Your role cannot start exports.")
+    pk = request.POST.get("connection", "")
+    if not pk.isdigit():
+        raise Http404("Choose a connection.")
+    connection = get_object_or_404(Connection.objects.usable_by(request.user), pk=int(pk))
+    name = request.POST.get("table", "")
+    schema, _, table = name.partition(".")
+    row_filter = request.POST.get(f"where:{name}", "")
+    context = {"checked": bool(row_filter.strip()), "refusal": ""}
+    if context["checked"]:
+        context["refusal"] = filter_refusal(request.user, connection, schema, table, row_filter)
+    return render(request, "exports/_filter_check.html", context)
+
+
+def _show_refusal(user, form, picker, error: BadRequest) -> None:
+    """The refusal, once, next to what it is about: an option or the folder, a table (its
+    filter, when the filter's own check says the same), the saved queries; else on top."""
+    message = str(error)
+    field = error.field.removeprefix("options.")
+    if field in form.fields:
+        form.add_error(field, message)
+        return
+    if picker and field == "queries" and picker["queries"]:
+        picker["queries_refusal"] = message
+        return
+    row = _table_named(picker["tables"] if picker else [], message)
+    if row is None:
+        form.add_error(None, message)
+    elif row.panel is None:
+        row.refusal = message
+    elif row.panel["filter"].strip() and message == filter_refusal(
+        user, picker["connection"], row.table.schema, row.table.name, row.panel["filter"]
+    ):
+        row.panel["filter_check"] = message
+    else:
+        row.panel["refusal"] = message
+
+
+def _table_named(rows, message: str):
+    """The row of the table a refusal names (they name it schema.table), if any."""
+    named = [
+        row for row in rows if re.search(rf"(?<![\w.]){re.escape(row.name)}(?!\.?\w)", message)
+    ]
+    return max(named, key=lambda row: len(row.name), default=None)
 
 
 @require_GET
@@ -170,29 +212,34 @@ def _detail_context(job):
         "warned": sum(1 for run in runs if run.warnings),
         "errors": job.errors.select_related("table_run"),
         "manifest_ready": job.is_finished and (job.folder() / "manifest.json").exists(),
-        "can_retry": job.is_finished and any(r.status in RETRYABLE for r in runs),
+        "can_retry": job.is_finished and any(r.status in TableRun.STOPPED for r in runs),
     }
-
-
-RETRYABLE = {TableRun.Status.FAILED, TableRun.Status.CANCELLED}
 
 
 @require_POST
 def job_cancel(request, pk):
-    return _job_action(request, pk, cancel_job, "Job {job.pk} is being cancelled.")
+    # Said as it stands: "being cancelled" would outlive a job that stopped at once.
+    return _job_action(
+        request,
+        pk,
+        cancel_job,
+        lambda job: f"Job {job.pk} " + ("cancelled." if job.is_finished else "is being cancelled."),
+    )
 
 
 @require_POST
 def job_retry(request, pk):
-    return _job_action(request, pk, retry_job, "Job {job.pk}: attempt {job.attempt} started.")
+    return _job_action(
+        request, pk, retry_job, lambda job: f"Job {job.pk}: attempt {job.attempt} started."
+    )
 
 
-def _job_action(request, pk, action, done: str):
+def _job_action(request, pk, action, done):
     """Cancel or retry: the outcome, or why not, as a message on the job's page."""
     job = get_object_or_404(ExportJob.objects.actionable_by(request.user), pk=pk)
     try:
         job = action(job, by=request.user)
-        messages.success(request, done.format(job=job))
+        messages.success(request, done(job))
     except JobStateError as error:
         messages.error(request, str(error))
     return redirect("job_detail", pk=job.pk)
@@ -219,6 +266,7 @@ def _log_context(request, job):
         limit = 200
     follow = request.GET.get("follow") == "on" and not job.is_finished
     lines = collections.deque(maxlen=limit)
+    total = 0  # lines at this level, for the page to say which of them it shows
     try:
         path = job.log_file()
     except NoSuchFile:
@@ -229,8 +277,10 @@ def _log_context(request, job):
                 parts = line.split(" ", 3)
                 if len(parts) > 2 and LOG_LEVELS.get(parts[2], 20) >= LOG_LEVELS[level]:
                     lines.append(line.rstrip("\n"))
+                    total += 1
     return {"job": job, "lines": list(lines), "level": level, "limit": limit,
-            "follow": follow, "levels": list(LOG_LEVELS)}  # fmt: skip
+            "follow": follow, "levels": list(LOG_LEVELS), "total": total,
+            "first": total - len(lines) + 1}  # fmt: skip
 
 
 @require_GET

@@ -47,26 +47,46 @@ class Check:
     examples: list = field(default_factory=list)
     note: str = ""
 
-    def fail(self, count: int, examples):
+    def fail(self, count: int, examples, keys=None):
+        """`examples`: (row position in the file, value); `keys`: the primary key of each
+        example's row, when the table has one that leaves unmasked."""
         self.status = "failed"
         self.failures += count
-        for row, value in examples:
+        for i, (row, value) in enumerate(examples):
             if len(self.examples) >= MAX_EXAMPLES:
                 break
-            self.examples.append({"row": row, "value": _shown(value)})
+            example = {"row": row, "value": _shown(value)}
+            if keys is not None and keys[i]:
+                example["key"] = {name: _shown(v) for name, v in keys[i].items()}
+            self.examples.append(example)
 
     def summary(self) -> str:
-        """The failure in a few words: '3 row(s), e.g. row 17: 150'."""
+        """The failure in a few words: '3 row(s), e.g. row id=17: 150'."""
         if self.check == "min_rows":
             return f"the table has {self.examples[0]['value']:,} rows"
         if self.check == "no_gaps":
             return self.note
         example = next((e for e in self.examples if e["row"] is not None), None)
-        shown = f", e.g. row {example['row']}: {json.dumps(example['value'])}" if example else ""
-        return f"{self.failures:,} row(s){shown}"
+        return f"{self.failures:,} row(s)" + (f", e.g. {example_text(example)}" if example else "")
 
     def skip(self, status: str, note: str):
         self.status, self.note = status, note
+
+
+def example_text(example: dict) -> str:
+    """One example of a failed check as people read it: the row by its primary key when
+    the table has one ('row id=17: 150', 'row (a, b)=(1, "x"): 150'), else by its place in
+    the file counted from 1 ('row 18 of the file: 150'); a value without a row alone."""
+    value = json.dumps(example["value"], ensure_ascii=False)
+    key = example.get("key")
+    if key:
+        names, values = list(key), [json.dumps(v, ensure_ascii=False) for v in key.values()]
+        if len(names) == 1:
+            return f"row {names[0]}={values[0]}: {value}"
+        return f"row ({', '.join(names)})=({', '.join(values)}): {value}"
+    if example["row"] is None:
+        return value
+    return f"row {example['row'] + 1:,} of the file: {value}"
 
 
 def warning_messages(report: dict) -> list[str]:
@@ -109,10 +129,19 @@ class Validator:
         self._keys: list[_KeySet] = []
         self._periods: list[tuple[Check, str, set]] = []
         self._min_rows: list[tuple[Check, int]] = []
+        self._primary_key = self._key_columns(constraints)
         self._auto = self._plan_automatic(types, nullable, constraints) if mode != "off" else None
         self._rules = self._plan_rules(types, rules)
 
     # -- planning -------------------------------------------------------------------------
+
+    def _key_columns(self, constraints) -> list[str]:
+        """The primary key that names the rows of examples: a row's position in the file
+        means nothing at the source. None (positions, then) when the table has no primary
+        key, or a key column is left out, masked or unreadable."""
+        key = next((c["columns"] for c in constraints if c["kind"] == "primary key"), [])
+        usable = key and all(k in self._names and k not in self._masked for k in key)
+        return list(key) if usable else []
 
     def _plan_automatic(self, types, nullable, constraints):
         columns = {}
@@ -292,21 +321,29 @@ class Validator:
         needed = self._names if sampled else [n for n in self._names if n in rule_columns]
         if not needed:
             return
+        needed = [*needed, *(k for k in self._primary_key if k not in needed)]
         frame = _frame(pa.Table.from_batches(batches).select(needed))
         if sampled:
             self.rows_checked += frame.height
             self._validate(self._auto, frame, first_row)
         if self._rules is not None:
-            self._validate(self._rules, frame.select(list(self._rules.columns)), first_row)
+            self._validate(self._rules, frame, first_row)
         for keys in self._keys:
             if sampled or not keys.automatic:
-                keys.add(frame, first_row)
+                keys.add(frame, first_row, self._row_keys)
         for check, grain, seen in self._periods:
             seen.update(_periods(frame.get_column(check.column), grain))
 
+    def _row_keys(self, frame: pl.DataFrame, rows: list[int | None]) -> list[dict] | None:
+        """The primary key of each of the frame's `rows`, or None without a usable key."""
+        if not self._primary_key:
+            return None
+        keys = frame.select(self._primary_key)
+        return [{} if r is None else keys.row(r, named=True) for r in rows]
+
     def _validate(self, schema, frame: pl.DataFrame, first_row: int):
         try:
-            schema.validate(frame, lazy=True)
+            schema.validate(frame.select(list(schema.columns)), lazy=True)
             return
         except pandera.errors.SchemaErrors as errors:
             cases = errors.failure_cases
@@ -322,6 +359,7 @@ class Validator:
                     (None if r is None else first_row + r, v)
                     for r, v in zip(rows, values, strict=True)
                 ],
+                self._row_keys(frame, rows[:MAX_EXAMPLES]),
             )
 
     def _builtin(self, origin: str, column: str, label: str) -> Check:
@@ -346,7 +384,7 @@ class _KeySet:
         self.rows = 0
         self.full = False
 
-    def add(self, frame: pl.DataFrame, first_row: int):
+    def add(self, frame: pl.DataFrame, first_row: int, row_keys):
         keys = frame.select(self.columns)
         present = ~pl.any_horizontal(pl.all().is_null())  # NULLs are never duplicates
         positions = keys.with_row_index("_row").filter(present)
@@ -362,9 +400,9 @@ class _KeySet:
             repeat |= run[np.minimum(at, len(run) - 1)] == hashes
         self.rows += len(hashes)
         if repeat.any():
-            rows = positions.get_column("_row").to_numpy()[repeat][:MAX_EXAMPLES]
-            examples = [(first_row + int(r), _key_value(keys.row(int(r)))) for r in rows]
-            self.check.fail(int(repeat.sum()), examples)
+            rows = [int(r) for r in positions.get_column("_row").to_numpy()[repeat][:MAX_EXAMPLES]]
+            examples = [(first_row + r, _key_value(keys.row(r))) for r in rows]
+            self.check.fail(int(repeat.sum()), examples, row_keys(frame, rows))
         if self.full or self.kept + len(hashes) > settings.VALIDATION_MAX_KEYS:
             self.full = True
             return

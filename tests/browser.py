@@ -2,12 +2,14 @@
 /usr/bin/chromium), screenshots, and logging in. conftest.py loads the fixture."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "test-artifacts"
+# Outside the checkout's var/, which the tests leave alone; kept after the run, to look at.
+ARTIFACTS = Path(tempfile.gettempdir()) / "adu-test-artifacts"
 # pytestmark of every browser test module.
 BROWSER_TEST = [
     pytest.mark.browser,

@@ -3,7 +3,8 @@
 Logs in, adds a connection to the test PostgreSQL and tests it, tries a wrong password,
 discovers tables, exports three of them on a real task cluster, watches the job complete,
 downloads the manifest and a Parquet file and checks them. Screenshots of every page go
-to var/test-artifacts/. Every request the browser makes must go to the test server.
+to adu-test-artifacts/ in the temporary folder (/tmp), never to the checkout's var/. Every
+request the browser makes must go to the test server.
 """
 
 import json

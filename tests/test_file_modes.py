@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from exports.joblog import log_path
 from tests.test_settings import ROOT
 
 
@@ -54,7 +55,7 @@ def test_an_exports_files_and_folders_are_0600_and_0700(
     folder = job.folder()
     written = [folder, *folder.rglob("*"), settings.JOB_LOG_DIR, *settings.JOB_LOG_DIR.iterdir()]
     files = [p for p in written if p.is_file()]
-    assert {p.name for p in files} >= {"manifest.json", f"job-{job.pk}.log"}
+    assert {p.name for p in files} >= {"manifest.json", log_path(job).name}
     assert any(p.suffix == ".parquet" for p in files)
     for path in written:
         mode = stat.S_IMODE(path.stat().st_mode)

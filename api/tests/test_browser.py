@@ -33,13 +33,15 @@ def test_a_user_makes_and_revokes_a_token_and_uses_the_api_from_the_browser(
     assert plaintext.startswith("adu_") and token.shown in plaintext
     page.goto(f"{live_server.url}/profile/")  # shown once: a new visit does not show it
     assert page.locator("code.token").count() == 0 and plaintext not in page.content()
+    page.once("dialog", lambda dialog: dialog.accept())  # "Revoke the token ...?"
     page.click(f"#token-{token.pk} button")
     assert "revoked" in page.inner_text(f"#token-{token.pk}")
     token.refresh_from_db()
     assert token.status == "revoked"
 
     page.click("header >> text=API")
-    assert page.locator("section.api-operation").count() == 11
+    page.wait_for_selector(".swagger-ui .opblock")
+    assert page.locator(".swagger-ui .opblock").count() == 11
     shot(page, "api-reference")
 
     jobs = f"{live_server.url}/api/v1/jobs/"

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 from datetime import timedelta
 
 import pytest
@@ -227,3 +228,122 @@ def test_details_that_look_like_a_secret_are_redacted_and_stay_json(owner):
         == "SELECT p.id FROM people AS p JOIN canary AS c ON c.secret = [redacted]"
     )
     assert event.details["nested"]["list"] == ["token=[redacted]", 3, None, True]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_jobs_tables_filters_masks_and_queries_are_on_the_trail(owner, source_db):
+    from connections.models import SavedQuery, SensitiveColumn
+
+    source_db.execute(
+        "CREATE TABLE people AS SELECT i AS id, 'n' || i AS name, 'e' || i AS email, "
+        "'s' || i AS ssn FROM generate_series(1, 3) AS i"
+    )
+    connection = source_db.connection(owner)
+    SensitiveColumn.objects.create(connection=connection, pattern="*ssn*", action="null")
+    query = SavedQuery.objects.create(
+        connection=connection, name="few", sql="SELECT id FROM people WHERE id < 3"
+    )
+    job = create_job(
+        owner,
+        connection,
+        tables=["public.people"],
+        selections={
+            ("public", "people"): {
+                "exclude": ["name"],
+                "filter": "id > 1",
+                "masks": {"email": {"method": "redact"}},
+            }
+        },
+        queries=[query],
+    )
+    event = AuditEvent.objects.get(action="job_create", object_id=str(job.pk))
+    assert event.details["tables"] == 2
+    people, few = sorted(event.details["selection"], key=lambda table: table["table"])
+    assert people["table"] == "public.people"
+    assert people["columns"] == ["id", "email", "ssn"]
+    assert people["filter"] and "id" in people["filter"] and "1" in people["filter"]
+    assert people["masks"] == {"email": {"method": "redact"}, "ssn": {"method": "null"}}
+    assert people["sensitive"] == {"ssn": "sensitive (*ssn*): masked (null)"}
+    assert few == {"table": "queries.few", "query": "SELECT id FROM people WHERE id < 3"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sensitive_column_rules_changed_in_the_admin_are_on_the_trail(
+    browser, admin_user, owner, source_db
+):
+    from connections.models import SensitiveColumn
+
+    connection = source_db.connection(owner, name="hr")
+    browser.force_login(admin_user)
+    add = reverse("admin:connections_sensitivecolumn_add")
+    fields = {"connection": connection.pk, "pattern": "*salary*", "action": "exclude"}
+    assert browser.post(add, fields).status_code == 302
+    rule = SensitiveColumn.objects.get()
+    change = reverse("admin:connections_sensitivecolumn_change", args=[rule.pk])
+    assert browser.post(change, {**fields, "action": "hash"}).status_code == 302
+    delete = reverse("admin:connections_sensitivecolumn_delete", args=[rule.pk])
+    assert browser.post(delete, {"post": "yes"}).status_code == 302
+    assert not SensitiveColumn.objects.exists()
+
+    created, updated, deleted = AuditEvent.objects.filter(
+        action__startswith="sensitive_column_"
+    ).order_by("id")
+    assert created.action == "sensitive_column_create"
+    assert created.details == {"connection": "hr", "pattern": "*salary*", "policy": "exclude"}
+    assert updated.action == "sensitive_column_update"
+    assert updated.details == {
+        "connection": "hr", "pattern": "*salary*", "policy": "hash",
+        "changed": ["policy"], "before": {"policy": "exclude"},
+    }  # fmt: skip
+    assert deleted.action == "sensitive_column_delete"
+    assert deleted.details == {"connection": "hr", "pattern": "*salary*", "policy": "hash"}
+    for event in (created, updated, deleted):
+        assert event.user == admin_user and event.user_agent == AGENT
+        assert event.object_type == "connections.sensitivecolumn"
+        assert event.object_id == str(rule.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_saved_queries_changed_in_the_portal_are_on_the_trail(browser, owner, source_db):
+    from connections.models import SavedQuery
+
+    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 3) AS i")
+    connection = source_db.connection(owner, name="dw")
+    browser.force_login(owner)
+    fields = {"connection": connection.pk, "name": "small", "sql": "SELECT i FROM t"}
+    assert browser.post(reverse("query_create"), fields).status_code == 302
+    query = SavedQuery.objects.get()
+    edit = reverse("query_edit", args=[query.pk])
+    assert browser.post(edit, {**fields, "sql": "SELECT i FROM t WHERE i > 1"}).status_code == 302
+    assert browser.post(edit, {**fields, "sql": "SELECT i FROM t WHERE i > 1"}).status_code == 302
+    assert browser.post(reverse("query_delete", args=[query.pk])).status_code == 302
+
+    events = list(AuditEvent.objects.filter(action__startswith="saved_query_").order_by("id"))
+    assert [e.action for e in events] == [  # the save that changed nothing is not an event
+        "saved_query_create",
+        "saved_query_update",
+        "saved_query_delete",
+    ]
+    created, updated, deleted = events
+    assert created.details == {"connection": "dw", "name": "small", "sql": "SELECT i FROM t"}
+    assert updated.details["changed"] == ["sql"]
+    assert updated.details["before"] == {"sql": "SELECT i FROM t"}
+    assert updated.details["sql"] == "SELECT i FROM t WHERE i > 1"
+    assert deleted.details["name"] == "small"
+    assert all(e.user == owner and e.object_id == str(query.pk) for e in events)
+
+
+@pytest.mark.django_db
+def test_the_csv_export_writes_details_as_json(client, admin_user):
+    from audit.models import record
+
+    details = {"tables": 2, "selection": [{"table": "public.t", "filter": "a = 'x'"}],
+               "ok": True, "none": None, "name": "Zoë"}  # fmt: skip
+    event = record(AuditEvent.Action.JOB_CREATE, user=admin_user, **details)
+    client.force_login(admin_user)
+    exported = client.post(
+        reverse("admin:audit_auditevent_changelist"),
+        {"action": "export_csv", "_selected_action": [event.pk]},
+    )
+    header, row = list(csv.reader(io.StringIO(exported.content.decode())))
+    assert json.loads(row[header.index("details")]) == details

@@ -45,23 +45,26 @@ class BadSelection(Exception):
 class LinkReport:
     """What "Test connection" found about the link to a source."""
 
-    version: str
+    version: str  # the server's own words, e.g. PostgreSQL's version()
     encrypted: bool
     protocol: str = ""  # e.g. TLSv1.3
     verified: bool = False  # the server's certificate checked against the stored CA
     write_access: str = ""  # why this login could change the source; "" if it cannot
+    product: str = ""  # the version in short, e.g. "PostgreSQL 15.18"; "": `version` is short
 
     def summary(self) -> str:
+        """One line: "PostgreSQL 15.18 · TLS 1.3 · server certificate verified"."""
+        parts = [self.product or self.version]
         if not self.encrypted:
-            link = "not encrypted"
+            parts.append("not encrypted")
         else:
-            link = f"encrypted ({self.protocol})" if self.protocol else "encrypted"
-            link += (
-                ", server certificate verified"
+            parts.append(self.protocol.replace("TLSv", "TLS ") if self.protocol else "encrypted")
+            parts.append(
+                "server certificate verified"
                 if self.verified
-                else ", server certificate not verified (sslmode verify-full checks it)"
+                else "server certificate not verified (sslmode verify-full checks it)"
             )
-        return f"{self.version} · {link}"
+        return " · ".join(parts)
 
     def warning(self) -> str:
         if not self.write_access:

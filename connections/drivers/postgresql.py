@@ -158,12 +158,18 @@ def test(connection) -> LinkReport:
             encrypted, protocol = (bool(row[0]), row[1] or "") if row else (False, "")
             cur.execute(WRITE_ACCESS)
             superuser, tables, create = cur.fetchone()
+        # Greenplum's version() starts with the PostgreSQL it is built on: name Greenplum.
+        greenplum = re.search(r"Greenplum Database (\S+)", version)
+        postgres = re.match(r"PostgreSQL (\S+)", version)
         return LinkReport(
             version=version,
             encrypted=encrypted,
             protocol=protocol,
             verified=encrypted and connection.sslmode in VERIFYING,
             write_access=_write_access(superuser, tables, create),
+            product=f"Greenplum {greenplum[1]}"
+            if greenplum
+            else (f"PostgreSQL {postgres[1]}" if postgres else ""),
         )
     finally:
         db.close()
@@ -1384,7 +1390,25 @@ def explain(error: BaseException, connection, table: str = "") -> str:
         )
     if code:  # while reading rows any other message may quote a value (see _reason)
         return f"The source stopped the export of {table or 'the table'}: {_condition(code)}."
+    if isinstance(error, psycopg2.Error):
+        # libpq's own text: several lines, the address again, in its terms. Only its reason
+        # is kept (without a pgcode it quotes no source data), in one sentence that says
+        # where and what to check.
+        reason = _LIBPQ_PREFIX.sub("", _first_line(text))[:200]
+        reason = redact(reason or type(error).__name__, (connection.password or "",))
+        if table:
+            return f"The link to {where} failed while exporting {table} ({reason}); retry the job."
+        return (
+            f"ADU could not connect to {where} ({reason}): check the host, port and SSL mode, "
+            "and that the server runs and accepts this user from this machine."
+        )
     return redact(_first_line(text) or type(error).__name__, (connection.password or "",))
+
+
+_LIBPQ_PREFIX = re.compile(
+    r'^connection to server (?:at|on socket) "[^"]*"(?: \([^)]*\))?(?:, port \d+)? failed: '
+    r"(?:(?:FATAL|ERROR): +)?"
+)
 
 
 def _first_line(text: str) -> str:

@@ -82,6 +82,14 @@ class TableFailed(Exception):
         self.phase = phase
 
 
+class ValidationFailed(TableFailed):
+    """The rows broke a check that fails the table: an outcome the report explains, not a
+    fault of ADU, so no traceback is kept."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "validate")
+
+
 def run_job(job_id: int) -> ExportJob:
     """Run the job in this process (`--sync`): its helpers are threads, not cluster tasks."""
     return coordinate(job_id, spawn=_spawn_thread)
@@ -103,7 +111,7 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
         return finish_job(job.pk)
     if not job.claim():
         return job  # another coordinator has it
-    log = job_log(job.pk)
+    log = job_log(job)
     connection = job.connection
     job.set_status(ExportJob.Status.RUNNING, note=reason)
     try:
@@ -120,7 +128,7 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
     # since the job was created.
     for run, message in selection.recheck(job).items():
         if run.finish(TableRun.Status.FAILED, only_if="queued"):
-            job_log(job.pk, run).error("refused: %s", message)
+            job_log(job, run).error("refused: %s", message)
             JobError.record(job, run, message, phase="check")
     try:
         with heartbeat(job):
@@ -207,7 +215,7 @@ def sweep_tables(job_id: int | None = None):
     if job_id is not None:
         runs = runs.filter(job_id=job_id)
     for run in runs.select_related("job__connection"):
-        log = job_log(run.job_id, run)
+        log = job_log(run.job, run)
         if run.requeues < MAX_REQUEUES:
             requeued = TableRun.objects.filter(
                 pk=run.pk, status=TableRun.Status.RUNNING, heartbeat_at__lt=stale
@@ -233,7 +241,7 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
     memory.freeze_startup_objects()
     run = TableRun.objects.select_related("job__connection").get(pk=run_id)
     job = run.job
-    log = job_log(job.pk, run)
+    log = job_log(job, run)
     log.info("started (attempt %s)", job.attempt)
     sessions = []
     try:
@@ -251,7 +259,8 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
         phase = error.phase if isinstance(error, TableFailed) else "export"
         message = _explain(error, job.connection, run)
         run.finish(TableRun.Status.FAILED)
-        JobError.record(job, run, message, phase=phase, trace=traceback.format_exc())
+        trace = "" if isinstance(error, ValidationFailed) else traceback.format_exc()
+        JobError.record(job, run, message, phase=phase, trace=trace)
         log.error("failed while %s: %s", PHASES.get(phase, phase), message)
     return True
 
@@ -308,7 +317,11 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
             )
             distinct = _phase("describe", connection, driver.distinct_estimates, first, *name)
             constraints = _phase("describe", connection, driver.constraints, first, *name)
-        source_columns = _selected(source_columns, spec)
+        chosen = _selected(source_columns, spec)
+        # What stays behind is named on the job page and in the manifest, beside what left.
+        left_out = [c.name for c in source_columns if c not in chosen]
+        run.spec = {key: value for key, value in {**spec, "left_out": left_out}.items() if value}
+        source_columns = chosen
         money_scale = _phase("describe", connection, driver.money_scale, first)
         # The row count runs on the describe session, beside the read and in the same
         # snapshot; without a snapshot, the read's session is this one: count first.
@@ -346,7 +359,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                 if plan is None or not types.can_fall_back(plan):
                     raise TableFailed(_explain(error, connection, run), "read") from None
                 fallback[plan.name] = _reason(error)
-                job_log(job.pk, run).info("column %s falls back to text", plan.name)
+                job_log(job, run).info("column %s falls back to text", plan.name)
     except BaseException as error:
         if counting is not None:
             if counting.done() and isinstance(counting.exception(), TableFailed):
@@ -389,7 +402,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         for message in validation.warning_messages(run.validation)
     ]
     for warning in run.warnings:
-        job_log(job.pk, run).warning("%s", warning["message"])
+        job_log(job, run).warning("%s", warning["message"])
     run.finish(TableRun.Status.COMPLETE)
     return writer
 
@@ -487,7 +500,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
         failed = validator.errors()
         if failed:
             run.save(update_fields=["validation"])
-            raise TableFailed(_validation_failure(failed), "validate")
+            raise ValidationFailed(_validation_failure(failed))
         writer.close()
     except BaseException:
         writer.abort()
@@ -586,7 +599,7 @@ def finish_job(job_id: int) -> ExportJob:
     if status == ExportJob.Status.RUNNING:
         return job  # tables are still at work
     job.set_status(status)
-    log = job_log(job.pk)
+    log = job_log(job)
     try:
         write_manifest(job)
     except OSError as error:
@@ -774,6 +787,8 @@ def create_job(
         user=owner,
         obj=job,
         tables=len(chosen),
+        # What leaves, table by table: columns, filter, masks, query, policies applied.
+        selection=[{"table": str(run), **run.spec} for run in job.tables.all()],
         options=options,
         **({"sensitive_allowed_unmasked": sorted(allowed)} if allowed else {}),
     )

@@ -183,9 +183,9 @@ def test_retry_reruns_only_the_failed_table_and_no_log_has_the_password(
     finally:
         source_db.execute("DROP OWNED BY planted")
         source_db.execute("DROP ROLE planted")
-    job_log = log_path(job.pk).read_text()
+    job_log = log_path(job).read_text()
     assert "public.locked" in job_log and "lacks permission" in job_log
-    for path in [log_path(job.pk), *tmp_path.glob("cluster-*.log")]:
+    for path in [log_path(job), *tmp_path.glob("cluster-*.log")]:
         assert PLANTED not in path.read_text(), path
 
 
@@ -215,4 +215,4 @@ def test_a_coordinator_task_lost_before_it_started_is_queued_again_and_runs_once
     job.refresh_from_db()
     assert job.status == "complete" and len(job.attempts) == 1
     assert StatusChange.objects.filter(job=job, table_run=None, status="running").count() == 1
-    assert "queued again in case a worker lost it" in log_path(job.pk).read_text()
+    assert "queued again in case a worker lost it" in log_path(job).read_text()

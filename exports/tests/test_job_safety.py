@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from api.models import ApiToken
 from exports.engine.run import BadRequest, create_job, run_job
+from exports.joblog import log_path
 from exports.models import ExportJob, FolderRefused, NoSuchFile, TableRun
 from exports.tasks import retry_job
 
@@ -255,8 +256,8 @@ def test_a_listed_path_out_of_the_folder_is_a_404_through_the_api(client, owner,
 def test_a_manifest_or_log_that_is_a_link_is_a_404(client, owner, planted, tmp_path, settings):
     job, _ = planted
     (job.folder() / "manifest.json").symlink_to(tmp_path / "secret.txt")
-    settings.JOB_LOG_DIR.mkdir(exist_ok=True)
-    (settings.JOB_LOG_DIR / f"job-{job.pk}.log").symlink_to(tmp_path / "secret.txt")
+    log_path(job).parent.mkdir(exist_ok=True)
+    log_path(job).symlink_to(tmp_path / "secret.txt")
     client.force_login(owner)
     for response in (
         client.get(f"{API}/jobs/{job.pk}/manifest/", **bearer(owner)),

@@ -152,9 +152,9 @@ def test_a_job_whose_tables_all_ended_is_finished_by_the_sweep(job, settings):
 @pytest.mark.django_db(transaction=True)
 def test_job_logs_are_files_per_job_and_never_hold_secrets(job, settings, tmp_path):
     settings.JOB_LOG_DIR = tmp_path / "logs"
-    job_log(job.pk).warning("connecting with password=hunter2 to postgres://u:pw1234@h/db")
-    job_log(job.pk).warning("stored token gAAAAABlZ0123456789abcdefghijklmnopqrstuvwxyz==")
-    text = log_path(job.pk).read_text()
+    job_log(job).warning("connecting with password=hunter2 to postgres://u:pw1234@h/db")
+    job_log(job).warning("stored token gAAAAABlZ0123456789abcdefghijklmnopqrstuvwxyz==")
+    text = log_path(job).read_text()
     assert f"job {job.pk}: connecting with password=[redacted]" in text
     assert "hunter2" not in text and "pw1234" not in text and "gAAAAAB" not in text
 

@@ -25,6 +25,7 @@ def pages(job):
         (reverse("dashboard"), "GET"),
         (reverse("dashboard_running"), "GET"),
         (reverse("job_list"), "GET"),
+        (reverse("job_list_rows"), "GET"),
         (reverse("job_new"), "GET"),
         (reverse("job_detail", args=[job.pk]), "GET"),
         (reverse("job_live", args=[job.pk]), "GET"),

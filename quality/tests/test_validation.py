@@ -125,8 +125,9 @@ def test_an_error_rule_fails_its_table_only_and_keeps_no_file(orders, owner, exp
     assert not list(job.folder().rglob("orders.parquet*"))
     [error] = job.errors.filter(table_run=failed)
     assert error.message.startswith("Validation failed: amount between 0 and 600 (rule ")
-    assert "100 row(s), e.g. row " in error.message
+    assert "100 row(s), e.g. row id=401: " in error.message
     assert error.context["phase"] == "validate"
+    assert error.traceback == ""  # an expected outcome, explained by the report: no traceback
     [check] = _checks(failed, check="range")
     assert check["failures"] == 100
     assert {e["value"] for e in check["examples"]} <= {f"{i * 1.5:.2f}" for i in range(401, 501)}
@@ -168,7 +169,8 @@ def test_uniqueness_spans_chunks_and_rules_see_every_row_in_sample_mode(
     run = job.tables.get()
     [dup] = _checks(run, origin=f"rule {unique.pk}")
     assert dup["failures"] == 1  # NULLs are not duplicates of each other
-    assert dup["examples"] == [{"row": rows, "value": 5}]
+    assert dup["examples"] == [{"row": rows, "value": 5}]  # no primary key: its place
+    assert validation.example_text(dup["examples"][0]) == f"row {rows + 1:,} of the file: 5"
     [regex] = _checks(run, origin=f"rule {pattern.pk}")
     assert regex["failures"] == 3
     assert [e["value"] for e in regex["examples"]] == ["again", "x", "y"]
@@ -246,21 +248,52 @@ def test_the_report_is_in_adu_job_the_job_page_and_the_admin(
     text = out.getvalue()
     assert "validation: passed with warnings (full: source constraints on 500 of 500 rows;" in text
     assert "failed: status in (new) (rule " in text and ": 334 failure(s)" in text
-    assert 'e.g. row 0: "paid"; row 1: "sent"; row 3: "paid"' in text
+    # Rows are named by their primary key: a position in the file means nothing at the source.
+    assert 'e.g. row id=1: "paid"; row id=2: "sent"; row id=4: "paid"' in text
     assert "complete with warnings on 1 table(s)" in text
 
     out = io.StringIO()
     call_command("adu_job", str(job.pk), "--as", "owner", "--json", stdout=out)
     [table] = json.loads(out.getvalue())["tables"]
     [check] = [c for c in table["validation"]["checks"] if c["check"] == "allowed"]
-    assert len(check["examples"]) == 20 and check["examples"][0] == {"row": 0, "value": "paid"}
+    assert len(check["examples"]) == 20
+    assert check["examples"][0] == {"row": 0, "value": "paid", "key": {"id": 1}}
 
     client.force_login(owner)
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert "passed only with warnings on 1 table" in page
     assert "Validation of public.orders: passed with warnings" in page
-    assert "<code>0: paid</code>" in page
+    assert "<code>row id=1: &quot;paid&quot;</code>" in page
 
     client.force_login(admin_user)
     page = client.get(f"/admin/exports/tablerun/{run.pk}/change/").content.decode()
     assert "status in (new)" in page and "0: paid" in page
+
+
+def _null_in_a_keyed_table(masked=()):
+    schema = pa.schema([("a", pa.int32()), ("b", pa.string()), ("v", pa.int64())])
+    validator = validation.Validator(
+        schema,
+        {"a": False, "b": False, "v": False},
+        [{"kind": "primary key", "name": "pk", "columns": ["a", "b"]}],
+        [],
+        mode="full",
+        masked=set(masked),
+    )
+    validator.update(pa.record_batch([[1, 1, 2], ["x", "y", "x"], [10, None, 30]], schema=schema))
+    report = validator.finish(3)
+    [check] = [c for c in report["checks"] if c["check"] == "not_null" and c["column"] == "v"]
+    return check
+
+
+def test_examples_name_their_row_by_a_primary_key_of_several_columns():
+    check = _null_in_a_keyed_table()
+    assert check["examples"] == [{"row": 1, "value": None, "key": {"a": 1, "b": "y"}}]
+    assert validation.example_text(check["examples"][0]) == 'row (a, b)=(1, "y"): null'
+    assert validation.Check(**check).summary() == '1 row(s), e.g. row (a, b)=(1, "y"): null'
+
+
+def test_a_masked_key_names_no_row_and_its_place_in_the_file_does():
+    check = _null_in_a_keyed_table(masked={"b"})
+    assert check["examples"] == [{"row": 1, "value": None}]
+    assert validation.example_text(check["examples"][0]) == "row 2 of the file: null"

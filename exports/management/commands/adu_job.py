@@ -16,7 +16,7 @@ class Command(JobCommand):
         parser.add_argument("--log", action="store_true", help="Also print the job's log.")
 
     def act(self, job: ExportJob, options):
-        path = log_path(job.pk)
+        path = log_path(job)
         log = (path.read_text() if path.exists() else "") if options["log"] else None
         extra = {} if log is None else {"log": log}
         tail = "" if log is None else "\n\nLog:\n" + (log or "(empty)")
