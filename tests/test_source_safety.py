@@ -150,32 +150,44 @@ class Canary:
         assert tables == self.before[1][0], "a write was attempted (pg_stat_user_tables)"
 
 
-def build(server, name):
+def build(server, name, *extra: str):
     setup = server.connect(name)
     with setup.cursor() as cur:
         cur.execute(SETUP)
+        for script in extra:
+            cur.execute(script)
         cur.execute(f"ALTER DATABASE \"{name}\" SET track_functions = 'all'")
     setup.close()
 
 
-@pytest.fixture(scope="module")
-def canary_db(source_server):
-    with throwaway_database(source_server) as db:
-        build(source_server, db.name)
-        yield Canary(db)
+def canary_fixtures(*extra: str, schemas=()):
+    """The (canary_db, canary) fixtures of a module whose canary database also runs the
+    `extra` scripts, which create `schemas`."""
+
+    @pytest.fixture(scope="module")
+    def canary_db(source_server):
+        with throwaway_database(source_server) as db:
+            build(source_server, db.name, *extra)
+            yield Canary(db)
+
+    @pytest.fixture
+    def canary(canary_db):
+        """The module's canary database, rebuilt if an earlier test damaged it; armed."""
+        if canary_db.content() != canary_db.pristine:
+            canary_db.db.execute(
+                "".join(f"DROP SCHEMA {schema} CASCADE; " for schema in schemas)
+                + "DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
+                "GRANT ALL ON SCHEMA public TO public"
+            )
+            build(canary_db.server, canary_db.db.name, *extra)
+        canary_db.arm()
+        cache.clear()  # the API's rate counts
+        return canary_db
+
+    return canary_db, canary
 
 
-@pytest.fixture
-def canary(canary_db):
-    """The module's canary database, rebuilt if an earlier test damaged it; armed."""
-    if canary_db.content() != canary_db.pristine:
-        canary_db.db.execute(
-            "DROP SCHEMA public CASCADE; CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO public"
-        )
-        build(canary_db.server, canary_db.db.name)
-    canary_db.arm()
-    cache.clear()  # the API's rate counts
-    return canary_db
+canary_db, canary = canary_fixtures()
 
 
 @pytest.fixture(autouse=True)

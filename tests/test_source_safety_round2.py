@@ -12,15 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from audit.models import AuditEvent
-from conftest import throwaway_database
 from connections.drivers import BadSelection, user_sql
 from connections.models import SavedQuery, SensitiveColumn
 from exports.engine.run import BadRequest, create_job, run_job
 from tests.test_source_safety import (  # noqa: F401  (fixtures)
-    SETUP,
-    Canary,
     Refused,
     assert_one_clean_sentence,
+    canary_fixtures,
     fast_passwords,
     no_task_cluster,
     query_through,
@@ -52,35 +50,7 @@ CREATE VIEW r2.noisy_view AS SELECT id FROM public.people WHERE public.noisy();
 """
 
 
-def build(server, name):
-    setup = server.connect(name)
-    with setup.cursor() as cur:
-        cur.execute(SETUP)
-        cur.execute(EXTRA)
-        cur.execute(f"ALTER DATABASE \"{name}\" SET track_functions = 'all'")
-    setup.close()
-
-
-@pytest.fixture(scope="module")
-def canary_db(source_server):
-    with throwaway_database(source_server) as db:
-        build(source_server, db.name)
-        yield Canary(db)
-
-
-@pytest.fixture
-def canary(canary_db):
-    if canary_db.content() != canary_db.pristine:
-        canary_db.db.execute(
-            "DROP SCHEMA r2 CASCADE; DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
-            "GRANT ALL ON SCHEMA public TO public"
-        )
-        build(canary_db.server, canary_db.db.name)
-    canary_db.arm()
-    from django.core.cache import cache
-
-    cache.clear()
-    return canary_db
+canary_db, canary = canary_fixtures(EXTRA, schemas=("r2",))
 
 
 def exported_values(job) -> str:

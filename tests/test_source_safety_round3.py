@@ -12,15 +12,14 @@ import re
 
 import pytest
 
-from conftest import throwaway_database
 from connections.models import SavedQuery
 from exports.engine.run import BadRequest, create_job, run_job
 from tests import test_source_safety_round2 as round2
 from tests.test_source_safety import (  # noqa: F401  (fixtures)
     SOURCE_VALUES,
-    Canary,
     Refused,
     assert_one_clean_sentence,
+    canary_fixtures,
     fast_passwords,
     no_task_cluster,
     query_through,
@@ -54,34 +53,7 @@ CREATE VIEW r3.reg AS SELECT id, name::regproc::text AS r FROM public.people;
 """
 
 
-def build(server, name):
-    round2.build(server, name)
-    setup = server.connect(name)
-    with setup.cursor() as cur:
-        cur.execute(EXTRA3)
-    setup.close()
-
-
-@pytest.fixture(scope="module")
-def canary_db(source_server):
-    with throwaway_database(source_server) as db:
-        build(source_server, db.name)
-        yield Canary(db)
-
-
-@pytest.fixture
-def canary(canary_db):
-    if canary_db.content() != canary_db.pristine:
-        canary_db.db.execute(
-            "DROP SCHEMA r3 CASCADE; DROP SCHEMA r2 CASCADE; DROP SCHEMA public CASCADE; "
-            "CREATE SCHEMA public; GRANT ALL ON SCHEMA public TO public"
-        )
-        build(canary_db.server, canary_db.db.name)
-    canary_db.arm()
-    from django.core.cache import cache
-
-    cache.clear()
-    return canary_db
+canary_db, canary = canary_fixtures(round2.EXTRA, EXTRA3, schemas=("r3", "r2"))
 
 
 def leaks(text: str) -> bool:
