@@ -221,7 +221,8 @@ def test_a_new_token_is_copied_and_revoking_asks_first(live_server, browser_page
     page.click("text=Create token")
     plaintext = page.inner_text("code.token")
     page.click("#new-token button[data-copy]")
-    assert page.inner_text("#new-token button[data-copy]") == "Copied"
+    # The clipboard answers asynchronously: wait for the button to say so.
+    page.wait_for_selector("#new-token button[data-copy]:text-is('Copied')")
     assert page.evaluate("navigator.clipboard.readText()") == plaintext
 
     token = ApiToken.objects.get()

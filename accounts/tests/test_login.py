@@ -26,7 +26,7 @@ def every_path(patterns=None, prefix=""):
 
 
 # /healthz answers load balancers and the container's health check, which have no login.
-PUBLIC = {"/accounts/login/", "/admin/login/", "/healthz"}
+PUBLIC = {"/accounts/login/", "/admin/login/", "/healthz", "/favicon.ico"}
 API = "/api/v1/"
 
 

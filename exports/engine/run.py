@@ -598,14 +598,18 @@ def finish_job(job_id: int) -> ExportJob:
     status = job.derived_status()
     if status == ExportJob.Status.RUNNING:
         return job  # tables are still at work
-    job.set_status(status)
+    # The manifest is in place before the status says the job ended: whoever sees it
+    # ended finds the folder complete.
+    job.status, job.finished_at = status, timezone.now()
     log = job_log(job)
+    note = ""
     try:
         write_manifest(job)
     except OSError as error:
         JobError.record(job, None, explain_os_error(error), phase="manifest")
-        job.set_status(ExportJob.Status.FAILED, note="manifest")
+        status, note = ExportJob.Status.FAILED, "manifest"
         log.error("the manifest could not be written: %s", explain_os_error(error))
+    job.set_status(status, note=note)
     log.info(
         "%s: %s of %s table(s), %s rows",
         job.get_status_display().lower(),
