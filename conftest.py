@@ -193,7 +193,8 @@ def role_cast(django_user_model, source_db, tables=("public.t",)):
     """
     from django.contrib.auth.models import Group
 
-    from exports.engine.run import create_job, run_job
+    from exports.engine.run import run_job
+    from exports.jobs import create_job
 
     analysts = Group.objects.create(name="analysts")
     roles = {
@@ -256,7 +257,8 @@ def static_without_collectstatic(settings):
 @pytest.fixture
 def export(owner):
     """Run an export job in this process: export(connection, tables=[...], **options) -> job."""
-    from exports.engine.run import create_job, run_job
+    from exports.engine.run import run_job
+    from exports.jobs import create_job
 
     def run(connection, tables=(), schemas=(), out="", **options):
         job = create_job(

@@ -20,10 +20,11 @@ from accounts import roles
 from api.auth import AUTH, ApiError, NotAuthenticated, authenticate
 from audit.models import AuditEvent, record
 from connections.models import Connection, ConnectionFailed
+from exports import options as export_options
 from exports.engine import masking
-from exports.engine.run import BadRequest, create_job
-from exports.models import ExportJob, JobStateError, NoSuchFile
-from exports.reports import job_data, progress_data
+from exports.job_display import job_data, progress_data
+from exports.jobs import BadRequest, create_job
+from exports.models import MANIFEST, ExportJob, JobStateError, NoSuchFile
 from exports.tasks import cancel_job, retry_job, start_job
 
 log = logging.getLogger("adu.api")
@@ -46,7 +47,7 @@ QUALIFIED = (
 )
 Qualified = Annotated[str, StringConstraints(pattern=QUALIFIED)]
 # What create_job accepts as the job's folder; empty: job-<id>.
-FOLDER = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,199})?$"
+FOLDER = rf"^({export_options.FOLDER_NAME})?$"
 PATTERN_HINTS = {
     QUALIFIED: "must be SCHEMA.TABLE",
     FOLDER: "must be a folder name: letters, digits, '_', '-' and '.', starting with a letter or digit",
@@ -291,36 +292,6 @@ class JobErrorOut(Schema):
     traceback: str | None = Field(description="Only for ADU Admins; null for others.")
 
 
-class ExportOptions(Schema):
-    model_config = ConfigDict(extra="forbid")
-    parallel: int | None = Field(None, ge=1, le=64, description="Tables at once (2).")
-    readers: int | None = Field(
-        None, ge=1, le=16, description="Connections reading one large table (2)."
-    )
-    compression_level: int | None = Field(None, ge=1, le=22, description="ZSTD level (3).")
-    batch_rows: int | None = Field(
-        None, ge=1000, le=10_000_000, description="Rows per batch (100000)."
-    )
-    max_file_mb: int | None = Field(
-        None, ge=1, le=1_000_000, description="Split a table into parts of this size."
-    )
-    validation: Literal["off", "sample", "full"] | None = Field(
-        None, description="sample by default."
-    )
-    masking_key: Literal["connection", "job", "site"] | None = Field(
-        None,
-        description="hash masks with the connection's key (tokens match across its jobs; "
-        "the default), one for this job alone, or the site's (tokens match across "
-        "connections; ADU Admins only).",
-    )
-    lock_timeout: int | None = Field(
-        None,
-        ge=1,
-        le=86_400,
-        description="Seconds a table waits for another session's lock before it fails (30).",
-    )
-
-
 class Mask(Schema):
     model_config = ConfigDict(extra="forbid")
     method: Literal[tuple(masking.METHODS)] = Field(description="How the column is masked.")
@@ -372,7 +343,7 @@ class JobIn(Schema):
         description="ADU Admins only: SCHEMA.TABLE.COLUMN of sensitive columns that may leave "
         "unmasked ('*': all).",
     )
-    options: ExportOptions = Field(default_factory=ExportOptions)
+    options: export_options.ExportOptions = Field(default_factory=export_options.ExportOptions)
     out: str = Field(
         "",
         pattern=FOLDER,
@@ -613,9 +584,6 @@ def _act(request, job_id: int, action) -> ExportJob:
         return action(job, by=request.user)
     except JobStateError as error:
         raise ApiError(409, "invalid_state", str(error)) from None
-
-
-MANIFEST = "manifest.json"
 
 
 @api.get(

@@ -233,7 +233,8 @@ def setup_django():
 def prepare_adu(spec):
     setup_django()
     from connections.models import Connection
-    from exports.engine.run import create_job, run_job
+    from exports.engine.run import run_job
+    from exports.jobs import create_job
 
     connection = Connection.objects.select_related("owner").get(pk=spec["connection_id"])
 

@@ -7,8 +7,27 @@ from django import forms
 
 from connections.drivers import SourceColumn, TableInfo
 from connections.models import Connection, ConnectionFailed, SensitiveColumn
+from exports import options as export_options
 from exports.engine import masking, selection, types
-from exports.engine.run import DEFAULT_OPTIONS, BadRequest
+from exports.jobs import BadRequest
+
+# The modes of exports.options.VALIDATION_MODES as the page offers them, the default first.
+VALIDATION_LABELS = {
+    "sample": "Sample: the source's constraints on a sample of each table",
+    "full": "Full: the source's constraints on every row",
+    "off": "Off: rules only",
+}
+
+
+def _option_field(name: str) -> forms.IntegerField:
+    """A whole-number option of the job, with the limits and default of exports.options."""
+    low, high = export_options.limits(name)
+    return forms.IntegerField(
+        label=export_options.ExportOptions.model_fields[name].title,
+        min_value=low,
+        max_value=high,
+        initial=export_options.default(name),
+    )
 
 
 class NewExportForm(forms.Form):
@@ -19,36 +38,19 @@ class NewExportForm(forms.Form):
         help_text="A new folder under the export root; empty: job-<id> (a name of that form "
         "is kept for jobs without one).",
     )
-    parallel = forms.IntegerField(
-        label="Parallel tables", min_value=1, max_value=64, initial=DEFAULT_OPTIONS["parallel"]
-    )
-    compression_level = forms.IntegerField(
-        label="Compression level (ZSTD)",
-        min_value=1,
-        max_value=22,
-        initial=DEFAULT_OPTIONS["compression_level"],
-    )
-    batch_rows = forms.IntegerField(
-        label="Rows per batch",
-        min_value=1000,
-        max_value=10_000_000,
-        initial=DEFAULT_OPTIONS["batch_rows"],
-    )
-
+    parallel = _option_field("parallel")
+    compression_level = _option_field("compression_level")
+    batch_rows = _option_field("batch_rows")
     validation = forms.ChoiceField(
         label="Validation",
-        choices=[
-            ("sample", "Sample: the source's constraints on a sample of each table"),
-            ("full", "Full: the source's constraints on every row"),
-            ("off", "Off: rules only"),
-        ],
-        initial=DEFAULT_OPTIONS["validation"],
+        choices=list(VALIDATION_LABELS.items()),
+        initial=export_options.default("validation"),
         required=False,
         help_text="Your rules always check every row.",
     )
 
     def clean_validation(self):
-        return self.cleaned_data["validation"] or DEFAULT_OPTIONS["validation"]
+        return self.cleaned_data["validation"] or export_options.default("validation")
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)

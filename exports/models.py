@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts import roles
 from adu_site.redaction import redact
+from exports import options as export_options
 
 
 class JobStateError(Exception):
@@ -34,6 +35,8 @@ class NoSuchFile(Http404):
     job's log), whatever the job's records say: a 404."""
 
 
+# The file in a job's folder that lists and proves its files (exports.manifest writes it).
+MANIFEST = "manifest.json"
 # Jobs without a folder name get job-<id> (job-<id>-<n> if a stray folder has that name):
 # a custom name never starts like that, so it can never take the folder of a later job.
 RESERVED_FOLDER = re.compile(r"job-[0-9]", re.IGNORECASE)
@@ -159,7 +162,7 @@ class ExportJob(models.Model):
         """One job and one queued TableRun per (schema, table), in one transaction, and the
         job's folder reserved: created (mode 0700) where nothing was, never reused.
 
-        `output_dir` is a folder name checked by the caller (exports.engine.run.create_job);
+        `output_dir` is a folder name checked by the caller (exports.jobs.create_job);
         empty: job-<id>. FolderRefused if the name is reserved or taken, by another job or
         on disk. If the transaction fails, the folder it created is removed again.
         """
@@ -282,20 +285,21 @@ class ExportJob(models.Model):
         }
 
     def option(self, name: str):
-        from exports.engine.run import DEFAULT_OPTIONS
-
         value = self.config.get(name)
-        return DEFAULT_OPTIONS[name] if value is None else value
+        return export_options.default(name) if value is None else value
 
     def folder(self) -> Path:
         return Path(settings.EXPORT_ROOT) / self.output_dir
+
+    def manifest_path(self) -> Path:
+        return self.folder() / MANIFEST
 
     def listed_files(self) -> set[str]:
         """The paths a download may ask for: the files its tables list, and the manifest
         once the job has finished."""
         listed = {f["path"] for run in self.tables.all() for f in run.files}
         if self.is_finished:
-            listed.add("manifest.json")
+            listed.add(MANIFEST)
         return listed
 
     def file_path(self, relative: str) -> Path:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-MANIFEST = "manifest.json"
-FORMAT = "adu-manifest/1"
-CHECKSUM_KEY = "manifest_sha256"
+from exports.manifest import CHECKSUM_KEY, FORMAT, checksum
+from exports.models import MANIFEST
+
 OK, MISSING, CORRUPT, COUNT, SCHEMA, NOT_EXPORTED = (
     "ok",
     "missing",
@@ -28,17 +28,6 @@ class BadManifest(Exception):
     """The manifest cannot be trusted; the message says why in one sentence."""
 
 
-def seal(manifest: dict) -> dict:
-    """The manifest with its own checksum, so that an edit after export is noticed."""
-    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
-    return {**body, CHECKSUM_KEY: _checksum(body)}
-
-
-def _checksum(body: dict) -> str:
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
@@ -50,7 +39,7 @@ def read_manifest(folder: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BadManifest(f"{path} is not an ADU manifest.")
     body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
-    if manifest.get(CHECKSUM_KEY) != _checksum(body):
+    if manifest.get(CHECKSUM_KEY) != checksum(body):
         raise BadManifest(f"{path} was edited after ADU wrote it: its checksum does not match.")
     return manifest
 

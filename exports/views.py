@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import roles
 from audit.models import AuditEvent, record
 from connections.models import Connection
-from exports.engine.run import BadRequest, create_job
 from exports.forms import NewExportForm, SubmittedSelection, filter_refusal, table_picker
+from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob, JobStateError, NoSuchFile, TableRun
 from exports.tasks import cancel_job, retry_job, start_job
 
@@ -211,7 +211,7 @@ def _detail_context(job):
         "tables": runs,
         "warned": sum(1 for run in runs if run.warnings),
         "errors": job.errors.select_related("table_run"),
-        "manifest_ready": job.is_finished and (job.folder() / "manifest.json").exists(),
+        "manifest_ready": job.is_finished and job.manifest_path().exists(),
         "can_retry": job.is_finished and any(r.status in TableRun.STOPPED for r in runs),
     }
 

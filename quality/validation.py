@@ -28,7 +28,6 @@ from django.conf import settings
 
 from quality.models import Rule, typed_value
 
-MODES = ("off", "sample", "full")
 CHUNK_ROWS = 64 * 1024
 SAMPLE_CHUNKS = 8
 MAX_EXAMPLES = 20

@@ -246,7 +246,7 @@ def test_a_new_token_is_copied_and_revoking_asks_first(live_server, browser_page
 @in_browser
 @pytest.mark.django_db(transaction=True)
 def test_cancelling_a_job_asks_first(live_server, browser_page, owner, source_db):
-    from exports.engine.run import create_job
+    from exports.jobs import create_job
 
     source_db.execute("CREATE TABLE t AS SELECT 1 AS i")
     job = create_job(owner, source_db.connection(owner), tables=["public.t"])  # queued

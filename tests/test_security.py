@@ -14,7 +14,8 @@ from django.db import connection as metadata_db
 from django.test import Client
 from django.urls import reverse
 
-from exports.engine.run import BadRequest, create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import BadRequest, create_job
 from exports.models import JobError
 
 PLANTED_PASSWORD = "Planted-Pw-Qx7Zr81kL"

@@ -29,7 +29,8 @@ from audit.models import AuditEvent
 from conftest import throwaway_database, user_with_role
 from connections.drivers import postgresql, user_sql
 from connections.models import SavedQuery, SensitiveColumn
-from exports.engine.run import BadRequest, create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob
 
 CANARY_ROWS = [

@@ -14,7 +14,8 @@ import pytest
 from audit.models import AuditEvent
 from connections.drivers import BadSelection, user_sql
 from connections.models import SavedQuery, SensitiveColumn
-from exports.engine.run import BadRequest, create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import BadRequest, create_job
 from tests.test_source_safety import (  # noqa: F401  (fixtures)
     Refused,
     assert_one_clean_sentence,
@@ -459,7 +460,10 @@ def test_a_view_redefined_to_call_a_user_function_fails_its_table_at_run_time(ca
 def test_a_message_a_function_raises_is_not_passed_on(canary, owner, errcode):
     """RAISE takes any SQLSTATE and any text: whatever class it claims, a message raised
     inside a function reaches neither a refusal nor a job's error."""
+    import psycopg2
+
     from connections.drivers import postgresql
+    from connections.drivers.postgresql import errors
 
     connection = canary.db.connection(owner)
     session = postgresql.connect(connection)
@@ -469,11 +473,11 @@ def test_a_message_a_function_raises_is_not_passed_on(canary, owner, errcode):
                 "DO $$BEGIN RAISE EXCEPTION USING ERRCODE = '" + errcode + "', "
                 "MESSAGE = (SELECT string_agg(secret, ' ') FROM public.canary); END$$"
             )
-    except postgresql.psycopg2.Error as raised:
+    except psycopg2.Error as raised:
         error = raised
     finally:
         session.close()
-    for message in (postgresql._reason(error), postgresql.explain(error, connection, "s.t")):
+    for message in (errors.safe_reason(error), postgresql.explain(error, connection, "s.t")):
         assert "CANARY" not in message, message
         assert_one_clean_sentence(message)
 

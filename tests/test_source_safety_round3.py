@@ -13,7 +13,8 @@ import re
 import pytest
 
 from connections.models import SavedQuery
-from exports.engine.run import BadRequest, create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import BadRequest, create_job
 from tests import test_source_safety_round2 as round2
 from tests.test_source_safety import (  # noqa: F401  (fixtures)
     SOURCE_VALUES,

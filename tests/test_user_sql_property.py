@@ -21,7 +21,7 @@ from pglast import parser
 from conftest import throwaway_database
 from connections.drivers import BadSelection, postgresql, user_sql
 from connections.models import Connection
-from exports.engine.run import BadRequest, create_job
+from exports.jobs import BadRequest, create_job
 
 PEOPLE_COLUMNS = ["id", "name", "ssn", "salary", "email"]
 CANARY = [(1, "CANARY-51C2-ONE", "1.50"), (2, "CANARY-51C2-TWO", None)]

@@ -2,7 +2,8 @@ import pytest
 from django.core.cache import cache
 
 from api.models import ApiToken
-from exports.engine.run import create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import create_job
 
 
 @pytest.fixture(autouse=True)

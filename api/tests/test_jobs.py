@@ -93,7 +93,7 @@ def test_manifest_and_files_stream_only_what_the_job_lists(client, owner, world,
     done = world["done"]
     manifest = client.get(f"{API}/jobs/{done.pk}/manifest/", **headers)
     assert manifest.streaming and manifest["Content-Type"] == "application/json"
-    assert json.loads(body(manifest)) == json.loads((done.folder() / "manifest.json").read_bytes())
+    assert json.loads(body(manifest)) == json.loads(done.manifest_path().read_bytes())
     path = done.tables.get(table="t").files[0]["path"]
     download = client.get(f"{API}/jobs/{done.pk}/files/{path}", **headers)
     assert download.streaming and body(download) == (done.folder() / path).read_bytes()

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from conftest import user_with_role
-from exports.engine.run import create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import create_job
 from exports.models import ExportJob
 
 PASSWORD = "Audit-Secret-Pw-7781"

@@ -1,102 +1,25 @@
-"""Drivers: one module per database kind behind one small interface.
+"""Drivers: one package per database kind behind one small interface.
 
-Each driver module offers:
-    connect(connection, **settings) -> DB-API connection, read-only for its whole life;
-        raises ConnectionFailed
-    test(connection) -> LinkReport: server version, encryption, verification, write access
-    schemas(connection) -> [schema names, system schemas left out]
-    tables(connection, schema=None) -> [TableInfo]
-    columns(db, schema, table) -> [SourceColumn]
-    plan(column, fallback=False, money_scale=2) -> exports.engine.types.ColumnPlan
-    open_snapshot(connection, lock_timeout=None) -> (leader session, snapshot id:
-        pg_export_snapshot()'s, or an epoch)
-    join_snapshot(connection, snapshot_id, lock_timeout=None) -> a session that reads what
-        the snapshot shows
-    read_batches(...) -> iterator of Arrow record batches (see exports.engine)
-    count_rows(db, schema, table, row_filter="", query="") -> int
-    check_filter(db, schema, table, expression) -> user_sql.CheckedFilter (what runs, the
-        columns it reads) / check_query(db, query) -> user_sql.CheckedQuery (what runs, the
-        table columns it reads); BadSelection if not one allowed condition / SELECT
-    query_columns(db, query) -> [SourceColumn] of a query's result
-    preview(db, query, limit) -> the first rows of a checked query, as text
-    constraints(db, schema, table) -> [{name, kind, columns, definition}] rows must satisfy
-    explain(error, connection) -> one sentence for the user, never a secret or source data
+The interface, and the records and errors drivers share, are in connections.drivers.base
+(`Driver`, a typing.Protocol a driver module satisfies). This module picks the driver of a
+connection kind and holds what the engine does alike for every driver: how a job's tables
+were read (consistency) and stopping a session's work (interrupt). Its re-exports of the
+base names keep `from connections.drivers import SourceColumn` working everywhere.
 """
 
-from dataclasses import dataclass, field
+from connections.drivers.base import (  # noqa: F401  (re-exported: the drivers' shared names)
+    NATIVE,
+    BadSelection,
+    ColumnPlan,
+    DoesNotFit,
+    Driver,
+    LinkReport,
+    SourceColumn,
+    TableInfo,
+)
 
 
-@dataclass
-class TableInfo:
-    schema: str
-    name: str
-    # "table", "view", "materialized view", "partitioned table", "foreign table",
-    # "external table" (listed, not exported unless named)
-    kind: str
-    rows_estimate: int | None
-    bytes: int | None
-
-
-class BadSelection(Exception):
-    """A row filter or a query the source would not run as asked; one sentence for the user."""
-
-
-@dataclass
-class LinkReport:
-    """What "Test connection" found about the link to a source."""
-
-    version: str  # the server's own words, e.g. PostgreSQL's version()
-    encrypted: bool
-    protocol: str = ""  # e.g. TLSv1.3
-    verified: bool = False  # the server's certificate checked against the stored CA
-    write_access: str = ""  # why this login could change the source; "" if it cannot
-    product: str = ""  # the version in short, e.g. "PostgreSQL 15.18"; "": `version` is short
-
-    def summary(self) -> str:
-        """One line: "PostgreSQL 15.18 · TLS 1.3 · server certificate verified"."""
-        parts = [self.product or self.version]
-        if not self.encrypted:
-            parts.append("not encrypted")
-        else:
-            parts.append(self.protocol.replace("TLSv", "TLS ") if self.protocol else "encrypted")
-            parts.append(
-                "server certificate verified"
-                if self.verified
-                else "server certificate not verified (sslmode verify-full checks it)"
-            )
-        return " · ".join(parts)
-
-    def warning(self) -> str:
-        if not self.write_access:
-            return ""
-        return (
-            f"This login {self.write_access}; an export needs only read access: use a "
-            "read-only role."
-        )
-
-    def as_dict(self) -> dict:
-        return {
-            "server_version": self.version,
-            "encrypted": self.encrypted,
-            "protocol": self.protocol,
-            "verified": self.verified,
-            "write_access": self.write_access,
-        }
-
-
-@dataclass
-class SourceColumn:
-    name: str
-    source_type: str  # as declared, e.g. "numeric(15,2)", "my_domain", "integer[]"
-    base_type: str  # domains resolved, e.g. "numeric", "_int4" for arrays
-    category: str  # PostgreSQL typcategory: N numeric, S string, A array, E enum...
-    type_kind: str  # PostgreSQL typtype: b base, c composite, d domain, e enum, r range
-    typmod: int
-    nullable: bool
-    extra: dict = field(default_factory=dict)
-
-
-def for_kind(kind: str):
+def for_kind(kind: str) -> Driver:
     if kind in ("postgresql", "greenplum"):
         from connections.drivers import postgresql
 

@@ -23,7 +23,7 @@ from pglast import ast, parser
 from pglast.enums import A_Expr_Kind, BoolExprType, SQLValueFunctionOp, SubLinkType
 from pglast.stream import RawStream
 
-from connections.drivers import BadSelection
+from connections.drivers.base import BadSelection
 
 # Immutable or stable built-in functions that read nothing but their arguments (and none
 # that builds a value as large as an argument asks, such as repeat or lpad, or a value

@@ -17,7 +17,7 @@ from audit.models import AuditEvent
 from connections.drivers import LinkReport, postgresql
 from connections.models import Connection, ConnectionFailed
 from connections.tests.test_endpoint import PasswordTrap, portal_data
-from exports.engine.run import create_job
+from exports.jobs import create_job
 
 
 @pytest.fixture

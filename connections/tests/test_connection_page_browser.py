@@ -10,7 +10,7 @@ from django.contrib.auth.models import Group
 
 from conftest import user_with_role
 from connections.models import Connection
-from exports.engine.run import create_job
+from exports.jobs import create_job
 from tests.browser import BROWSER_TEST, log_in, shot
 
 pytestmark = BROWSER_TEST

@@ -15,7 +15,10 @@ import pytest
 from django.core.management import call_command
 
 from connections.drivers import TableInfo, postgresql
-from exports.engine.run import create_job, run_job
+from connections.drivers.postgresql import catalog as postgresql_catalog
+from connections.drivers.postgresql import copy as postgresql_copy
+from exports.engine.run import run_job
+from exports.jobs import create_job
 from exports.models import ExportJob
 
 
@@ -77,11 +80,13 @@ def test_an_all_tables_export_reads_each_row_of_a_partitioned_table_once(owner, 
 def test_several_readers_on_a_partitioned_parent_still_read_each_row_once(
     owner, partitioned, monkeypatch
 ):
-    monkeypatch.setattr(postgresql, "SPLIT_MIN_PAGES", 1)
+    monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
     merged = []
-    real_merge = postgresql._merge
+    real_merge = postgresql_copy._merge
     monkeypatch.setattr(
-        postgresql, "_merge", lambda read, jobs: merged.append(len(jobs)) or real_merge(read, jobs)
+        postgresql_copy,
+        "_merge",
+        lambda read, jobs: merged.append(len(jobs)) or real_merge(read, jobs),
     )
     partitioned.execute("CREATE TABLE big AS SELECT generate_series(1, 50000) AS id")
     connection = partitioned.connection(owner)
@@ -112,7 +117,7 @@ def no_exported_snapshots(partitioned):
 def test_greenplum_without_exported_snapshots_reads_each_table_in_its_own_transaction(
     owner, no_exported_snapshots, monkeypatch
 ):
-    monkeypatch.setattr(postgresql, "SPLIT_MIN_PAGES", 1)
+    monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
     connection = no_exported_snapshots.connection(
         owner, kind="greenplum", username="gp_reader", password="gp-reader-pass"
     )
@@ -121,7 +126,7 @@ def test_greenplum_without_exported_snapshots_reads_each_table_in_its_own_transa
         job.errors.values_list("message", flat=True)
     )
     assert _ids(job, "events") == list(range(1, 30001))
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     assert manifest["consistency"] == "per table"
     assert "not read at one instant" in manifest["consistency_reason"]
     assert manifest["snapshot_id"].startswith("per-table:")
@@ -133,7 +138,7 @@ def test_postgresql_jobs_say_they_read_one_snapshot_and_never_fall_back(
 ):
     good = no_exported_snapshots.connection(owner, name="good")
     job = run_job(create_job(owner, good, tables=["public.plain"]).pk)
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     assert manifest["consistency"] == "snapshot"
     limited = no_exported_snapshots.connection(
         owner, name="limited", username="gp_reader", password="gp-reader-pass"
@@ -158,7 +163,7 @@ def test_external_tables_are_listed_but_exported_only_when_named(owner, source_d
 
 
 def test_greenplum_catalogs_get_their_own_discovery_sql():
-    greenplum6 = postgresql.tables_sql(
+    greenplum6 = postgresql_catalog.tables_sql(
         {"relispartition": False, "relstorage": True, "partition_rule": True, "exttable": True}
     )
     assert "relispartition" not in greenplum6
@@ -166,11 +171,11 @@ def test_greenplum_catalogs_get_their_own_discovery_sql():
     assert "c.relstorage = 'x'" in greenplum6
     assert "pg_exttable x WHERE x.reloid = c.oid" in greenplum6
     assert "pg_partition pp WHERE pp.parrelid = c.oid" in greenplum6
-    greenplum7 = postgresql.tables_sql(
+    greenplum7 = postgresql_catalog.tables_sql(
         {"relispartition": True, "relstorage": False, "partition_rule": False, "exttable": True}
     )
     assert "c.relispartition" in greenplum7 and "relstorage" not in greenplum7
-    plain = postgresql.tables_sql(
+    plain = postgresql_catalog.tables_sql(
         {"relispartition": True, "relstorage": False, "partition_rule": False, "exttable": False}
     )
     assert "pg_exttable" not in plain and "pg_partition" not in plain

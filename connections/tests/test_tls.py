@@ -19,7 +19,8 @@ from django.urls import reverse
 
 from connections.localpg import LocalPostgres
 from connections.models import Connection, ConnectionFailed
-from exports.engine.run import create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import create_job
 
 
 def _name(text):

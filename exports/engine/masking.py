@@ -69,11 +69,8 @@ def mask(array: pa.Array, spec: dict, key: bytes) -> pa.Array:
     return pc.take(tokens, encoded.indices)
 
 
-KEY_SCOPES = ("connection", "job", "site")
-
-
 def job_key(job, scope: str) -> bytes:
-    """The hash masking key of the job for a scope of KEY_SCOPES."""
+    """The hash masking key of the job for a scope of exports.options.MASKING_KEYS."""
     site = settings.MASKING_KEY.encode()
     if scope == "site":
         return site

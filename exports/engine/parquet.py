@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exports.engine import footer, memory, profile
+from exports.engine import memory, parquet_join, profile
 
 # 96k rows: lineitem's row groups hold about 2.9 MB each; 128k rows made the file 0.4%
 # smaller and the export's peak memory 30 MB larger (two groups are encoded at once).
@@ -74,7 +74,7 @@ class TableWriter:
 
     Row groups are encoded and compressed (most of an export's CPU) by ENCODERS threads at
     once, each as a small file of its own, and joined in order into the table's file
-    (exports/engine/footer.py): the bytes are what one writer would have written.
+    (exports/engine/parquet_join.py): the bytes are what one writer would have written.
     """
 
     def __init__(
@@ -100,8 +100,8 @@ class TableWriter:
         self._pool: futures.ThreadPoolExecutor | None = None
         self._sink = None
         self._path = None
-        self._footer: footer.Struct | None = None  # a group's own footer: schema, metadata
-        self._groups: list[footer.Struct] = []  # of the current file, at their offsets in it
+        self._footer: parquet_join.Struct | None = None  # a group's own footer: schema, metadata
+        self._groups: list[parquet_join.Struct] = []  # of the current file, at their offsets in it
         self._rows = 0  # in the current file
         self.rows = 0  # accepted so far, all files
 
@@ -128,7 +128,7 @@ class TableWriter:
             self._open()
             empty = pa.BufferOutputStream()
             pq.ParquetWriter(empty, self.schema, **self._properties()).close()
-            _, self._footer = footer.split(memoryview(empty.getvalue()))
+            _, self._footer = parquet_join.split(memoryview(empty.getvalue()))
         self._finish_file()
         return self.files
 
@@ -161,19 +161,21 @@ class TableWriter:
         with pq.ParquetWriter(sink, self.schema, **self._properties()) as writer:
             writer.write_table(table, row_group_size=len(table))
         encoded = memoryview(sink.getvalue())
-        body, group_footer = footer.split(encoded)
-        [group] = footer.row_groups(group_footer)
+        body, group_footer = parquet_join.split(encoded)
+        [group] = parquet_join.row_groups(group_footer)
         distinct = profile.row_group_distinct(table, encoded, group, counting)
         return body, group_footer, len(table), distinct
 
-    def _append(self, body: memoryview, group_footer: footer.Struct, rows: int, distinct: dict):
+    def _append(
+        self, body: memoryview, group_footer: parquet_join.Struct, rows: int, distinct: dict
+    ):
         for name, values in distinct.items():
             self.profiler.add_distinct(name, values)
         if self._sink is None:
             self._open()
-        [group] = footer.row_groups(group_footer)
+        [group] = parquet_join.row_groups(group_footer)
         # The group's bytes start after its file's 4-byte magic; here, at the sink's end.
-        self._groups.append(footer.moved(group, self._sink.size - 4, len(self._groups)))
+        self._groups.append(parquet_join.moved(group, self._sink.size - 4, len(self._groups)))
         self._footer = group_footer
         self._sink.write(body)
         self._rows += rows
@@ -207,13 +209,13 @@ class TableWriter:
         part = self._path.with_name(self._path.name + ".part")
         part.unlink(missing_ok=True)  # left by a worker that died; this one owns the table
         self._sink = _HashingFile(part)
-        self._sink.write(footer.MAGIC)
+        self._sink.write(parquet_join.MAGIC)
         self._groups, self._footer, self._rows = [], None, 0
 
     def _finish_file(self):
         if self._sink is None:
             return
-        self._sink.write(footer.footer_bytes(self._footer, self._groups, self._rows))
+        self._sink.write(parquet_join.footer_bytes(self._footer, self._groups, self._rows))
         self._sink.close()
         part = self._path.with_name(self._path.name + ".part")
         os.replace(part, self._path)

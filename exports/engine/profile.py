@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from exports.engine import footer
+from exports.engine import parquet_join
 
 DISTINCT_LIMIT = 1000
 
@@ -105,7 +105,7 @@ class Profiler:
 
 
 def row_group_distinct(
-    table: pa.Table, encoded: memoryview, group: footer.Struct, columns: dict[str, int]
+    table: pa.Table, encoded: memoryview, group: parquet_join.Struct, columns: dict[str, int]
 ) -> dict[str, pa.Array | None]:
     """The distinct values of `columns` (name: Parquet leaf) in one row group: `table`,
     encoded as the Parquet file `encoded` whose only row group is `group`. None for a
@@ -115,8 +115,8 @@ def row_group_distinct(
         array = table.column(name)
         if isinstance(array.type, pa.BaseExtensionType):
             array = pa.chunked_array([c.storage for c in array.chunks], array.type.storage_type)
-        if footer.dictionary_only(group, leaf):
-            stored = footer.chunk_dictionary(encoded, group, leaf, DISTINCT_LIMIT)
+        if parquet_join.dictionary_only(group, leaf):
+            stored = parquet_join.chunk_dictionary(encoded, group, leaf, DISTINCT_LIMIT)
             if stored is None:
                 found[name] = None
                 continue

@@ -1,7 +1,6 @@
 """Runs an export job: pins one snapshot, exports its tables in parallel, writes the manifest."""
 
 import functools
-import json
 import re
 import threading
 import time
@@ -11,7 +10,6 @@ from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from types import ModuleType
 
 import pyarrow as pa
@@ -20,49 +18,26 @@ from django.db import close_old_connections, connections
 from django.db.models import F
 from django.utils import timezone
 
-import adu_site
-from accounts import roles
-from audit.models import AuditEvent, record
 from connections import drivers
-from connections.models import Connection, ConnectionFailed
+from connections.models import ConnectionFailed
+from exports import manifest
 from exports.engine import masking, memory, selection, types
 from exports.engine.anomaly import anomalies
-from exports.engine.parquet import TableWriter, write_atomically
+from exports.engine.parquet import TableWriter
 from exports.engine.profile import Profiler
 from exports.joblog import job_log
 from exports.models import (
     ExportJob,
-    FolderRefused,
     JobError,
     StatusChange,
     TableRun,
-    reserved_folder_name,
 )
-from exports.verify import seal
 from quality import validation
 from quality.models import Rule
 from quality.validation import Validator
 
 PROGRESS_SECONDS = 2.0
 MAX_REQUEUES = 1
-DEFAULT_OPTIONS = {
-    "parallel": 2,
-    # Two connections per large table: one server backend cannot send rows as fast as the
-    # binary decoder takes them (lineitem on 2 shared cores: 5.4 s against 6.1 s with one,
-    # 5.9 s with three).
-    "readers": 2,
-    "compression_level": 3,
-    "batch_rows": 100_000,
-    "max_file_mb": None,
-    "validation": "sample",
-    # The key of hash masking: "connection" (tokens match across the connection's jobs),
-    # "job" (only within the job) or "site" (across connections: ADU Admins only, since
-    # an operator could then build a lookup table through a source of their own).
-    "masking_key": "connection",
-    # Seconds a source session waits for another session's lock before its table fails
-    # (None: settings.SOURCE_LOCK_TIMEOUT).
-    "lock_timeout": None,
-}
 # pyarrow's CSV block size is an int32; a row longer than this cannot be read.
 MAX_BLOCK_BYTES = (1 << 31) - 1
 _CSV_COLUMN = re.compile(r"In CSV column #(\d+)")
@@ -604,7 +579,7 @@ def finish_job(job_id: int) -> ExportJob:
     log = job_log(job)
     note = ""
     try:
-        write_manifest(job)
+        manifest.write(job)
     except OSError as error:
         JobError.record(job, None, explain_os_error(error), phase="manifest")
         status, note = ExportJob.Status.FAILED, "manifest"
@@ -620,65 +595,6 @@ def finish_job(job_id: int) -> ExportJob:
     return job
 
 
-def manifest(job: ExportJob) -> dict:
-    connection = job.connection
-    return {
-        "format": "adu-manifest/1",
-        "adu_version": adu_site.__version__,
-        "job_id": job.pk,
-        "attempt": job.attempt,
-        "status": job.status,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.finished_at),
-        "source": {
-            "kind": connection.kind,
-            "host": connection.host,
-            "port": connection.port,
-            "database": connection.database,
-        },
-        "snapshot_id": job.snapshot_id,
-        **drivers.consistency(job.snapshot_id),
-        "attempts": job.attempts,
-        "options": {k: job.option(k) for k in DEFAULT_OPTIONS},
-        "tables": [
-            {
-                "schema": run.schema,
-                "table": run.table,
-                "status": run.status,
-                "attempt": run.attempt,
-                "source_rows": run.rows_expected,
-                "rows_written": run.rows_written,
-                "columns": run.columns,
-                "profile": run.profile,
-                "warnings": run.warnings,
-                # What of the source this is: columns, filter, masking, query text.
-                "selection": {
-                    "columns": [c["name"] for c in run.columns],
-                    "filter": (run.spec or {}).get("filter", ""),
-                    "masks": (run.spec or {}).get("masks", {}),
-                    "query": (run.spec or {}).get("query", ""),
-                    "sensitive": (run.spec or {}).get("sensitive", {}),
-                },
-                "files": run.files,
-                "validation": run.validation or None,
-            }
-            for run in job.tables.all()
-        ],
-    }
-
-
-def write_manifest(job: ExportJob):
-    folder = job.folder()
-    folder.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(seal(manifest(job)), indent=2, ensure_ascii=False).encode()
-    write_atomically(folder / "manifest.json", data)
-
-
-def _iso(value):
-    return value.isoformat() if value else None
-
-
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -688,147 +604,3 @@ def safe_name(name: str) -> str:
     if encoded.startswith("."):
         encoded = "%2E" + encoded[1:]
     return encoded or "%00"
-
-
-class BadRequest(Exception):
-    """The export asked for cannot start; the message says what to change, and `field`
-    which input it is about (as the API names it: "out", "options.parallel"...)."""
-
-    def __init__(self, message: str, field: str = "tables"):
-        super().__init__(message)
-        self.field = field
-
-
-_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
-
-
-def create_job(
-    owner,
-    connection,
-    schemas=(),
-    tables=(),
-    exclude=(),
-    options: dict | None = None,
-    out: str = "",
-    selections: dict | None = None,
-    queries=(),
-    allow_sensitive=(),
-) -> ExportJob:
-    """Resolve what to export and record the job with its queued tables (nothing runs yet).
-
-    With no tables named, every table of the chosen schemas (default: all non-system
-    schemas); `queries` adds saved queries. A named table that does not exist still gets
-    its TableRun, which then fails with a clear message, so the other tables go on.
-    `selections` ({(schema, table): {"columns", "exclude", "filter", "masks"}}) and the
-    connection's sensitive-column policies are checked against the source first (see
-    exports.engine.selection); `allow_sensitive` ("s.t.c" or "*") is for ADU Admins only.
-    """
-    if not Connection.objects.usable_by(owner).filter(pk=connection.pk).exists():
-        raise BadRequest(f"There is no connection named '{connection.name}'.", "connection")
-    options = {**DEFAULT_OPTIONS, **{k: v for k, v in (options or {}).items() if v is not None}}
-    _check_options(options)
-    if options["masking_key"] == "site" and not roles.is_admin(owner):
-        raise BadRequest(
-            "Only an ADU Admin may hash with the site's key (tokens that match across "
-            "connections); use 'connection' or 'job'.",
-            "options.masking_key",
-        )
-    if out:
-        if not _FOLDER_NAME.match(out):
-            raise BadRequest(
-                f"'{out}' is not a folder name: use letters, digits, '_', '-' and '.', "
-                "starting with a letter or digit.",
-                "out",
-            )
-        if reserved_folder_name(out):
-            raise BadRequest(
-                f"'{out}': names of the form job-<number> are reserved for jobs without a "
-                "folder name; choose another name.",
-                "out",
-            )
-        root = Path(settings.EXPORT_ROOT).resolve()
-        folder = root / out
-        if folder.is_symlink() or not folder.resolve().is_relative_to(root):
-            raise BadRequest(f"'{out}' leads outside the export root: choose another name.", "out")
-        # One folder, one job: an existing folder (even empty) is never shared.
-        if folder.exists():
-            raise BadRequest(
-                f"The folder '{out}' already exists under the export root; choose another name.",
-                "out",
-            )
-    chosen = [_split_name(name) for name in tables]
-    if not chosen and not queries:
-        found = []
-        for schema in schemas or [None]:
-            found += connection.driver().tables(connection, schema)
-        chosen = [(t.schema, t.name) for t in found if t.kind != "external table"]
-        if schemas and not chosen:
-            raise BadRequest(f"No tables found in schema(s) {', '.join(schemas)}.", "schemas")
-    excluded = {_split_name(name) for name in exclude}
-    chosen = list(dict.fromkeys(t for t in chosen if t not in excluded))
-    if not chosen and not queries:
-        raise BadRequest("There is nothing to export: no table was selected.")
-    try:
-        chosen, specs = selection.resolve(
-            owner, connection, chosen, selections or {}, queries, allow_sensitive
-        )
-    except selection.SelectionRefused as error:
-        raise BadRequest(str(error), error.field) from None
-    try:
-        job = ExportJob.create_with_tables(owner, connection, chosen, options, out, specs)
-    except FolderRefused as error:
-        raise BadRequest(str(error), "out") from None
-    except OSError as error:  # the export root cannot take the job's folder
-        raise BadRequest(explain_os_error(error), "out") from None
-    allowed = {
-        f"{schema}.{table}.{column}": note
-        for (schema, table), spec in specs.items()
-        for column, note in spec.get("sensitive", {}).items()
-        if "allowed" in note  # unmasked, or read by a filter or query
-    }
-    record(
-        AuditEvent.Action.JOB_CREATE,
-        user=owner,
-        obj=job,
-        tables=len(chosen),
-        # What leaves, table by table: columns, filter, masks, query, policies applied.
-        selection=[{"table": str(run), **run.spec} for run in job.tables.all()],
-        options=options,
-        **({"sensitive_allowed_unmasked": sorted(allowed)} if allowed else {}),
-    )
-    return job
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    schema, dot, table = name.strip().partition(".")
-    if not dot or not schema or not table:
-        raise BadRequest(f"'{name}' is not SCHEMA.TABLE.")
-    return schema, table
-
-
-def _check_options(options: dict):
-    limits = {
-        "parallel": (1, 64),
-        "readers": (1, 16),
-        "compression_level": (1, 22),
-        "batch_rows": (1000, 10_000_000),
-        "max_file_mb": (1, 1_000_000),
-        "lock_timeout": (1, 86_400),
-    }
-    if options.get("masking_key") not in masking.KEY_SCOPES:
-        raise BadRequest(
-            f"masking key must be one of {', '.join(masking.KEY_SCOPES)}.", "options.masking_key"
-        )
-    if options.get("validation") not in validation.MODES:
-        raise BadRequest(
-            f"validation must be one of {', '.join(validation.MODES)}.", "options.validation"
-        )
-    for name, (low, high) in limits.items():
-        value = options.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, int) or not low <= value <= high:
-            raise BadRequest(
-                f"{name.replace('_', ' ')} must be a whole number from {low} to {high}.",
-                f"options.{name}",
-            )

@@ -6,7 +6,8 @@ import json
 import pytest
 from django.core.management import call_command
 
-from exports.engine.run import create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import create_job
 
 
 def export(owner, connection):
@@ -38,7 +39,7 @@ def test_a_shrunken_reexport_warns(owner, table):
     assert [w["message"] for w in run.warnings] == [
         f"Rows fell from 1,000 to 400 (-60%) since job {first.pk}."
     ]
-    manifest = json.loads((second.folder() / "manifest.json").read_text())
+    manifest = json.loads(second.manifest_path().read_text())
     assert manifest["tables"][0]["warnings"] == run.warnings
     out = io.StringIO()
     call_command("adu_job", str(second.pk), "--as", "owner", stdout=out)

@@ -9,7 +9,7 @@ import errno
 import pyarrow as pa
 import pytest
 
-from connections.drivers import postgresql
+from connections.drivers.postgresql import copy as postgresql_copy
 from exports.engine import parquet
 from exports.models import ExportJob
 from exports.tests.test_fidelity import (
@@ -32,9 +32,11 @@ PLAIN = (
 def forms(monkeypatch):
     """The form (binary or csv) of each COPY the exports run."""
     seen = []
-    binary, csv = postgresql._read_binary, postgresql._read_csv
-    monkeypatch.setattr(postgresql, "_read_binary", lambda *a: seen.append("binary") or binary(*a))
-    monkeypatch.setattr(postgresql, "_read_csv", lambda *a: seen.append("csv") or csv(*a))
+    binary, csv = postgresql_copy._read_binary, postgresql_copy._read_csv
+    monkeypatch.setattr(
+        postgresql_copy, "_read_binary", lambda *a: seen.append("binary") or binary(*a)
+    )
+    monkeypatch.setattr(postgresql_copy, "_read_csv", lambda *a: seen.append("csv") or csv(*a))
     return seen
 
 
@@ -82,7 +84,7 @@ def test_nulls_and_rows_across_many_batches_keep_their_place(
 ):
     # 997 rows a batch: validity bitmaps that end mid-byte, and rows left over in the
     # decoder between batches.
-    monkeypatch.setattr(postgresql, "BINARY_BATCH_ROWS", 997)
+    monkeypatch.setattr(postgresql_copy, "BINARY_BATCH_ROWS", 997)
     source_db.execute(
         """
         CREATE TABLE many (id integer, flag boolean, big bigint, note varchar(50),
@@ -145,8 +147,8 @@ def test_a_table_failing_mid_stream_stops_its_readers_before_closing_their_sessi
 ):
     # The readers decode with the GIL released, on their session's connection: closing
     # a session under a reader would crash the process, not fail the table.
-    monkeypatch.setattr(postgresql, "SPLIT_MIN_PAGES", 1)
-    monkeypatch.setattr(postgresql, "BINARY_BATCH_ROWS", 1000)
+    monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
+    monkeypatch.setattr(postgresql_copy, "BINARY_BATCH_ROWS", 1000)
     source_db.execute(
         "CREATE TABLE wide AS SELECT i AS id, repeat('x', 200) AS pad "
         "FROM generate_series(1, 200000) AS i"

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import call_command
 from django_q.models import Schedule
 
-from exports.engine.run import create_job
 from exports.joblog import log_path
+from exports.jobs import create_job
 from exports.models import ExportJob, StatusChange
 from exports.tasks import start_job
 
@@ -174,7 +174,7 @@ def test_retry_reruns_only_the_failed_table_and_no_log_has_the_password(
         assert job.attempt == 2 and len(job.attempts) == 2
         assert job.tables.get(table="good").files == good_file
         assert claims_per_table(job) == {"public.good": 1, "public.locked": 2}
-        manifest = json.loads((job.folder() / "manifest.json").read_text())
+        manifest = json.loads(job.manifest_path().read_text())
         assert [a["attempt"] for a in manifest["attempts"]] == [1, 2]
         assert {t["table"]: t["attempt"] for t in manifest["tables"]} == {
             "good": 1,

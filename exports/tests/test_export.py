@@ -10,7 +10,9 @@ import pytest
 from django.core.management import call_command
 
 from connections.drivers import postgresql
-from exports.engine.run import create_job, run_job, run_table
+from connections.drivers.postgresql import copy as postgresql_copy
+from exports.engine.run import run_job, run_table
+from exports.jobs import create_job
 from exports.models import ExportJob, TableRun
 
 
@@ -106,7 +108,7 @@ def test_it_splits_files_by_size(owner, source_db, export_root):
 
 @pytest.mark.django_db(transaction=True)
 def test_several_readers_split_one_table_and_lose_nothing(owner, source_db, monkeypatch):
-    monkeypatch.setattr(postgresql, "SPLIT_MIN_PAGES", 1)
+    monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
     source_db.execute("CREATE TABLE t AS SELECT i FROM generate_series(1, 100000) i")
     connection = source_db.connection(owner)
     job = create_job(owner, connection, tables=["public.t"], options={"readers": 3})

@@ -157,7 +157,8 @@ def test_no_select_permission_on_one_table(owner, two_tables):
 
 @pytest.mark.django_db(transaction=True)
 def test_table_dropped_between_discovery_and_export(owner, two_tables, export):
-    from exports.engine.run import create_job, run_job
+    from exports.engine.run import run_job
+    from exports.jobs import create_job
 
     connection = two_tables.connection(owner)
     job = create_job(owner, connection)  # discovers both tables
@@ -256,7 +257,8 @@ def test_export_folder_not_writable(owner, two_tables, read_only_root):
 
 @pytest.mark.django_db(transaction=True)
 def test_job_folder_not_writable(owner, two_tables):
-    from exports.engine.run import create_job, run_job
+    from exports.engine.run import run_job
+    from exports.jobs import create_job
 
     job = create_job(owner, two_tables.connection(owner), tables=["public.good"])
     if os.geteuid() == 0:
@@ -271,7 +273,7 @@ def test_job_folder_not_writable(owner, two_tables):
     assert job.status == "failed"
     [error, *_] = JobError.objects.filter(job=job, table_run__isnull=False)
     assert error.message.startswith("ADU may not write to the export folder")
-    assert not (job.folder() / "manifest.json").exists()
+    assert not job.manifest_path().exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -290,7 +292,7 @@ def test_disk_full(owner, two_tables, tiny_disk):
     assert code == 1
     job = ExportJob.objects.get(pk=output["job_id"])
     assert_no_final_file(job, "big")
-    assert (job.folder() / "manifest.json").exists()
+    assert job.manifest_path().exists()
 
 
 @pytest.mark.django_db

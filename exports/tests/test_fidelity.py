@@ -158,7 +158,7 @@ def test_values_beyond_arrow_fall_back_to_exact_text(wide_source, owner, export)
     assert fell_back == {"c_num152", "c_date", "c_ts", "c_tstz", "c_time"}
     assert data.schema.field("c_date").metadata[b"adu.fallback"] == b"true"
     assert data.schema.field("c_float8").type == pa.float64()  # NaN and ±inf are native
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     [table] = manifest["tables"]
     columns = {c["name"]: c for c in table["columns"]}
     assert columns["c_date"]["arrow_type"] == "string"

@@ -6,8 +6,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from exports.job_display import job_data
 from exports.models import ExportJob, TableRun
-from exports.reports import job_data
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from api.models import ApiToken
-from exports.engine.run import BadRequest, create_job, run_job
+from exports.engine.run import run_job
 from exports.joblog import log_path
+from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob, FolderRefused, NoSuchFile, TableRun
 from exports.tasks import retry_job
 
@@ -181,7 +182,7 @@ def test_a_retry_reuses_its_own_folder(owner, connection, source_db):
     assert job.status == "complete" and job.output_dir == "mine"
     assert (job.folder() / "public" / "late.parquet").is_file()
     assert (job.folder() / "public" / "t.parquet").is_file()
-    assert json.loads((job.folder() / "manifest.json").read_text())["attempt"] == 2
+    assert json.loads(job.manifest_path().read_text())["attempt"] == 2
 
 
 # Downloads stay inside the job's folder ---------------------------------------------------
@@ -255,7 +256,7 @@ def test_a_listed_path_out_of_the_folder_is_a_404_through_the_api(client, owner,
 @pytest.mark.django_db
 def test_a_manifest_or_log_that_is_a_link_is_a_404(client, owner, planted, tmp_path, settings):
     job, _ = planted
-    (job.folder() / "manifest.json").symlink_to(tmp_path / "secret.txt")
+    job.manifest_path().symlink_to(tmp_path / "secret.txt")
     log_path(job).parent.mkdir(exist_ok=True)
     log_path(job).symlink_to(tmp_path / "secret.txt")
     client.force_login(owner)

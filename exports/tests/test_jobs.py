@@ -11,8 +11,9 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from adu_site.redaction import RedactSecrets, redact
-from exports.engine.run import create_job, finish_job, run_job, sweep_tables
+from exports.engine.run import finish_job, run_job, sweep_tables
 from exports.joblog import job_log, log_path
+from exports.jobs import create_job
 from exports.models import ExportJob, StatusChange, TableRun
 from exports.tasks import sweep
 
@@ -146,7 +147,7 @@ def test_a_job_whose_tables_all_ended_is_finished_by_the_sweep(job, settings):
     sweep()
     job.refresh_from_db()
     assert job.status == "complete"
-    assert (job.folder() / "manifest.json").exists()
+    assert job.manifest_path().exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,7 +16,8 @@ from decimal import Decimal
 import pyarrow.parquet as pq
 import pytest
 
-from exports.engine.run import create_job, run_job, run_table
+from exports.engine.run import run_job, run_table
+from exports.jobs import create_job
 from exports.models import ExportJob
 
 VERTICA_DSN = os.environ.get("ADU_TEST_VERTICA_DSN")
@@ -139,7 +140,7 @@ def test_vertica_values_of_every_type_round_trip_exactly(vertica_source, export)
 
 
 def vertica_types_us(value):
-    from exports.engine.vertica_types import interval_microseconds
+    from connections.drivers.vertica.types import interval_microseconds
 
     return interval_microseconds(value)
 
@@ -249,7 +250,7 @@ def test_greenplum_values_round_trip_exactly(greenplum_db, owner, export):
     connection = greenplum_db.connection(owner, kind="greenplum")
     job = export(connection, tables=["public.wide"])
     assert_file_equals_source(greenplum_db, job, "wide")
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     assert manifest["consistency"] in ("snapshot", "per table")
 
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from conftest import user_with_role
 from connections.models import SavedQuery
-from exports.engine.run import BadRequest, create_job
+from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob
 from tests.browser import BROWSER_TEST, log_in, shot
 

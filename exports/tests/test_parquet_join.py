@@ -1,4 +1,4 @@
-"""Row groups encoded apart and joined (exports/engine/footer.py) make the very file one
+"""Row groups encoded apart and joined (exports/engine/parquet_join.py) make the very file one
 pyarrow writer makes of the same row groups, byte for byte."""
 
 import hashlib
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from exports.engine import footer, parquet
+from exports.engine import parquet, parquet_join
 from exports.engine.parquet import TableWriter
 
 
@@ -105,12 +105,12 @@ def test_the_footer_codec_reads_and_writes_pyarrows_footers_unchanged():
     sink = pa.BufferOutputStream()
     pq.write_table(sample_table(5_000), sink, row_group_size=1_000, compression="zstd")
     data = memoryview(sink.getvalue())
-    body, parsed = footer.split(data)
-    assert len(footer.row_groups(parsed)) == 5
-    again = footer.footer_bytes(parsed, footer.row_groups(parsed), 5_000)
+    body, parsed = parquet_join.split(data)
+    assert len(parquet_join.row_groups(parsed)) == 5
+    again = parquet_join.footer_bytes(parsed, parquet_join.row_groups(parsed), 5_000)
     assert again == bytes(data[4 + len(body) :])
 
 
 def test_a_file_that_is_not_parquet_is_refused():
     with pytest.raises(ValueError, match="not a Parquet file"):
-        footer.split(memoryview(b"PAR1 but not really"))
+        parquet_join.split(memoryview(b"PAR1 but not really"))

@@ -11,7 +11,8 @@ import pytest
 
 from exports.engine import parquet
 from exports.engine.profile import Profiler
-from exports.engine.run import create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import create_job
 
 
 def profile_of(tmp_path, batches, schema, ordered, group_rows=None, distinct=None):
@@ -155,7 +156,7 @@ def test_the_profile_is_stored_and_written_in_the_manifest(owner, source_db, cli
     assert (profile["day"]["min"], profile["day"]["max"]) == ("2024-01-02", "2029-06-23")
     # numbers kept as text would sort as text ("9" > "14000"): no min and max for them
     assert (profile["free_numeric"]["min"], profile["free_numeric"]["max"]) == (None, None)
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     assert manifest["tables"][0]["profile"] == run.profile
     client.force_login(owner)
     page = client.get(f"/jobs/{job.pk}/").content.decode()

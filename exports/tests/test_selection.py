@@ -9,7 +9,8 @@ import pytest
 
 from audit.models import AuditEvent
 from connections.models import SavedQuery, SensitiveColumn
-from exports.engine.run import BadRequest, create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob
 
 PEOPLE = """
@@ -62,7 +63,7 @@ def test_chosen_columns_leave_and_the_others_are_absent(people, owner):
     assert data.column_names == ["id", "name", "email", "born", "city"]
     orders, _ = _table(job, "orders")
     assert orders.column_names == ["id", "total"]
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     selected = {t["table"]: t["selection"] for t in manifest["tables"]}
     assert selected["orders"]["columns"] == ["id", "total"]
 
@@ -83,7 +84,7 @@ def test_a_filter_exports_exactly_the_matching_rows(people, owner):
     ids = set(data.column("id").to_pylist())
     wanted = {i for (i,) in people.execute(f"SELECT id FROM people WHERE {condition}")}
     assert ids == wanted
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     # The manifest says what ran: the filter's tree as deparsed, not the text as typed.
     ran = manifest["tables"][0]["selection"]["filter"]
     assert ran == (
@@ -290,7 +291,7 @@ def test_a_query_export_matches_the_query_value_by_value(people, owner):
     got = {r["city"]: (r["orders"], r["total"], r["first_born"]) for r in data.to_pylist()}
     assert got == expected
     assert run.rows_expected == len(expected)
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     listed = {t["table"]: t["selection"] for t in manifest["tables"]}
     assert listed["by-city"]["query"] == sql
 

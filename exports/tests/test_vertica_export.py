@@ -20,9 +20,10 @@ import vertica_python
 from vertica_python.datatypes import VerticaType as V
 
 from connections.drivers import vertica
+from connections.drivers.vertica import reads as vertica_reads
+from connections.drivers.vertica import types as vertica_types
 from connections.tests import fake_vertica as fv
 from connections.tests.fake_vertica import FakeColumn, FakeTable, FakeVertica
-from exports.engine import vertica_types
 from exports.engine.parquet import TableWriter
 from exports.models import ExportJob
 
@@ -282,7 +283,7 @@ def test_batches_stay_bounded_and_never_fetch_everything():
 
 
 def test_huge_values_come_one_row_per_batch_and_small_rows_in_bounded_counts(monkeypatch):
-    monkeypatch.setattr(vertica, "MAX_BATCH_ROWS", 1000)
+    monkeypatch.setattr(vertica_reads, "MAX_BATCH_ROWS", 1000)
     huge = b"\xab" * (vertica.BATCH_BYTES + 1)
     wide = FakeTable(
         "public",
@@ -377,7 +378,7 @@ def test_a_vertica_job_exports_every_type_at_one_epoch(fake_server, vertica_conn
     assert profile["c_row"]["nulls"] == 1 and profile["c_row"]["distinct"] is None
     assert profile["c_uuid"]["distinct"] == 3
 
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     assert manifest["snapshot_id"] == "41"
     assert manifest["consistency"] == "snapshot"
     assert manifest["source"]["kind"] == "vertica"
@@ -490,7 +491,8 @@ def test_enforced_keys_are_validated_and_unenforced_ones_are_not(
 def test_chosen_columns_and_masks_work_on_vertica_and_a_filter_is_refused(
     fake_server, vertica_connection, owner
 ):
-    from exports.engine.run import BadRequest, create_job, run_job
+    from exports.engine.run import run_job
+    from exports.jobs import BadRequest, create_job
 
     people = FakeTable(
         "public",

@@ -4,7 +4,8 @@ visitor is sent to log in, and the wrong method gets 405."""
 import pytest
 from django.urls import reverse
 
-from exports.engine.run import create_job, run_job
+from exports.engine.run import run_job
+from exports.jobs import create_job
 from exports.models import ExportJob
 
 PASSWORD = "View-Secret-Mark"

@@ -5,7 +5,7 @@ import json
 import pyarrow as pa
 import pytest
 
-from exports.engine.run import BadRequest, create_job
+from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob
 from quality import validation
 from quality.models import Rule
@@ -63,7 +63,7 @@ def test_the_sources_constraints_are_checked_and_reported(orders, owner, export)
     assert described[("source: CHECK small", "amount < 100000")] == "passed"
     assert described[("source: PRIMARY KEY orders_pkey", "(id) is unique")] == "passed"
     assert described[("source: column type", "amount is decimal128(10, 2)")] == "passed"
-    manifest = json.loads((job.folder() / "manifest.json").read_text())
+    manifest = json.loads(job.manifest_path().read_text())
     assert manifest["tables"][0]["validation"]["status"] == "passed"
 
 

@@ -1,7 +1,7 @@
 """Cancel a queued or running export job."""
 
+from exports.job_display import JobCommand
 from exports.models import ExportJob
-from exports.reports import JobCommand
 from exports.tasks import cancel_job
 
 

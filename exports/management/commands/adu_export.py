@@ -6,9 +6,11 @@ from django.core.management.base import CommandError
 
 from adu_site.commands import AduCommand
 from connections.models import Connection
+from exports import options as export_options
 from exports.engine import selection
-from exports.engine.run import BadRequest, create_job, run_job
-from exports.reports import Progress, exit_code, job_data, job_text, wait_for
+from exports.engine.run import run_job
+from exports.job_display import Progress, exit_code, job_data, job_text, wait_for
+from exports.jobs import BadRequest, create_job
 from exports.tasks import start_job
 
 
@@ -28,23 +30,14 @@ class Command(AduCommand):
         parser.add_argument("--tables", default="", help="SCHEMA.TABLE,SCHEMA.TABLE,...")
         parser.add_argument("--exclude", action="append", default=[], help="SCHEMA.TABLE.")
         parser.add_argument("--out", default="", help="Folder name under the export root.")
-        parser.add_argument("--parallel", type=int, help="Tables exported at once (2).")
-        parser.add_argument("--readers", type=int, help="Connections reading one large table (2).")
-        parser.add_argument("--compression-level", type=int, help="ZSTD level, 1-22 (3).")
-        parser.add_argument("--batch-rows", type=int, help="Rows per batch (100000).")
-        parser.add_argument("--max-file-mb", type=int, help="Split tables into parts of ~N MB.")
-        parser.add_argument(
-            "--lock-timeout",
-            type=int,
-            help="Seconds a table waits for another session's lock on it before it fails "
-            "(default ADU_SOURCE_LOCK_TIMEOUT, 30).",
-        )
-        parser.add_argument(
-            "--validation",
-            choices=["off", "sample", "full"],
-            help="Check the source's constraints on a sample of each table (default), every "
-            "row, or not at all; rules always check every row.",
-        )
+        for name in export_options.ExportOptions.model_fields:
+            choices = export_options.choices(name)
+            parser.add_argument(
+                f"--{name.replace('_', '-')}",
+                type=None if choices else int,
+                choices=choices or None,
+                help=export_options.help_text(name),
+            )
         parser.add_argument(
             "--columns",
             action="append",
@@ -72,13 +65,6 @@ class Command(AduCommand):
             default=[],
             metavar="S.T:COLUMN=METHOD",
             help="Mask a column: null, hash, redact, truncate (truncate:-2 for hundreds).",
-        )
-        parser.add_argument(
-            "--masking-key",
-            choices=["connection", "job", "site"],
-            help="the key of hash masking: the connection's (tokens match across its jobs, "
-            "the default), one for this job alone, or the site's (tokens match across "
-            "connections; ADU Admins only).",
         )
         parser.add_argument(
             "--query",
@@ -121,16 +107,7 @@ class Command(AduCommand):
                 schemas=options["schema"],
                 tables=[t for t in options["tables"].split(",") if t.strip()],
                 exclude=[t for name in options["exclude"] for t in name.split(",") if t.strip()],
-                options={
-                    "parallel": options["parallel"],
-                    "readers": options["readers"],
-                    "compression_level": options["compression_level"],
-                    "batch_rows": options["batch_rows"],
-                    "max_file_mb": options["max_file_mb"],
-                    "validation": options["validation"],
-                    "masking_key": options["masking_key"],
-                    "lock_timeout": options["lock_timeout"],
-                },
+                options={name: options[name] for name in export_options.ExportOptions.model_fields},
                 out=options["out"],
                 selections=requests,
                 queries=queries,

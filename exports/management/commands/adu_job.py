@@ -1,8 +1,8 @@
 """Show one export job: its tables, errors and log."""
 
+from exports.job_display import JobCommand, job_data, job_text
 from exports.joblog import log_path
 from exports.models import ExportJob
-from exports.reports import JobCommand, job_data, job_text
 
 
 class Command(JobCommand):

@@ -1,7 +1,7 @@
 """Re-run the failed and cancelled tables of a finished job."""
 
+from exports.job_display import JobCommand
 from exports.models import ExportJob
-from exports.reports import JobCommand
 from exports.tasks import retry_job
 
 

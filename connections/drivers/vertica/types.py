@@ -20,9 +20,8 @@ from vertica_python import errors as vertica_errors
 from vertica_python.datatypes import VerticaType as V
 from vertica_python.vertica import deserializer
 
-from connections.drivers import SourceColumn
+from connections.drivers.base import NATIVE, ColumnPlan, DoesNotFit, SourceColumn
 from connections.models import ConnectionFailed
-from exports.engine.types import NATIVE, ColumnPlan, DoesNotFit
 
 MAX_DECIMAL_PRECISION = 76  # decimal256; Vertica allows 1024 digits
 TEXT_CAST = "CAST({} AS VARCHAR(65000))"  # every date/time text is far shorter

@@ -21,7 +21,7 @@ def exit_code(job: ExportJob) -> int:
 def job_data(job: ExportJob) -> dict:
     errors = list(job.errors.all())
     by_table = current_errors(job)
-    manifest = job.folder() / "manifest.json"
+    manifest = job.manifest_path()
     return {
         "job_id": job.pk,
         "status": job.status,

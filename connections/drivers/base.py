@@ -1,0 +1,302 @@
+"""What every driver is: the functions the engine calls on a driver module, and the records
+they exchange (tables, columns, column plans, link reports) and the errors they raise.
+
+A driver is a module (connections/drivers/postgresql/, connections/drivers/vertica/); the
+engine gets it from `Connection.driver()` and calls its functions, so the interface is a
+`typing.Protocol` that a module satisfies by having these attributes.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from connections.drivers import user_sql
+
+# ColumnPlan.representation of a column held in its native Arrow type; any other value
+# describes the lossless text form the column is held in.
+NATIVE = "native"
+
+
+class Driver(Protocol):
+    """The functions (and the one constant) the engine, discovery and the pages use.
+
+    `db` is a session from `connect` or `join_snapshot`. A driver that cannot do a thing
+    (Vertica: row filters, queries) still has the function and refuses with BadSelection,
+    so its count_rows and read_batches are never asked for a filter or a query and take
+    neither.
+    """
+
+    # The read budget of one batch: a row longer than this cannot be read in one block.
+    CSV_BLOCK_BYTES: int
+
+    def connect(self, connection, **settings) -> Any:
+        """A DB-API session, read-only for its whole life; ConnectionFailed otherwise."""
+
+    def test(self, connection) -> "LinkReport": ...
+
+    def is_system_schema(self, name: str) -> bool: ...
+
+    def schemas(self, connection) -> list[str]:
+        """Schema names the login may use, system schemas left out."""
+
+    def tables(self, connection, schema: str | None = None) -> list["TableInfo"]: ...
+
+    def columns(self, db, schema: str, table: str) -> list["SourceColumn"]: ...
+
+    def plan(
+        self, column: "SourceColumn", fallback: bool = False, money_scale: int = 2
+    ) -> "ColumnPlan":
+        """How the column is read and held; `fallback` forces the lossless text form."""
+
+    def open_snapshot(self, connection, lock_timeout: int | None = None) -> tuple[Any, str]:
+        """The leader session and the snapshot id (pg_export_snapshot()'s, or an epoch)."""
+
+    def join_snapshot(
+        self, connection, snapshot_id: str | None, lock_timeout: int | None = None
+    ) -> Any:
+        """A session that reads what the snapshot shows."""
+
+    def count_rows(
+        self, db, schema: str, table: str, row_filter: str = "", query: str = ""
+    ) -> int: ...
+
+    def check_filter(
+        self, db, schema: str, table: str, expression: str
+    ) -> "user_sql.CheckedFilter":
+        """What runs and the columns it reads; BadSelection unless one allowed condition."""
+
+    def check_query(self, db, query: str) -> "user_sql.CheckedQuery":
+        """What runs and the table columns it reads; BadSelection unless one allowed SELECT."""
+
+    def check_view(self, db, schema: str, view: str) -> "user_sql.CheckedQuery": ...
+
+    def views(self, db, names) -> dict[tuple[str, str], str]:
+        """Relations among `names` read through stored SQL: "view" or "table" (row security)."""
+
+    def relatives(self, db, names) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """The parents, then the partitions and children, of each of `names`."""
+
+    def query_columns(self, db, query: str) -> list["SourceColumn"]: ...
+
+    def preview(self, db, query: str, limit: int) -> list[tuple]:
+        """The first rows of a checked query, as text."""
+
+    def distinct_estimates(self, db, schema: str, table: str) -> dict[str, int]: ...
+
+    def money_scale(self, db) -> int: ...
+
+    def table_pages(self, db, schema: str, table: str) -> int | None:
+        """Pages to split a read by (ctid ranges); None: one reader."""
+
+    def constraints(self, db, schema: str, table: str) -> list[dict]:
+        """[{name, kind, columns, definition}] the rows must satisfy."""
+
+    def read_batches(
+        self,
+        open_session: Callable[[], Any],
+        schema: str,
+        table: str,
+        plans: list["ColumnPlan"],
+        readers: int = 1,
+        pages: int | None = None,
+        block_bytes: int = ...,
+        row_filter: str = "",
+        query: str = "",
+    ) -> Iterator[pa.RecordBatch]:
+        """Arrow record batches of bounded size, in the plans' read types."""
+
+    def explain(self, error: BaseException, connection, table: str = "") -> str:
+        """One sentence for the user, never a secret or source data."""
+
+
+@dataclass
+class TableInfo:
+    schema: str
+    name: str
+    # "table", "view", "materialized view", "partitioned table", "foreign table",
+    # "external table" (listed, not exported unless named)
+    kind: str
+    rows_estimate: int | None
+    bytes: int | None
+
+
+class BadSelection(Exception):
+    """A row filter or a query the source would not run as asked; one sentence for the user."""
+
+
+@dataclass
+class LinkReport:
+    """What "Test connection" found about the link to a source."""
+
+    version: str  # the server's own words, e.g. PostgreSQL's version()
+    encrypted: bool
+    protocol: str = ""  # e.g. TLSv1.3
+    verified: bool = False  # the server's certificate checked against the stored CA
+    write_access: str = ""  # why this login could change the source; "" if it cannot
+    product: str = ""  # the version in short, e.g. "PostgreSQL 15.18"; "": `version` is short
+
+    def summary(self) -> str:
+        """One line: "PostgreSQL 15.18 · TLS 1.3 · server certificate verified"."""
+        parts = [self.product or self.version]
+        if not self.encrypted:
+            parts.append("not encrypted")
+        else:
+            parts.append(self.protocol.replace("TLSv", "TLS ") if self.protocol else "encrypted")
+            parts.append(
+                "server certificate verified"
+                if self.verified
+                else "server certificate not verified (sslmode verify-full checks it)"
+            )
+        return " · ".join(parts)
+
+    def warning(self) -> str:
+        if not self.write_access:
+            return ""
+        return (
+            f"This login {self.write_access}; an export needs only read access: use a "
+            "read-only role."
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "server_version": self.version,
+            "encrypted": self.encrypted,
+            "protocol": self.protocol,
+            "verified": self.verified,
+            "write_access": self.write_access,
+        }
+
+
+@dataclass
+class SourceColumn:
+    name: str
+    source_type: str  # as declared, e.g. "numeric(15,2)", "my_domain", "integer[]"
+    base_type: str  # domains resolved, e.g. "numeric", "_int4" for arrays
+    category: str  # PostgreSQL typcategory: N numeric, S string, A array, E enum...
+    type_kind: str  # PostgreSQL typtype: b base, c composite, d domain, e enum, r range
+    typmod: int
+    nullable: bool
+    extra: dict = field(default_factory=dict)
+
+
+class DoesNotFit(Exception):
+    """A value of this column cannot be held by the column's native Arrow type."""
+
+    def __init__(self, column: str, reason: str):
+        super().__init__(f"{column}: {reason}")
+        self.column = column
+        self.reason = reason
+
+
+@dataclass
+class ColumnPlan:
+    source: SourceColumn
+    expression: Any  # what the SELECT reads: psycopg2 SQL, or a Vertica Read
+    read_type: pa.DataType  # what the CSV parser produces
+    arrow_type: pa.DataType  # what the file holds
+    representation: str  # NATIVE, or a short description of the lossless text form
+    fallback: bool = False
+    may_not_fit: bool = False  # a value may not fit the native type: a text fallback exists
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def field(self) -> pa.Field:
+        metadata = {
+            "adu.source_type": self.source.source_type,
+            "adu.representation": self.representation,
+        }
+        if self.source.base_type != self.source.extra.get("base_declared"):
+            metadata["adu.base_type"] = self.source.extra.get("base_declared") or ""
+        if self.fallback:
+            metadata["adu.fallback"] = "true"
+        return pa.field(self.name, self.arrow_type, self.source.nullable, metadata)
+
+    def finish(self, array: pa.Array) -> pa.Array:
+        """The read array in its final type (from CSV, bytea and uuid arrive as hex text)."""
+        if array.type == self.arrow_type:
+            return array
+        if pa.types.is_decimal(self.arrow_type):
+            try:
+                return pc.cast(array, self.arrow_type, safe=True)
+            except pa.ArrowInvalid as error:
+                raise DoesNotFit(self.name, str(error)) from None
+        if pa.types.is_binary(self.arrow_type):
+            return hex_to_binary(array, prefix=2)
+        if self.arrow_type == pa.uuid():
+            return pa.ExtensionArray.from_storage(
+                pa.uuid(), hex_to_binary(array, prefix=0, drop=b"-", width=16)
+            )
+        raise AssertionError(f"no conversion from {self.read_type} to {self.arrow_type}")
+
+
+def read_schema(plans: list) -> pa.Schema:
+    """The columns as a driver reads them, before ColumnPlan.finish."""
+    return pa.schema([pa.field(p.name, p.read_type) for p in plans])
+
+
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint8)
+_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+_HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+
+
+def hex_to_binary(
+    array: pa.Array, prefix: int, drop: bytes = b"", width: int | None = None
+) -> pa.Array:
+    """Hex text (`\\x0aff` for bytea, dashed for uuid) to bytes, for a whole batch at once.
+
+    Works on the string array's buffers with numpy: no Python code per value.
+    """
+    if array.offset:
+        array = pa.concat_arrays([array])  # buffers that start at the first value
+    n = len(array)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=n + 1)
+    data = array.buffers()[2]
+    chars = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] if data else None
+    lengths = np.diff(offsets)
+    valid = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False))
+    if chars is None or not len(chars):
+        digits = np.zeros(0, dtype=np.uint8)
+        keep_lengths = np.zeros(n, dtype=np.int64)
+    else:
+        keep = np.ones(len(chars), dtype=bool)
+        starts = (offsets[:-1] - offsets[0])[valid & (lengths >= prefix)]
+        for i in range(prefix):
+            keep[starts + i] = False
+        for byte in drop:
+            keep &= chars != byte
+        digits = _HEX[chars[keep]]
+        # Per value: its length minus the prefix and the dropped characters.
+        removed = np.zeros(len(chars) + 1, dtype=np.int64)
+        np.cumsum(~keep, out=removed[1:])
+        relative = offsets - offsets[0]
+        keep_lengths = lengths - (removed[relative[1:]] - removed[relative[:-1]])
+    if (digits == 255).any() or (keep_lengths % 2).any():
+        raise ValueError("the server sent malformed hex data")
+    raw = (digits[0::2] << 4) | digits[1::2]
+    validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
+    if width is not None:
+        return pa.Array.from_buffers(
+            pa.binary(width), n, [validity, pa.py_buffer(_pad_nulls(raw, valid, width))]
+        )
+    new_offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(keep_lengths // 2, out=new_offsets[1:])
+    return pa.Array.from_buffers(
+        pa.binary(), n, [validity, pa.py_buffer(new_offsets), pa.py_buffer(raw)]
+    )
+
+
+def _pad_nulls(raw: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
+    """Fixed-width storage needs a slot for every value, nulls included."""
+    if valid.all():
+        return raw
+    out = np.zeros((len(valid), width), dtype=np.uint8)
+    out[valid] = raw.reshape(-1, width)
+    return out.reshape(-1)

@@ -1,0 +1,59 @@
+"""PostgreSQL (and Greenplum) driver: discovery, one snapshot per job, and streaming reads.
+
+The engine calls `driver.<function>` on this module (connections.drivers.base.Driver lists
+them); each lives in the module of its part: session (connect, test, snapshots), catalog
+(schemas, tables, columns, keys, statistics), selection (the user's filters, queries and
+views), copy (COPY reads), types (column plans) and errors (one sentence per error).
+"""
+
+from connections.drivers.postgresql.catalog import (
+    columns,
+    constraints,
+    distinct_estimates,
+    is_system_schema,
+    money_scale,
+    schemas,
+    table_pages,
+    tables,
+)
+from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, read_batches
+from connections.drivers.postgresql.errors import explain
+from connections.drivers.postgresql.selection import (
+    check_filter,
+    check_query,
+    check_view,
+    count_rows,
+    preview,
+    query_columns,
+    relatives,
+    views,
+)
+from connections.drivers.postgresql.session import connect, join_snapshot, open_snapshot, test
+from connections.drivers.postgresql.types import plan
+
+__all__ = [
+    "CSV_BLOCK_BYTES",
+    "check_filter",
+    "check_query",
+    "check_view",
+    "columns",
+    "connect",
+    "constraints",
+    "count_rows",
+    "distinct_estimates",
+    "explain",
+    "is_system_schema",
+    "join_snapshot",
+    "money_scale",
+    "open_snapshot",
+    "plan",
+    "preview",
+    "query_columns",
+    "read_batches",
+    "relatives",
+    "schemas",
+    "table_pages",
+    "tables",
+    "test",
+    "views",
+]
