@@ -380,9 +380,8 @@ class Connection(models.Model):
     def recent_jobs(self, user, limit: int = 20):
         """The latest export jobs of this connection that the user may see, newest first,
         with what their progress needs fetched for the lot."""
-        from exports.models import ExportJob
-
-        jobs = ExportJob.objects.visible_to(user).filter(connection=self)
+        # Through the reverse relation: connections imports nothing of exports.
+        jobs = self.export_jobs.visible_to(user)
         return jobs.select_related("connection").with_progress()[:limit]
 
     def driver(self):

@@ -1,9 +1,9 @@
 """Connection pages: list, a page of its own, create, edit, delete, test in place (also the
-values of the form before they are saved), and discovery partials."""
+values of the form before they are saved), and discovery partials. (The new-export page's
+table and column pickers are exports' views: connections imports nothing of exports.)"""
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -12,7 +12,6 @@ from audit.models import AuditEvent, record
 from connections.drivers import BadSelection
 from connections.forms import ConnectionForm, SavedQueryForm
 from connections.models import Connection, ConnectionFailed, SavedQuery
-from exports.forms import column_panel, table_picker
 
 
 def _editable(request, pk) -> Connection:
@@ -147,30 +146,6 @@ def _test_result(request, connection, typed: bool = False):
     except ConnectionFailed as error:
         context = {"error": str(error)}
     return render(request, "connections/_test_result.html", context)
-
-
-@require_GET
-def connection_tables(request):
-    """The tables of one schema (or all) of ?connection=ID, for the new-export form."""
-    pk = request.GET.get("connection", "")
-    if not pk.isdigit():
-        raise Http404("Choose a connection.")
-    connection = _usable(request, int(pk))
-    picker = table_picker(connection, request.user, request.GET.get("schema", ""))
-    return render(request, "connections/_tables.html", {"picker": picker})
-
-
-@require_GET
-def connection_columns(request):
-    """The columns of ?connection=ID&schema=S&table=T with their types, for choosing the
-    columns, masks and row filter of one table on the new-export page."""
-    pk = request.GET.get("connection", "")
-    if not pk.isdigit():
-        raise Http404("Choose a connection.")
-    connection = _usable(request, int(pk))
-    schema, table = request.GET.get("schema", ""), request.GET.get("table", "")
-    panel = column_panel(connection, schema, table)
-    return render(request, "connections/_columns.html", {"panel": panel})
 
 
 @require_GET

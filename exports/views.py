@@ -14,7 +14,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts import roles
 from audit.models import AuditEvent, record
 from connections.models import Connection
-from exports.forms import NewExportForm, SubmittedSelection, filter_refusal, table_picker
+from exports.forms import (
+    NewExportForm,
+    SubmittedSelection,
+    column_panel,
+    filter_refusal,
+    table_picker,
+)
 from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob, JobStateError, NoSuchFile, TableRun
 from exports.tasks import cancel_job, retry_job, start_job
@@ -299,3 +305,27 @@ def job_file(request, pk, path):
     full = job.file_path(path)
     record(AuditEvent.Action.FILE_DOWNLOAD, obj=job, path=path, bytes=full.stat().st_size)
     return FileResponse(open(full, "rb"), as_attachment=True, filename=full.name)
+
+
+@require_GET
+def connection_tables(request):
+    """The tables of one schema (or all) of ?connection=ID, for the new-export form."""
+    pk = request.GET.get("connection", "")
+    if not pk.isdigit():
+        raise Http404("Choose a connection.")
+    connection = get_object_or_404(Connection.objects.usable_by(request.user), pk=int(pk))
+    picker = table_picker(connection, request.user, request.GET.get("schema", ""))
+    return render(request, "connections/_tables.html", {"picker": picker})
+
+
+@require_GET
+def connection_columns(request):
+    """The columns of ?connection=ID&schema=S&table=T with their types, for choosing the
+    columns, masks and row filter of one table on the new-export page."""
+    pk = request.GET.get("connection", "")
+    if not pk.isdigit():
+        raise Http404("Choose a connection.")
+    connection = get_object_or_404(Connection.objects.usable_by(request.user), pk=int(pk))
+    schema, table = request.GET.get("schema", ""), request.GET.get("table", "")
+    panel = column_panel(connection, schema, table)
+    return render(request, "connections/_columns.html", {"panel": panel})
