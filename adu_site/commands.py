@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import NoActingUser, acting_user
+from accounts.users import NoActingUser, acting_user
 from connections.models import ConnectionFailed
 
 

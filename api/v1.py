@@ -494,7 +494,7 @@ def create(request, response: HttpResponse, payload: JobIn):
 
 
 def _requests(selections: dict[str, TableSelection]) -> dict:
-    """The per-table requests of exports.engine.selection, as adu_export makes them."""
+    """The per-table requests of exports.selection, as adu_export makes them."""
     requests = {}
     for name, chosen in selections.items():
         schema, _, table = name.strip().partition(".")

@@ -8,7 +8,8 @@ from django import forms
 from connections.drivers import SourceColumn, TableInfo
 from connections.models import Connection, ConnectionFailed, SensitiveColumn
 from exports import options as export_options
-from exports.engine import masking, selection, types
+from exports import selection
+from exports.engine import column_kinds, masking
 from exports.jobs import BadRequest
 
 # The modes of exports.options.VALIDATION_MODES as the page offers them, the default first.
@@ -198,7 +199,7 @@ def column_panel(connection, schema: str, table: str, sent: dict | None = None) 
             exported=not policy or policy.action != SensitiveColumn.Action.EXCLUDE,
             mask=default_mask,
             truncatable=not masking.problem({"method": "truncate"}, arrow_type),
-            dated=types.is_date_or_timestamp(arrow_type),
+            dated=column_kinds.is_date_or_timestamp(arrow_type),
         )
         if sent is not None:
             row.exported = column.name in sent["columns"]
@@ -218,11 +219,11 @@ def column_panel(connection, schema: str, table: str, sent: dict | None = None) 
 
 def filter_refusal(user, connection, schema: str, table: str, row_filter: str) -> str:
     """Why an export of the table with this row filter would be refused ('' if it would
-    not): the very check, and sentence, of the export (exports.engine.selection)."""
+    not): the very check, and sentence, of the export (exports.selection)."""
     try:
         selection.resolve(
             user, connection, [(schema, table)], {(schema, table): {"filter": row_filter}}
         )
-    except selection.SelectionRefused as refusal:
+    except BadRequest as refusal:
         return str(refusal)
     return ""

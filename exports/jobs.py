@@ -10,18 +10,9 @@ from accounts import roles
 from audit.models import AuditEvent, record
 from connections.models import Connection
 from exports import options as export_options
-from exports.engine import selection
 from exports.engine.run import explain_os_error
 from exports.models import ExportJob, FolderRefused, reserved_folder_name
-
-
-class BadRequest(Exception):
-    """The export asked for cannot start; the message says what to change, and `field`
-    which input it is about (as the API names it: "out", "options.parallel"...)."""
-
-    def __init__(self, message: str, field: str = "tables"):
-        super().__init__(message)
-        self.field = field
+from exports.selection import BadRequest, resolve
 
 
 def create_job(
@@ -43,7 +34,7 @@ def create_job(
     its TableRun, which then fails with a clear message, so the other tables go on.
     `selections` ({(schema, table): {"columns", "exclude", "filter", "masks"}}) and the
     connection's sensitive-column policies are checked against the source first (see
-    exports.engine.selection); `allow_sensitive` ("s.t.c" or "*") is for ADU Admins only.
+    exports.selection); `allow_sensitive` ("s.t.c" or "*") is for ADU Admins only.
     """
     if not Connection.objects.usable_by(owner).filter(pk=connection.pk).exists():
         raise BadRequest(f"There is no connection named '{connection.name}'.", "connection")
@@ -92,12 +83,7 @@ def create_job(
     chosen = list(dict.fromkeys(t for t in chosen if t not in excluded))
     if not chosen and not queries:
         raise BadRequest("There is nothing to export: no table was selected.")
-    try:
-        chosen, specs = selection.resolve(
-            owner, connection, chosen, selections or {}, queries, allow_sensitive
-        )
-    except selection.SelectionRefused as error:
-        raise BadRequest(str(error), error.field) from None
+    chosen, specs = resolve(owner, connection, chosen, selections or {}, queries, allow_sensitive)
     try:
         job = ExportJob.create_with_tables(owner, connection, chosen, options, out, specs)
     except FolderRefused as error:

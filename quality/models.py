@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from exports.engine import types
+from exports.engine import column_kinds
 
 
 class RuleQuerySet(models.QuerySet):
@@ -178,7 +178,7 @@ class Rule(models.Model):
 
     def not_applicable(self, arrow_type: pa.DataType) -> str:
         """Why this rule cannot check a column exported as `arrow_type` ('' when it can)."""
-        if self.kind == self.Kind.NO_GAPS and not types.is_date_or_timestamp(arrow_type):
+        if self.kind == self.Kind.NO_GAPS and not column_kinds.is_date_or_timestamp(arrow_type):
             return f"'No gaps' needs a date or timestamp column; {self.column} is exported as {arrow_type}."
         if self.kind == self.Kind.REGEX and not pa.types.is_string(arrow_type):
             return f"A pattern checks text; {self.column} is exported as {arrow_type}."
@@ -235,8 +235,8 @@ def typed_value(text: str, arrow_type: pa.DataType):
 
 def _is_ordered(arrow_type: pa.DataType) -> bool:
     return (
-        types.is_number(arrow_type)
-        or types.is_date_or_timestamp(arrow_type)
+        column_kinds.is_number(arrow_type)
+        or column_kinds.is_date_or_timestamp(arrow_type)
         or pa.types.is_time(arrow_type)
         or pa.types.is_string(arrow_type)
     )

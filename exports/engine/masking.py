@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from django.conf import settings
 
-from exports.engine import types
+from exports.engine import column_kinds
 
 METHODS = ("null", "hash", "redact", "truncate")
 REDACTED = "[redacted]"
@@ -56,7 +56,7 @@ def mask(array: pa.Array, spec: dict, key: bytes) -> pa.Array:
         present = pc.is_valid(array)
         return pc.if_else(present, pa.scalar(REDACTED), pa.scalar(None, pa.string()))
     if method == "truncate":
-        if types.is_date_or_timestamp(array.type):
+        if column_kinds.is_date_or_timestamp(array.type):
             return pc.floor_temporal(array, unit="month")
         return pc.round(array, ndigits=spec.get("precision", 0), round_mode="towards_zero")
     # One HMAC per distinct value of the batch, not per row: columns worth hashing
@@ -96,4 +96,4 @@ def _texts(array: pa.Array) -> pa.Array:
 
 
 def _truncatable(arrow_type: pa.DataType) -> bool:
-    return types.is_number(arrow_type) or types.is_date_or_timestamp(arrow_type)
+    return column_kinds.is_number(arrow_type) or column_kinds.is_date_or_timestamp(arrow_type)

@@ -19,9 +19,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from connections import drivers
+from connections.drivers.base import DoesNotFit
 from connections.models import ConnectionFailed
-from exports import manifest
-from exports.engine import masking, memory, selection, types
+from exports import manifest, selection
+from exports.engine import column_kinds, masking, memory
 from exports.engine.anomaly import anomalies
 from exports.engine.parquet import TableWriter
 from exports.engine.profile import Profiler
@@ -318,7 +319,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
             try:
                 writer = _write(run, plans, target, source, block_bytes)
                 break
-            except (pa.ArrowInvalid, types.DoesNotFit) as error:
+            except (pa.ArrowInvalid, DoesNotFit) as error:
                 _close(sessions[1:])  # this attempt's readers; `first` serves the next one
                 del sessions[1:]
                 if "straddl" in str(error) and block_bytes < MAX_BLOCK_BYTES:
@@ -331,7 +332,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                         "read",
                     ) from None
                 plan = _column_of(error, plans)
-                if plan is None or not types.can_fall_back(plan):
+                if plan is None or not column_kinds.can_fall_back(plan):
                     raise TableFailed(_explain(error, connection, run), "read") from None
                 fallback[plan.name] = _reason(error)
                 job_log(job, run).info("column %s falls back to text", plan.name)
@@ -414,7 +415,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
     ]
     schema = pa.schema(fields, metadata={"adu.table": f"{run.schema}.{run.table}"})
     max_mb = job.option("max_file_mb")
-    profiler = Profiler(schema, {p.name for p in plans if types.is_ordered(p)})
+    profiler = Profiler(schema, {p.name for p in plans if column_kinds.is_ordered(p)})
     writer = TableWriter(
         schema,
         target,
@@ -533,7 +534,7 @@ def _close(sessions):
 
 def _column_of(error, plans):
     """The plan of the column whose value did not fit, from either kind of error."""
-    if isinstance(error, types.DoesNotFit):
+    if isinstance(error, DoesNotFit):
         return next(p for p in plans if p.name == error.column)
     match = _CSV_COLUMN.search(str(error))
     return plans[int(match.group(1))] if match else None
@@ -541,7 +542,7 @@ def _column_of(error, plans):
 
 def _reason(error) -> str:
     # The parser quotes the offending value; the manifest must not carry data.
-    text = error.reason if isinstance(error, types.DoesNotFit) else str(error)
+    text = error.reason if isinstance(error, DoesNotFit) else str(error)
     text = re.sub(r"'.*'", "a value", _CSV_COLUMN.sub("", text)).strip(": ")
     return f"a value does not fit the native type ({text})"
 

@@ -87,24 +87,3 @@ def test_running_a_job_changes_nothing_under_the_checkouts_var(client, owner, so
     client.force_login(owner)
     assert client.get(reverse("job_log_download", args=[job.pk])).status_code == 200
     assert snapshot() == before
-
-
-@pytest.mark.django_db
-def test_the_migration_keeps_an_existing_jobs_log_under_its_new_name(owner, source_db, settings):
-    import importlib
-
-    from django.apps import apps
-
-    from exports.models import ExportJob
-
-    migration = importlib.import_module("exports.migrations.0011_job_log_token")
-    job = ExportJob.objects.create(
-        owner=owner, connection=source_db.connection(owner), output_dir="a", log_token=""
-    )
-    old = Path(settings.JOB_LOG_DIR) / f"job-{job.pk}.log"
-    old.parent.mkdir(parents=True, exist_ok=True)
-    old.write_text("the job's lines\n")
-    migration.give_each_job_its_log(apps, None)
-    job.refresh_from_db()
-    assert len(job.log_token) == 16 and not old.exists()
-    assert log_path(job).read_text() == "the job's lines\n"

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('connections', '0001_initial'),
+        ('connections', '0001_squashed_0005_labels'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -7,7 +7,7 @@ from django.core.management.base import CommandError
 from adu_site.commands import AduCommand
 from connections.models import Connection
 from exports import options as export_options
-from exports.engine import selection
+from exports import selection
 from exports.engine.run import run_job
 from exports.job_display import Progress, exit_code, job_data, job_text, wait_for
 from exports.jobs import BadRequest, create_job
@@ -98,7 +98,7 @@ class Command(AduCommand):
             requests = selection.parse_requests(
                 options["columns"], options["exclude_columns"], options["where"], options["mask"]
             )
-        except selection.SelectionRefused as error:
+        except BadRequest as error:
             raise CommandError(str(error)) from None
         try:
             job = create_job(

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import ensure_admin
+from accounts.users import ensure_admin
 from connections.demo import DEMO_PORT, start_demo
 from connections.localpg import LocalPostgresError
 

@@ -5,8 +5,7 @@ not fit). Each driver's own type mapping is in its package (connections/drivers/
 
 import pyarrow as pa
 
-# DoesNotFit: exports.engine.run names it as types.DoesNotFit.
-from connections.drivers.base import NATIVE, ColumnPlan, DoesNotFit  # noqa: F401
+from connections.drivers.base import NATIVE, ColumnPlan
 
 
 def is_number(arrow_type: pa.DataType) -> bool:

@@ -15,33 +15,35 @@ from exports.engine import masking
 QUERY_SCHEMA = "queries"  # TableRuns of saved queries: queries.<name>
 
 
-class SelectionRefused(Exception):
-    """The selection cannot be exported as asked; one sentence for the user, and which
-    input it is about (as the API names it)."""
+class BadRequest(Exception):
+    """The export asked for cannot start; the message says what to change, and `field`
+    which input it is about (as the API names it: "out", "options.parallel"...). Raised
+    by the checks here and by exports.jobs.create_job."""
 
-    def __init__(self, message: str, field: str = "selections"):
+    def __init__(self, message: str, field: str = "tables"):
         super().__init__(message)
         self.field = field
 
 
 def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensitive=()):
     """(tables, specs): `tables` plus the saved queries as ("queries", name), and the spec
-    of each (schema, table) that has one. SelectionRefused if anything is wrong."""
+    of each (schema, table) that has one. BadRequest if anything is wrong."""
     policies = list(SensitiveColumn.objects.filter(connection=connection))
     allowed = set(allow_sensitive)
     if allowed and not roles.is_admin(owner):
-        raise SelectionRefused(
+        raise BadRequest(
             "Only an ADU Admin may allow sensitive columns to leave unmasked.", "allow_sensitive"
         )
     unknown = set(requests) - set(tables)
     if unknown:
         schema, table = sorted(unknown)[0]
-        raise SelectionRefused(
-            f"Columns or a filter were given for {schema}.{table}, which is not exported."
+        raise BadRequest(
+            f"Columns or a filter were given for {schema}.{table}, which is not exported.",
+            "selections",
         )
     names = {(QUERY_SCHEMA, q.name) for q in queries}
     if names & set(tables):
-        raise SelectionRefused(
+        raise BadRequest(
             f"A table {QUERY_SCHEMA}.{sorted(names & set(tables))[0][1]} and a saved query "
             "have the same name; export one of them in another job.",
             "queries",
@@ -52,7 +54,7 @@ def resolve(owner, connection, tables, requests: dict, queries=(), allow_sensiti
         db = driver.connect(connection)
     except ConnectionFailed as error:
         if needs_source:
-            raise SelectionRefused(str(error)) from None
+            raise BadRequest(str(error), "selections") from None
         return list(tables), {}  # each table then fails in its own run
     try:
         # A view is held to the policies of what it reads, and runs only safe functions.
@@ -105,7 +107,7 @@ def recheck(job) -> dict:
                     else _check_relation(driver, db, run.schema, run.table, views[name])
                 )
                 _hold_reads(label, reads, policies, spec.get("sensitive", {}), job.owner)
-            except (BadSelection, SelectionRefused) as error:
+            except (BadSelection, BadRequest) as error:
                 refused[run] = (
                     f"{label}: {error}" if isinstance(error, BadSelection) else str(error)
                 )
@@ -138,7 +140,7 @@ def _hold_reads(label, reads, policies, allowed, owner) -> dict:
             continue
         key = ".".join(read)
         if "*" not in allowed and key not in allowed:
-            raise SelectionRefused(
+            raise BadRequest(
                 f"The {label} reads {key}, which is sensitive ({policy.pattern}); "
                 "only an ADU Admin may allow that for a job (allow_sensitive).",
                 "queries" if what == "query" else "selections",
@@ -173,11 +175,11 @@ def _spec(driver, db, name, request, query, policies, allowed, owner, view, rela
             reads = _check_relation(driver, db, schema, table, view)
             columns = driver.columns(db, schema, table)
     except BadSelection as error:
-        raise SelectionRefused(f"{label}: {error}", "queries" if query else "selections") from None
+        raise BadRequest(f"{label}: {error}", "queries" if query else "selections") from None
     except ConnectionFailed as error:
         if not request and not query:
             return {}  # a missing table fails in its own run, with the others going on
-        raise SelectionRefused(str(error), "queries" if query else "selections") from None
+        raise BadRequest(str(error), "queries" if query else "selections") from None
     finally:
         db.rollback()
     sensitive = _hold_reads(label, reads, policies, allowed, owner)
@@ -185,17 +187,17 @@ def _spec(driver, db, name, request, query, policies, allowed, owner, view, rela
     include, exclude = request.get("columns") or [], request.get("exclude") or []
     missing = [c for c in [*include, *exclude] if c not in types]
     if missing:
-        raise SelectionRefused(f"{label} has no column {', '.join(missing)}.")
+        raise BadRequest(f"{label} has no column {', '.join(missing)}.", "selections")
     selected = [
         c.name for c in columns if (not include or c.name in include) and c.name not in exclude
     ]
     masks = dict(request.get("masks") or {})
     for column, mask in masks.items():
         if column not in selected:
-            raise SelectionRefused(f"{label}: {column} is masked but not exported.")
+            raise BadRequest(f"{label}: {column} is masked but not exported.", "selections")
         problem = masking.problem(mask, types[column])
         if problem:
-            raise SelectionRefused(f"{label}, column {column}: {problem}")
+            raise BadRequest(f"{label}, column {column}: {problem}", "selections")
     for column in list(selected):
         policy = policy_of(schema, table, column)
         if policy is None:
@@ -207,10 +209,11 @@ def _spec(driver, db, name, request, query, policies, allowed, owner, view, rela
         elif column in masks:
             method = masks[column]["method"]
             if STRENGTH[method] < STRENGTH[policy.action]:
-                raise SelectionRefused(
+                raise BadRequest(
                     f"{label}, column {column}: its policy ({policy.pattern}) asks for "
                     f"'{policy.action}', and a mask may only be as strong or stronger "
-                    f"({STRENGTH_ORDER})."
+                    f"({STRENGTH_ORDER}).",
+                    "selections",
                 )
             sensitive[column] = f"sensitive ({policy.pattern}): masked ({method})"
         elif policy.action == SensitiveColumn.Action.EXCLUDE:
@@ -220,15 +223,15 @@ def _spec(driver, db, name, request, query, policies, allowed, owner, view, rela
             masks[column] = {"method": policy.action}
             sensitive[column] = f"sensitive ({policy.pattern}): masked ({policy.action})"
     if not selected:
-        raise SelectionRefused(f"{label}: no column is left to export.")
+        raise BadRequest(f"{label}: no column is left to export.", "selections")
     row_filter = (request.get("filter") or "").strip()
     if row_filter:
         if query:
-            raise SelectionRefused(f"{label}: write the condition into the query itself.")
+            raise BadRequest(f"{label}: write the condition into the query itself.", "selections")
         try:
             checked_filter = driver.check_filter(db, schema, table, row_filter)
         except BadSelection as error:
-            raise SelectionRefused(f"{label}: {error}") from None
+            raise BadRequest(f"{label}: {error}", "selections") from None
         finally:
             db.rollback()
         # A filter that names a sensitive column tells its values row by row.
@@ -237,10 +240,11 @@ def _spec(driver, db, name, request, query, policies, allowed, owner, view, rela
             if policy is None:
                 continue
             if not is_allowed(schema, table, column):
-                raise SelectionRefused(
+                raise BadRequest(
                     f"The filter of {label} reads {column}, which is sensitive "
                     f"({policy.pattern}); only an ADU Admin may allow that for a job "
-                    "(allow_sensitive)."
+                    "(allow_sensitive).",
+                    "selections",
                 )
             sensitive.setdefault(
                 column,
@@ -268,7 +272,7 @@ def parse_requests(columns=(), exclude_columns=(), filters=(), masks=()) -> dict
         name, colon, rest = text.partition(":")
         schema, dot, table = name.strip().partition(".")
         if not colon or not dot or not schema or not table or not rest.strip():
-            raise SelectionRefused(f"{option} takes SCHEMA.TABLE:..., not '{text}'.")
+            raise BadRequest(f"{option} takes SCHEMA.TABLE:..., not '{text}'.", "selections")
         return requests.setdefault((schema, table), {}), rest.strip()
 
     for text in columns:
@@ -285,14 +289,16 @@ def parse_requests(columns=(), exclude_columns=(), filters=(), masks=()) -> dict
         column, equals, how = rest.partition("=")
         method, _, precision = how.partition(":")
         if not equals or not column.strip() or not method.strip():
-            raise SelectionRefused(f"--mask takes SCHEMA.TABLE:COLUMN=METHOD, not '{text}'.")
+            raise BadRequest(
+                f"--mask takes SCHEMA.TABLE:COLUMN=METHOD, not '{text}'.", "selections"
+            )
         mask = {"method": method.strip()}
         if precision.strip():
             try:
                 mask["precision"] = int(precision)
             except ValueError:
-                raise SelectionRefused(
-                    f"The precision in '{text}' is not a whole number."
+                raise BadRequest(
+                    f"The precision in '{text}' is not a whole number.", "selections"
                 ) from None
         request.setdefault("masks", {})[column.strip()] = mask
     return requests
