@@ -20,9 +20,15 @@ test: system-postgres system-redis system-browser $(VENV)/.dev lint lint-docker
 	$(PY) -m pytest
 	$(PY) -m pytest -p tests.backends --backends postgres-redis -m jobs
 
+# django-stubs loads the settings, which would make (and announce) keys: these are
+# throwaway values for the type check alone.
+MYPY_KEYS := ADU_SECRET_KEY=$$(printf 'k%.0s' $$(seq 50)) ADU_MASKING_KEY=$$(printf 'm%.0s' $$(seq 32)) \
+	ADU_FERNET_KEYS=$$(printf 'f%.0s' $$(seq 43))=
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(MYPY_KEYS) $(VENV)/bin/mypy
 
 # No Docker engine runs here: the files are linted, not run (see the README).
 lint-docker: $(VENV)/.dev system-compose
@@ -36,25 +42,50 @@ bench: system-postgres $(VENV)/.bench
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-# native/: ADU's binary COPY decoder, a C extension built here (see its source).
+# The locks requirements/{base,dev,bench}.txt pin every package with its hashes, and pip
+# installs them with --require-hashes. native/: ADU's binary COPY decoder, a C extension
+# built here (see its source); it has no hash, so it is installed on its own, built by the
+# locked setuptools (--no-build-isolation: no unlocked build dependency is fetched).
 NATIVE := native/adu_pgcopy.c native/setup.py native/pyproject.toml
+PIP_LOCKED := $(PIP) install --require-hashes -r
+PIP_NATIVE := $(PIP) install --no-deps --no-build-isolation ./native
 
 $(VENV)/.base: requirements/base.txt $(NATIVE) | system-build $(VENV)/bin/python
-	$(PIP) install -r requirements/base.txt ./native
+	$(PIP_LOCKED) requirements/base.txt
+	$(PIP_NATIVE)
 	touch $@
 
 $(VENV)/.dev: requirements/dev.txt requirements/base.txt $(NATIVE) | system-build $(VENV)/bin/python
-	$(PIP) install -r requirements/dev.txt ./native
+	$(PIP_LOCKED) requirements/dev.txt
+	$(PIP_NATIVE)
 	touch $(VENV)/.base $@
 
 $(VENV)/.bench: requirements/bench.txt $(VENV)/.dev
-	$(PIP) install -r requirements/bench.txt
+	$(PIP_LOCKED) requirements/bench.txt
 	touch $@
 
+# Needs the package index. requirements/*.in are edited by hand; `make lock` compiles them
+# with uv (from dev.txt) into the locks for the wheelhouse's target (CPython 3.11 on
+# Linux x86_64, glibc 2.36), base first, since dev.in keeps base.txt's versions (-c) and
+# bench.in dev.txt's. A version already locked stays unless its .in asks for another:
+# LOCK_OPTIONS=--upgrade (or --upgrade-package NAME) moves the rest to the newest.
+UV ?= $(VENV)/bin/uv
+LOCK_OPTIONS ?=
+LOCK = $(UV) pip compile --quiet --generate-hashes --python-version $(WHEEL_PYTHON) \
+	--python-platform $(WHEEL_ARCH)-manylinux_2_$(WHEEL_GLIBC) \
+	--custom-compile-command "make lock" $(LOCK_OPTIONS)
+
+.PHONY: lock
+lock: | $(VENV)/.dev
+	$(LOCK) requirements/base.in -o requirements/base.txt
+	$(LOCK) requirements/dev.in -o requirements/dev.txt
+	$(LOCK) requirements/bench.in -o requirements/bench.txt
+
 # Offline install. On a connected machine, `make wheelhouse` downloads every wheel of
-# requirements/ (bench includes dev includes base) for the target: CPython 3.11 on Linux
-# x86_64 with glibc up to 2.36 (Debian 12). Inside, `make install-offline` builds .venv
-# from wheelhouse/ alone (OFFLINE_REQUIREMENTS=requirements/dev.txt for the tests).
+# the locks (bench includes dev includes base), hash-checked, for the target: CPython 3.11
+# on Linux x86_64 with glibc up to 2.36 (Debian 12), and builds native/'s wheel. Inside,
+# `make install-offline` builds .venv from wheelhouse/ alone, with the same hashes
+# (OFFLINE_REQUIREMENTS=requirements/dev.txt for the tests).
 WHEEL_PYTHON ?= 3.11
 WHEEL_ARCH ?= x86_64
 WHEEL_GLIBC ?= 36
@@ -63,14 +94,15 @@ WHEEL_PLATFORMS := manylinux2014_$(WHEEL_ARCH) \
 OFFLINE_REQUIREMENTS ?= requirements/base.txt
 
 wheelhouse: | $(VENV)/bin/python
-	$(PIP) download --dest wheelhouse \
+	$(PIP) download --dest wheelhouse --require-hashes \
 	  --only-binary=:all: --implementation cp --python-version $(WHEEL_PYTHON) \
-	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) -r requirements/bench.txt setuptools
+	  $(addprefix --platform ,$(WHEEL_PLATFORMS)) -r requirements/bench.txt
 	$(PIP) wheel --no-deps --wheel-dir wheelhouse ./native
 	@echo "wheelhouse/: $$(ls wheelhouse/*.whl | wc -l) wheels, $$(du -sh wheelhouse | cut -f1)"
 
 install-offline: | $(VENV)/bin/python
-	$(PIP) install --no-index --find-links wheelhouse -r $(OFFLINE_REQUIREMENTS) adu-pgcopy
+	$(PIP) install --no-index --find-links wheelhouse --require-hashes -r $(OFFLINE_REQUIREMENTS)
+	$(PIP) install --no-index --find-links wheelhouse --no-deps adu-pgcopy
 	touch $(VENV)/.base
 	@[ "$(OFFLINE_REQUIREMENTS)" = requirements/base.txt ] || touch $(VENV)/.dev
 

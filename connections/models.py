@@ -5,6 +5,7 @@ import fnmatch
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,6 +14,9 @@ from django.db import models
 from accounts import roles
 from adu_site import redaction
 from connections.crypto import EncryptedTextField, Sealed
+
+if TYPE_CHECKING:
+    from connections.drivers.base import Driver
 
 DEFAULT_PORTS = {"postgresql": 5432, "greenplum": 5432, "vertica": 5433}
 
@@ -384,7 +388,7 @@ class Connection(models.Model):
         jobs = self.export_jobs.visible_to(user)
         return jobs.select_related("connection").with_progress()[:limit]
 
-    def driver(self):
+    def driver(self) -> "Driver":
         """The driver module for this connection's kind."""
         from connections import drivers
 

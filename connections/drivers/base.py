@@ -6,7 +6,7 @@ engine gets it from `Connection.driver()` and calls its functions, so the interf
 `typing.Protocol` that a module satisfies by having these attributes.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,13 +28,14 @@ class Driver(Protocol):
     `db` is a session from `connect` or `join_snapshot`. A driver that cannot do a thing
     (Vertica: row filters, queries) still has the function and refuses with BadSelection,
     so its count_rows and read_batches are never asked for a filter or a query and take
-    neither.
+    neither: `row_filter` and `query` are not part of this interface. A driver that has
+    them (PostgreSQL) takes them as keywords, passed only when a table's spec asks.
     """
 
     # The read budget of one batch: a row longer than this cannot be read in one block.
     CSV_BLOCK_BYTES: int
 
-    def connect(self, connection, **settings) -> Any:
+    def connect(self, connection) -> Any:
         """A DB-API session, read-only for its whole life; ConnectionFailed otherwise."""
 
     def test(self, connection) -> "LinkReport": ...
@@ -49,7 +50,7 @@ class Driver(Protocol):
     def columns(self, db, schema: str, table: str) -> list["SourceColumn"]: ...
 
     def plan(
-        self, column: "SourceColumn", fallback: bool = False, money_scale: int = 2
+        self, column: "SourceColumn", fallback: bool = False, *, money_scale: int = 2
     ) -> "ColumnPlan":
         """How the column is read and held; `fallback` forces the lossless text form."""
 
@@ -61,9 +62,7 @@ class Driver(Protocol):
     ) -> Any:
         """A session that reads what the snapshot shows."""
 
-    def count_rows(
-        self, db, schema: str, table: str, row_filter: str = "", query: str = ""
-    ) -> int: ...
+    def count_rows(self, db, schema: str, table: str) -> int: ...
 
     def check_filter(
         self, db, schema: str, table: str, expression: str
@@ -105,10 +104,9 @@ class Driver(Protocol):
         readers: int = 1,
         pages: int | None = None,
         block_bytes: int = ...,
-        row_filter: str = "",
-        query: str = "",
-    ) -> Iterator[pa.RecordBatch]:
-        """Arrow record batches of bounded size, in the plans' read types."""
+    ) -> Generator[pa.RecordBatch, None, None]:
+        """Arrow record batches of bounded size, in the plans' read types; close() stops
+        the reads."""
 
     def explain(self, error: BaseException, connection, table: str = "") -> str:
         """One sentence for the user, never a secret or source data."""

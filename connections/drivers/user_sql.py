@@ -18,6 +18,7 @@ schema is never the one called. The driver checks the plan too (a second line).
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NoReturn, cast
 
 from pglast import ast, parser
 from pglast.enums import A_Expr_Kind, BoolExprType, SQLValueFunctionOp, SubLinkType
@@ -169,10 +170,11 @@ def _check_filter(text: str, columns) -> CheckedFilter:
         for name, value in _fields(stmt)
         if name not in ("targetList", "limitOption", "op", "all", "groupDistinct")
     }
-    if extra or len(stmt.targetList or ()) != 1 or stmt.targetList[0].name:
+    targets = stmt.targetList or ()
+    if extra or len(targets) != 1 or targets[0].name:
         raise BadSelection("The filter is one condition, not a list or a query.")
     checker = _Checker("filter", SCALAR_FUNCTIONS)
-    expression = checker.visit(stmt.targetList[0].val)
+    expression = checker.visit(targets[0].val)
     if columns is not None:
         unknown = sorted(checker.columns - set(columns))
         if unknown:
@@ -180,8 +182,8 @@ def _check_filter(text: str, columns) -> CheckedFilter:
                 f"The filter names {unknown[0]}, which is not a column of the table."
             )
     deparsed = RawStream()(expression)
-    again = _one_select(deparsed, "filter", prefix="SELECT ").targetList[0].val
-    if again != expression:
+    again = _one_select(deparsed, "filter", prefix="SELECT ").targetList
+    if again is None or again[0].val != expression:
         raise BadSelection("The filter cannot be written back exactly; simplify it.")
     return CheckedFilter(deparsed, frozenset(checker.columns))
 
@@ -244,7 +246,7 @@ class _Checker:
         self.depth = 0
         self.allowed = _EXPRESSION_NODES + (_QUERY_NODES if what == "query" else ())
 
-    def refuse(self, part: str):
+    def refuse(self, part: str) -> NoReturn:
         raise BadSelection(f"The {self.what} {part}; {self._rule()}.")
 
     def _rule(self) -> str:
@@ -281,7 +283,8 @@ class _Checker:
         if self.what == "filter":
             if len(node.fields) != 1 or len(names) != 1:
                 self.refuse("names a column with its table or as *; name the column alone")
-            self.columns.add(names[0])
+            # pglast types String.sval as optional; a parsed name always has it.
+            self.columns.add(cast(str, names[0]))
 
     def _operator(self, names) -> tuple:
         """pg_catalog.<operator>, or a refusal if it is not a built-in one on the list."""
@@ -398,6 +401,7 @@ class _Checker:
             # plan that names the table's columns by their own names, not the aliases.
             alias, node.alias = node.alias, None
             inner = parser.parse_sql("SELECT * FROM t")[0].stmt
+            assert isinstance(inner, ast.SelectStmt)
             inner.fromClause = (node,)
             return ast.RangeSubselect(lateral=False, subquery=inner, alias=alias)
 

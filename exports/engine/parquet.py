@@ -98,8 +98,8 @@ class TableWriter:
         self._pending_bytes = 0
         self._encoding: deque[futures.Future] = deque()  # row groups, in file order
         self._pool: futures.ThreadPoolExecutor | None = None
-        self._sink = None
-        self._path = None
+        self._sink: _HashingFile | None = None
+        self._path: Path | None = None
         self._footer: parquet_join.Struct | None = None  # a group's own footer: schema, metadata
         self._groups: list[parquet_join.Struct] = []  # of the current file, at their offsets in it
         self._rows = 0  # in the current file
@@ -170,9 +170,11 @@ class TableWriter:
         self, body: memoryview, group_footer: parquet_join.Struct, rows: int, distinct: dict
     ):
         for name, values in distinct.items():
+            assert self.profiler is not None  # distinct values are counted for a profiler only
             self.profiler.add_distinct(name, values)
         if self._sink is None:
             self._open()
+        assert self._sink is not None
         [group] = parquet_join.row_groups(group_footer)
         # The group's bytes start after its file's 4-byte magic; here, at the sink's end.
         self._groups.append(parquet_join.moved(group, self._sink.size - 4, len(self._groups)))
@@ -215,6 +217,7 @@ class TableWriter:
     def _finish_file(self):
         if self._sink is None:
             return
+        assert self._path is not None and self._footer is not None  # an open file has both
         self._sink.write(parquet_join.footer_bytes(self._footer, self._groups, self._rows))
         self._sink.close()
         part = self._path.with_name(self._path.name + ".part")

@@ -110,7 +110,7 @@ def row_group_distinct(
     """The distinct values of `columns` (name: Parquet leaf) in one row group: `table`,
     encoded as the Parquet file `encoded` whose only row group is `group`. None for a
     column with more than DISTINCT_LIMIT."""
-    found = {}
+    found: dict[str, pa.Array | None] = {}
     for name, leaf in columns.items():
         array = table.column(name)
         if isinstance(array.type, pa.BaseExtensionType):

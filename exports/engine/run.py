@@ -10,7 +10,6 @@ from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from types import ModuleType
 
 import pyarrow as pa
 from django.conf import settings
@@ -219,7 +218,7 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
     job = run.job
     log = job_log(job, run)
     log.info("started (attempt %s)", job.attempt)
-    sessions = []
+    sessions: list = []  # the driver's sessions this table reads with (_export adds them)
     try:
         with heartbeat(run, on_cancel=lambda: drivers.interrupt(sessions)):
             if job.cancel_requested_now():
@@ -338,8 +337,8 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                 job_log(job, run).info("column %s falls back to text", plan.name)
     except BaseException as error:
         if counting is not None:
-            if counting.done() and isinstance(counting.exception(), TableFailed):
-                raise counting.exception() from error  # it failed first, on its own
+            if counting.done() and isinstance(failure := counting.exception(), TableFailed):
+                raise failure from error  # it failed first, on its own
             drivers.interrupt(sessions[:1])  # the count has no reason to go on
         raise
     finally:
@@ -387,7 +386,7 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
 class _Source:
     """What a table's export learned of its source: the same for each attempt to read it."""
 
-    driver: ModuleType  # one of connections/drivers
+    driver: drivers.Driver  # one of connections/drivers
     open_session: Callable[[], object]  # a session that sees the job's snapshot
     pages: int | None
     distinct: dict[str, int]  # the server's estimates, per column

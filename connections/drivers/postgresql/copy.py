@@ -13,7 +13,7 @@ import functools
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import adu_pgcopy
 import psycopg2
@@ -43,7 +43,7 @@ def read_batches(
     block_bytes: int = CSV_BLOCK_BYTES,
     row_filter: str = "",
     query: str = "",
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     """Arrow batches of the table (or of `query`'s result) for its column plans, read over
     `readers` sessions opened by `open_session`, keeping only rows that meet `row_filter`
     (checked before).
@@ -54,7 +54,7 @@ def read_batches(
     """
     relation = selection.from_clause(schema, table, query)
     if query or readers <= 1 or not pages or pages < SPLIT_MIN_PAGES:
-        ranges = [[]]
+        ranges: list[list[sql.Composed]] = [[]]
     else:
         bounds = [pages * i // readers for i in range(readers + 1)]
         ranges = [

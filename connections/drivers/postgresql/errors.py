@@ -137,7 +137,7 @@ def safe_reason(error: psycopg2.Error, reading_rows: bool = False) -> str:
         return "a table it reads is locked by another session (an ACCESS EXCLUSIVE lock)"
     if _may_quote_data(error) or (reading_rows and error.pgcode not in (None, "42501")):
         # Reading rows, even a "name" may be a value: 'x'::regclass fails with 42P01.
-        return _condition(error.pgcode)
+        return _condition(error.pgcode or "")  # a code on both paths here
     return " ".join((error.diag.message_primary or _first_line(str(error))).split()).rstrip(".")
 
 
@@ -149,7 +149,7 @@ TELLING_CLASSES = ("42", "0A", "53", "54", "25")
 def _may_quote_data(error: BaseException) -> bool:
     """Whether the error's message may carry source data: it is not of a telling class,
     or a function raised it (its context names the function; RAISE takes any SQLSTATE)."""
-    code = getattr(error, "pgcode", None)
+    code: str = getattr(error, "pgcode", None) or ""
     diag = getattr(error, "diag", None)
     return bool(code) and (code[:2] not in TELLING_CLASSES or bool(diag and diag.context))
 

@@ -52,7 +52,7 @@ _NUMERIC_MAX_PRECISION = 76
 
 def plan(column: SourceColumn, fallback: bool = False, money_scale: int = 2) -> ColumnPlan:
     """The plan of one column; `fallback` forces the lossless text form."""
-    ident = sql.Identifier(column.name)
+    ident: sql.Composable = sql.Identifier(column.name)
     base = column.base_type
     if fallback:
         if base == "money":

@@ -2,7 +2,7 @@
 binary format, are taken from the cursor one by one into batches bounded by bytes and rows,
 and each batch becomes Arrow (connections.drivers.vertica.types)."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 
 import pyarrow as pa
 
@@ -33,7 +33,7 @@ def read_batches(
     readers: int = 1,
     pages: int | None = None,
     block_bytes: int = BATCH_BYTES,
-) -> Iterator[pa.RecordBatch]:
+) -> Generator[pa.RecordBatch, None, None]:
     """Arrow batches of the table at the session's epoch, of bounded size.
 
     Rows are taken one at a time from the cursor (vertica-python reads one message per
@@ -45,6 +45,7 @@ def read_batches(
     session = open_session()
     columns = ", ".join(read.sql for read in select_list)
     fixed = 8 * len(select_list)
+    rows: list[list]  # as vertica-python returns them
     with session.cursor() as cur:
         cur.execute(f"{session.at()}SELECT {columns} FROM {relation(schema, table)}")
         while True:

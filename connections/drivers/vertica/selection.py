@@ -1,10 +1,12 @@
 """Row filters, queries and views on a Vertica source: not available yet (PostgreSQL checks
 them against its plans; Vertica's are not read yet), so each is refused in one sentence."""
 
+from typing import NoReturn
+
 from connections.drivers.base import BadSelection, SourceColumn
 
 
-def check_filter(db, schema: str, table: str, expression: str):
+def check_filter(db, schema: str, table: str, expression: str) -> NoReturn:
     """Row filters are checked against PostgreSQL's plans; Vertica has no such check yet."""
     raise BadSelection(
         "row filters are not available for Vertica sources yet: export a view that "
@@ -12,13 +14,13 @@ def check_filter(db, schema: str, table: str, expression: str):
     )
 
 
-def check_query(db, query: str):
+def check_query(db, query: str) -> NoReturn:
     raise BadSelection(
         "saved queries are not available for Vertica sources yet: export a view instead."
     )
 
 
-def check_view(db, schema: str, view: str):
+def check_view(db, schema: str, view: str) -> NoReturn:
     check_query(db, "")
 
 

@@ -146,7 +146,9 @@ def _complex(node: dict, column: str, declared: str) -> Mapping:
         fields = [(child["name"], mapping(child, column, declared)) for child in children]
         struct = pa.struct([pa.field(name, m.arrow_type) for name, m in fields])
         converters = [(name, m.prepare) for name, m in fields if m.prepare]
-        prepare = (lambda row: _prepare_row(row, converters)) if converters else None
+        prepare: Callable[[Any], Any] | None = (
+            (lambda row: _prepare_row(row, converters)) if converters else None
+        )
         return Mapping(struct, prepare, NATIVE, any(m.may_not_fit for _, m in fields))
     element = mapping(children[0], column, declared)
     inner = element.prepare
