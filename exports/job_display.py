@@ -8,7 +8,6 @@ from django.db import connections
 
 from adu_site.commands import AduCommand, human_bytes
 from exports.models import ExportJob, JobStateError, TableRun
-from quality.validation import example_text
 
 EXIT_CODES = {ExportJob.Status.COMPLETE: 0, ExportJob.Status.COMPLETE_WITH_ERRORS: 1}
 
@@ -75,6 +74,8 @@ def current_errors(job: ExportJob) -> dict:
 
 
 def job_text(job: ExportJob, style) -> str:
+    from quality.validation import example_text  # polars and pandera: not at start-up
+
     errors = current_errors(job)
     runs = list(job.tables.all())
     lines = [f"{'TABLE':40} {'STATUS':10} {'ROWS':>12} {'SIZE':>10} {'SECONDS':>8}"]

@@ -10,8 +10,7 @@ from accounts import roles
 from audit.models import AuditEvent, record
 from connections.models import Connection
 from exports import options as export_options
-from exports.engine.run import explain_os_error
-from exports.models import ExportJob, FolderRefused, reserved_folder_name
+from exports.models import ExportJob, FolderRefused, explain_os_error, reserved_folder_name
 from exports.selection import BadRequest, resolve
 
 

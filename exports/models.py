@@ -2,6 +2,7 @@
 
 import collections
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -28,6 +29,16 @@ class JobStateError(Exception):
 class FolderRefused(Exception):
     """The job's folder cannot be had (taken by another job or on disk, or a reserved
     name); the message names it in one sentence."""
+
+
+def explain_os_error(error: OSError) -> str:
+    """What went wrong writing into the export root, in one sentence for the user."""
+    where = f" ({error.filename})" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+        return f"The disk of the export folder is full{where}."
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"ADU may not write to the export folder{where}: check its permissions."
+    return f"Writing the export failed: {error.strerror or error}{where}."
 
 
 class NoSuchFile(Http404):

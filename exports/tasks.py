@@ -1,6 +1,7 @@
 """Django-Q2 tasks: the coordinator and helpers of a job, and the sweep that recovers dead workers.
 
-Tasks get ids, never objects or credentials: the broker pickles their arguments.
+Tasks get ids, never objects or credentials: the broker pickles their arguments. The engine
+(pyarrow, polars) is imported by the tasks that run it, not by the pages that start them.
 """
 
 from datetime import timedelta
@@ -11,7 +12,6 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from audit.models import AuditEvent, record
-from exports.engine import run as engine
 from exports.joblog import job_log
 from exports.models import ExportJob, JobError, TableRun
 
@@ -35,6 +35,8 @@ def start_job(job: ExportJob, reason: str = "start"):
 
 def cancel_job(job: ExportJob, by=None) -> ExportJob:
     """Cancel a job (JobStateError if it has finished); finish it now if nothing runs."""
+    from exports.engine import run as engine
+
     job.request_cancel()
     record(AuditEvent.Action.JOB_CANCEL, user=by, obj=job)
     if not job.tables.filter(status=TableRun.Status.RUNNING).exists():
@@ -51,10 +53,14 @@ def retry_job(job: ExportJob, by=None) -> ExportJob:
 
 
 def coordinate(job_id: int, reason: str = "start"):
+    from exports.engine import run as engine
+
     engine.coordinate(job_id, spawn=_spawn_helper, reason=reason)
 
 
 def work(job_id: int, snapshot_id: str):
+    from exports.engine import run as engine
+
     engine.work(job_id, snapshot_id)
 
 
@@ -76,6 +82,8 @@ def sweep():
     then failed. A job whose coordinator stopped beating (its cluster was killed) is
     resumed once under a new snapshot, keeping the tables already exported; then failed.
     """
+    from exports.engine import run as engine
+
     engine.sweep_tables()
     stale = timezone.now() - timedelta(seconds=settings.HEARTBEAT_TIMEOUT)
     for job in ExportJob.objects.filter(status=ExportJob.Status.RUNNING, heartbeat_at__lt=stale):

@@ -1,15 +1,20 @@
 """Rules a user sets on a source table: checked on every exported row, reported per table."""
 
+from __future__ import annotations
+
 import datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
-import polars as pl
-import pyarrow as pa
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from exports.engine import column_kinds
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow and polars are imported where a rule meets a column type: Django's start-up
+# (every page, every command's --help) goes without them.
 
 
 class RuleQuerySet(models.QuerySet):
@@ -178,6 +183,10 @@ class Rule(models.Model):
 
     def not_applicable(self, arrow_type: pa.DataType) -> str:
         """Why this rule cannot check a column exported as `arrow_type` ('' when it can)."""
+        import pyarrow as pa
+
+        from exports.engine import column_kinds
+
         if self.kind == self.Kind.NO_GAPS and not column_kinds.is_date_or_timestamp(arrow_type):
             return f"'No gaps' needs a date or timestamp column; {self.column} is exported as {arrow_type}."
         if self.kind == self.Kind.REGEX and not pa.types.is_string(arrow_type):
@@ -193,6 +202,8 @@ class Rule(models.Model):
 
 def pattern_problem(pattern: str) -> str:
     """Why `pattern` is not a regular expression the checker runs ('' when it is one)."""
+    import polars as pl
+
     try:
         pl.Series([""], dtype=pl.String).str.contains(pattern)
     except Exception as error:  # polars raises ComputeError with the regex engine's reason
@@ -202,6 +213,8 @@ def pattern_problem(pattern: str) -> str:
 
 def typed_value(text: str, arrow_type: pa.DataType):
     """The rule's value written as text, as a value of the column's exported type."""
+    import pyarrow as pa
+
     text = text.strip()
     try:
         if pa.types.is_integer(arrow_type):
@@ -234,6 +247,10 @@ def typed_value(text: str, arrow_type: pa.DataType):
 
 
 def _is_ordered(arrow_type: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    from exports.engine import column_kinds
+
     return (
         column_kinds.is_number(arrow_type)
         or column_kinds.is_date_or_timestamp(arrow_type)
@@ -243,6 +260,8 @@ def _is_ordered(arrow_type: pa.DataType) -> bool:
 
 
 def _is_comparable(arrow_type: pa.DataType) -> bool:
+    import pyarrow as pa
+
     return (
         _is_ordered(arrow_type) or pa.types.is_boolean(arrow_type) or pa.types.is_binary(arrow_type)
     )

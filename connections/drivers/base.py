@@ -6,16 +6,19 @@ engine gets it from `Connection.driver()` and calls its functions, so the interf
 `typing.Protocol` that a module satisfies by having these attributes.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from connections.drivers import user_sql
+
+# pyarrow is imported where a column is read (connections.drivers.arrays): the portal's
+# pages and the commands' start-up import this module and go without it.
 
 # ColumnPlan.representation of a column held in its native Arrow type; any other value
 # describes the lossless text form the column is held in.
@@ -38,20 +41,20 @@ class Driver(Protocol):
     def connect(self, connection) -> Any:
         """A DB-API session, read-only for its whole life; ConnectionFailed otherwise."""
 
-    def test(self, connection) -> "LinkReport": ...
+    def test(self, connection) -> LinkReport: ...
 
     def is_system_schema(self, name: str) -> bool: ...
 
     def schemas(self, connection) -> list[str]:
         """Schema names the login may use, system schemas left out."""
 
-    def tables(self, connection, schema: str | None = None) -> list["TableInfo"]: ...
+    def tables(self, connection, schema: str | None = None) -> list[TableInfo]: ...
 
-    def columns(self, db, schema: str, table: str) -> list["SourceColumn"]: ...
+    def columns(self, db, schema: str, table: str) -> list[SourceColumn]: ...
 
     def plan(
-        self, column: "SourceColumn", fallback: bool = False, *, money_scale: int = 2
-    ) -> "ColumnPlan":
+        self, column: SourceColumn, fallback: bool = False, *, money_scale: int = 2
+    ) -> ColumnPlan:
         """How the column is read and held; `fallback` forces the lossless text form."""
 
     def open_snapshot(self, connection, lock_timeout: int | None = None) -> tuple[Any, str]:
@@ -64,15 +67,13 @@ class Driver(Protocol):
 
     def count_rows(self, db, schema: str, table: str) -> int: ...
 
-    def check_filter(
-        self, db, schema: str, table: str, expression: str
-    ) -> "user_sql.CheckedFilter":
+    def check_filter(self, db, schema: str, table: str, expression: str) -> user_sql.CheckedFilter:
         """What runs and the columns it reads; BadSelection unless one allowed condition."""
 
-    def check_query(self, db, query: str) -> "user_sql.CheckedQuery":
+    def check_query(self, db, query: str) -> user_sql.CheckedQuery:
         """What runs and the table columns it reads; BadSelection unless one allowed SELECT."""
 
-    def check_view(self, db, schema: str, view: str) -> "user_sql.CheckedQuery": ...
+    def check_view(self, db, schema: str, view: str) -> user_sql.CheckedQuery: ...
 
     def views(self, db, names) -> dict[tuple[str, str], str]:
         """Relations among `names` read through stored SQL: "view" or "table" (row security)."""
@@ -80,7 +81,7 @@ class Driver(Protocol):
     def relatives(self, db, names) -> dict[tuple[str, str], list[tuple[str, str]]]:
         """The parents, then the partitions and children, of each of `names`."""
 
-    def query_columns(self, db, query: str) -> list["SourceColumn"]: ...
+    def query_columns(self, db, query: str) -> list[SourceColumn]: ...
 
     def preview(self, db, query: str, limit: int) -> list[tuple]:
         """The first rows of a checked query, as text."""
@@ -100,7 +101,7 @@ class Driver(Protocol):
         open_session: Callable[[], Any],
         schema: str,
         table: str,
-        plans: list["ColumnPlan"],
+        plans: list[ColumnPlan],
         readers: int = 1,
         pages: int | None = None,
         block_bytes: int = ...,
@@ -206,6 +207,8 @@ class ColumnPlan:
         return self.source.name
 
     def field(self) -> pa.Field:
+        import pyarrow as pa
+
         metadata = {
             "adu.source_type": self.source.source_type,
             "adu.representation": self.representation,
@@ -218,6 +221,11 @@ class ColumnPlan:
 
     def finish(self, array: pa.Array) -> pa.Array:
         """The read array in its final type (from CSV, bytea and uuid arrive as hex text)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from connections.drivers.arrays import hex_to_binary
+
         if array.type == self.arrow_type:
             return array
         if pa.types.is_decimal(self.arrow_type):
@@ -232,69 +240,3 @@ class ColumnPlan:
                 pa.uuid(), hex_to_binary(array, prefix=0, drop=b"-", width=16)
             )
         raise AssertionError(f"no conversion from {self.read_type} to {self.arrow_type}")
-
-
-def read_schema(plans: list) -> pa.Schema:
-    """The columns as a driver reads them, before ColumnPlan.finish."""
-    return pa.schema([pa.field(p.name, p.read_type) for p in plans])
-
-
-_HEX = np.full(256, 255, dtype=np.uint8)
-_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint8)
-_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
-_HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
-
-
-def hex_to_binary(
-    array: pa.Array, prefix: int, drop: bytes = b"", width: int | None = None
-) -> pa.Array:
-    """Hex text (`\\x0aff` for bytea, dashed for uuid) to bytes, for a whole batch at once.
-
-    Works on the string array's buffers with numpy: no Python code per value.
-    """
-    if array.offset:
-        array = pa.concat_arrays([array])  # buffers that start at the first value
-    n = len(array)
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32, count=n + 1)
-    data = array.buffers()[2]
-    chars = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] if data else None
-    lengths = np.diff(offsets)
-    valid = ~np.asarray(array.is_null().to_numpy(zero_copy_only=False))
-    if chars is None or not len(chars):
-        digits = np.zeros(0, dtype=np.uint8)
-        keep_lengths = np.zeros(n, dtype=np.int64)
-    else:
-        keep = np.ones(len(chars), dtype=bool)
-        starts = (offsets[:-1] - offsets[0])[valid & (lengths >= prefix)]
-        for i in range(prefix):
-            keep[starts + i] = False
-        for byte in drop:
-            keep &= chars != byte
-        digits = _HEX[chars[keep]]
-        # Per value: its length minus the prefix and the dropped characters.
-        removed = np.zeros(len(chars) + 1, dtype=np.int64)
-        np.cumsum(~keep, out=removed[1:])
-        relative = offsets - offsets[0]
-        keep_lengths = lengths - (removed[relative[1:]] - removed[relative[:-1]])
-    if (digits == 255).any() or (keep_lengths % 2).any():
-        raise ValueError("the server sent malformed hex data")
-    raw = (digits[0::2] << 4) | digits[1::2]
-    validity = pa.py_buffer(np.packbits(valid, bitorder="little")) if not valid.all() else None
-    if width is not None:
-        return pa.Array.from_buffers(
-            pa.binary(width), n, [validity, pa.py_buffer(_pad_nulls(raw, valid, width))]
-        )
-    new_offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(keep_lengths // 2, out=new_offsets[1:])
-    return pa.Array.from_buffers(
-        pa.binary(), n, [validity, pa.py_buffer(new_offsets), pa.py_buffer(raw)]
-    )
-
-
-def _pad_nulls(raw: np.ndarray, valid: np.ndarray, width: int) -> np.ndarray:
-    """Fixed-width storage needs a slot for every value, nulls included."""
-    if valid.all():
-        return raw
-    out = np.zeros((len(valid), width), dtype=np.uint8)
-    out[valid] = raw.reshape(-1, width)
-    return out.reshape(-1)

@@ -14,15 +14,21 @@
   digits after the point (negative: to tens, hundreds...), towards zero.
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from django.conf import settings
 
 from exports.engine import column_kinds
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow is imported by the functions that touch arrays: the portal and the commands use
+# METHODS and problem() and start without it.
 METHODS = ("null", "hash", "redact", "truncate")
 REDACTED = "[redacted]"
 
@@ -43,12 +49,17 @@ def problem(spec: dict, arrow_type: pa.DataType) -> str:
 
 def masked_field(field: pa.Field, spec: dict) -> pa.Field:
     """The field as the file holds it once masked (hash and redact give text)."""
+    import pyarrow as pa
+
     arrow_type = pa.string() if spec["method"] in ("hash", "redact") else field.type
     metadata = {**(field.metadata or {}), b"adu.masking": spec["method"].encode()}
     return pa.field(field.name, arrow_type, nullable=True, metadata=metadata)
 
 
 def mask(array: pa.Array, spec: dict, key: bytes) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     method = spec["method"]
     if method == "null":
         return pa.nulls(len(array), type=array.type)
@@ -85,6 +96,9 @@ def _token(key: bytes, value: bytes) -> str:
 def _texts(array: pa.Array) -> pa.Array:
     """Each value as the text that is hashed: the same value, the same text, whatever the
     column's width (an integer is its digits in a smallint as in a bigint); bytes as hex."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if isinstance(array.type, pa.BaseExtensionType):
         array = array.storage
     if pa.types.is_binary(array.type) or pa.types.is_fixed_size_binary(array.type):

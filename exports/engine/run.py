@@ -31,6 +31,7 @@ from exports.models import (
     JobError,
     StatusChange,
     TableRun,
+    explain_os_error,
 )
 from quality import validation
 from quality.models import Rule
@@ -552,17 +553,6 @@ def _explain(error: BaseException, connection, table="") -> str:
     if isinstance(error, OSError):
         return explain_os_error(error)
     return connection.driver().explain(error, connection, str(table))
-
-
-def explain_os_error(error: OSError) -> str:
-    import errno
-
-    where = f" ({error.filename})" if error.filename else ""
-    if error.errno == errno.ENOSPC:
-        return f"The disk of the export folder is full{where}."
-    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"ADU may not write to the export folder{where}: check its permissions."
-    return f"Writing the export failed: {error.strerror or error}{where}."
 
 
 def finish_job(job_id: int) -> ExportJob:

@@ -23,7 +23,8 @@ import pyarrow.csv as pacsv
 from psycopg2 import sql
 
 from connections.drivers import interrupt
-from connections.drivers.base import NATIVE, DoesNotFit, read_schema
+from connections.drivers.arrays import read_schema
+from connections.drivers.base import NATIVE, DoesNotFit
 from connections.drivers.postgresql import selection
 
 CSV_BLOCK_BYTES = 2 << 20

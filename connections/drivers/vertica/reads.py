@@ -6,7 +6,7 @@ from collections.abc import Callable, Generator
 
 import pyarrow as pa
 
-from connections.drivers.base import read_schema
+from connections.drivers.arrays import read_schema
 from connections.drivers.vertica.catalog import relation
 from connections.drivers.vertica.session import Session
 from connections.drivers.vertica.types import Read, build_batch

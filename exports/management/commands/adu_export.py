@@ -8,7 +8,6 @@ from adu_site.commands import AduCommand
 from connections.models import Connection
 from exports import options as export_options
 from exports import selection
-from exports.engine.run import run_job
 from exports.job_display import Progress, exit_code, job_data, job_text, wait_for
 from exports.jobs import BadRequest, create_job
 from exports.tasks import start_job
@@ -134,6 +133,8 @@ class Command(AduCommand):
             if progress:
                 progress.start()
             try:
+                from exports.engine.run import run_job  # the engine: only when it runs here
+
                 job = run_job(job.pk)
             finally:
                 if progress:

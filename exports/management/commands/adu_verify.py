@@ -6,8 +6,6 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from exports.verify import OK, BadManifest, verify
-
 
 class Command(BaseCommand):
     help = (
@@ -22,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print JSON for machines.")
 
     def handle(self, *args, **options):
+        from exports.verify import OK, BadManifest, verify  # pyarrow: not for --help
+
         try:
             report = verify(Path(options["folder"]))
         except BadManifest as error:
