@@ -81,6 +81,11 @@ def plan(column: SourceColumn, fallback: bool = False, money_scale: int = 2) -> 
         return ColumnPlan(column, ident, pa.string(), pa.binary(), NATIVE)
     if base == "uuid":
         return ColumnPlan(column, ident, pa.string(), pa.uuid(), NATIVE)
+    if base == "xml":
+        # The cast hands over the stored document; xml's output function (what COPY sends)
+        # drops an XML declaration such as <?xml version="1.0"?>.
+        expression = sql.SQL("{}::text").format(ident)
+        return ColumnPlan(column, expression, pa.string(), pa.string(), _TEXT_KINDS["xml"])
     if base in _SIMPLE:
         arrow = _SIMPLE[base]
         return ColumnPlan(column, ident, arrow, arrow, NATIVE, may_not_fit=base in _MAY_NOT_FIT)
