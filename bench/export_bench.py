@@ -258,17 +258,23 @@ def prepare_adu(spec):
     return export
 
 
-def prepare_duckdb(spec):
+def duckdb_extension() -> Path:
+    """The wheel carries DuckDB's postgres extension: loading it by path needs no download."""
     import duckdb
     import duckdb_extension_postgres_scanner as scanner
 
-    # The wheel carries the extension: loading it by path needs no download.
-    extension = (
+    return (
         Path(scanner.__file__).parent
         / "extensions"
         / f"v{duckdb.__version__}"
         / "postgres_scanner.duckdb_extension"
     )
+
+
+def prepare_duckdb(spec):
+    import duckdb
+
+    extension = duckdb_extension()
 
     def export():
         con = duckdb.connect()
@@ -319,7 +325,90 @@ def prepare_copy(spec):
     return export
 
 
+def prepare_adu_schema(spec):
+    setup_django()
+    from connections.models import Connection
+    from exports.engine.run import run_job
+    from exports.jobs import create_job
+
+    connection = Connection.objects.select_related("owner").get(pk=spec["connection_id"])
+
+    def export():
+        job = create_job(
+            connection.owner,
+            connection,
+            schemas=[spec["table"]],
+            options={"parallel": spec["parallel"]},
+            out=spec["out"],
+        )
+        job = run_job(job.pk)
+        if job.status != "complete":
+            messages = list(job.errors.values_list("message", flat=True))
+            raise RuntimeError(messages[0] if messages else f"job status {job.status}")
+        files = [str(job.folder() / f["path"]) for run in job.tables.all() for f in run.files]
+        return files, job.rows_written
+
+    return export
+
+
+def prepare_duckdb_schema(spec):
+    """DuckDB exports the schema table by table through one attached database (its
+    postgres extension has no schema-wide export), each table to its own file."""
+    import duckdb
+
+    extension = duckdb_extension()
+
+    def export():
+        folder = Path(spec["out"])
+        folder.mkdir()
+        con = duckdb.connect()
+        files = []
+        try:
+            con.execute(f"LOAD {sql_string(str(extension))}")
+            con.execute(f"ATTACH {sql_string(spec['dsn'])} AS pg (TYPE postgres, READ_ONLY)")
+            tables = con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'pg' "
+                "AND schema_name = ? ORDER BY 1",
+                [spec["table"]],
+            ).fetchall()
+            for (table,) in tables:
+                out = str(folder / f"{table}.parquet")
+                con.execute(
+                    f"COPY (SELECT * FROM pg.{spec['table']}.{table}) TO {sql_string(out)} "
+                    f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL})"
+                )
+                files.append(out)
+        finally:
+            con.close()
+        return files, None
+
+    return export
+
+
+def prepare_pg_dump(spec):
+    """pg_dump's directory format with two jobs: the reference for a whole schema's cost
+    per table (its files are COPY text, compressed by default)."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from connections.localpg import bindir
+
+    def export():
+        env = {**os.environ, "PGPASSWORD": spec["password"]}
+        subprocess.run(
+            [str(bindir() / "pg_dump"), "-h", "127.0.0.1", "-p", str(spec["port"]), "-U",
+             "postgres", "-Fd", "-j", "2", "-n", spec["table"], "-f", spec["out"], DATABASE],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        return [str(f) for f in Path(spec["out"]).iterdir() if f.is_file()], None
+
+    return export
+
+
 PREPARE = {
+    "adu_schema": prepare_adu_schema,
+    "adu_schema_4": prepare_adu_schema,
+    "duckdb_schema": prepare_duckdb_schema,
+    "pg_dump": prepare_pg_dump,
     "adu": prepare_adu,
     "adu_off": prepare_adu,
     "adu_full": prepare_adu,
@@ -373,6 +462,14 @@ def main():
         help="rows of lineitem_small, for the flat-memory check",
     )
     parser.add_argument(
+        "--schema-tables",
+        default="500,2000",
+        help="sizes of the schemas of small tables, in tables (comma-separated)",
+    )
+    parser.add_argument(
+        "--only", choices=("lineitem", "schema"), help="run one of the two scenarios"
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the server running and its folder"
     )
     args = parser.parse_args()
@@ -397,14 +494,24 @@ def main():
         call_command("migrate", verbosity=0)
         step(f"Starting PostgreSQL in {pg.root}")
         pg.ensure_started()
+        if args.only == "schema":
+            args.rows = args.small_rows = 0
         context = prepare_source(pg, args)
-        tools = {"lineitem": TOOLS + tuple(VALIDATION_TOOLS), "lineitem_small": TOOLS}
-        for table in ("lineitem", "lineitem_small"):
-            context["results"][table] = bench_table(context, table, args.runs, tools[table])
-            report_table(context, table, args.runs)
-        report_validation(context)
-        report_flat_memory(context)
-        report_fidelity(context, fidelity(context))
+        if args.only != "schema":
+            tools = {"lineitem": TOOLS + tuple(VALIDATION_TOOLS), "lineitem_small": TOOLS}
+            for table in ("lineitem", "lineitem_small"):
+                context["results"][table] = bench_table(context, table, args.runs, tools[table])
+                report_table(context, table, args.runs)
+            report_validation(context)
+            report_flat_memory(context)
+            report_fidelity(context, fidelity(context))
+        if args.only != "lineitem":
+            sizes = [int(n) for n in args.schema_tables.split(",") if n.strip()]
+            results = {
+                schema: bench_schema(context, schema, args.runs)
+                for schema in load_schemas(context, sizes)
+            }
+            report_schemas(results, args.runs)
     finally:
         if args.keep:
             runuser = "runuser -u postgres -- " if os.geteuid() == 0 else ""
@@ -469,6 +576,8 @@ def prepare_source(pg, args) -> dict:
             "connection_id": connection.pk,
             "dsn": pg.dsn(DATABASE),
             "uri": f"postgresql://postgres:{pg.password}@127.0.0.1:{pg.port}/{DATABASE}",
+            "password": pg.password,
+            "port": pg.port,
         },
     }
 
@@ -619,6 +728,129 @@ def report_flat_memory(context):
         f"lineitem ({large_rows:,} rows, {large_rows / small_rows:.1f}x): "
         f"{large['peak_rss_mb']:,.0f} MB; difference {change:+.1f}%"
     )
+
+
+# --------------------------------------------------------------------------------------
+# Many small tables: what a whole schema costs per table
+# --------------------------------------------------------------------------------------
+
+SCHEMA_ROWS = 1000
+# Each tool on the same schema: ADU with its default (2 tables at once) and with 4, DuckDB
+# table after table through one attached database, pg_dump -Fd -j2.
+SCHEMA_TOOLS = {
+    "adu_schema": ("ADU", {"parallel": 2}),
+    "adu_schema_4": ("ADU, parallel 4", {"parallel": 4}),
+    "duckdb_schema": ("DuckDB", {}),
+    "pg_dump": ("pg_dump -j2", {}),
+}
+
+SCHEMA_SQL = """
+DROP SCHEMA IF EXISTS {schema} CASCADE;
+CREATE SCHEMA {schema};
+DO $$
+BEGIN
+    FOR n IN 1..{tables} LOOP
+        EXECUTE format(
+            'CREATE TABLE {schema}.t%s (id integer PRIMARY KEY, name text NOT NULL, '
+            'amount numeric(12,2), at timestamptz)', n);
+        EXECUTE format(
+            'INSERT INTO {schema}.t%s SELECT i, md5(i::text), i * 1.25, '
+            'timestamptz ''2020-01-01 00:00+00'' + i * interval ''1 minute'' '
+            'FROM generate_series(1, {rows}) AS i', n);
+    END LOOP;
+END $$;
+"""
+
+
+def load_schemas(context, sizes) -> list[str]:
+    conn = context["pg"].connect(DATABASE)
+    conn.autocommit = True
+    schemas = []
+    with conn.cursor() as cur:
+        for tables in sizes:
+            schema = f"many_{tables}"
+            start = time.perf_counter()
+            cur.execute(SCHEMA_SQL.format(schema=schema, tables=tables, rows=SCHEMA_ROWS))
+            cur.execute("VACUUM ANALYZE")
+            step(f"Loaded {schema}: {tables:,} tables of {SCHEMA_ROWS:,} rows in "
+                 f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+            schemas.append(schema)
+    conn.close()
+    return schemas
+
+
+def run_schema_tool(context, tool, schema, name) -> dict:
+    from django.conf import settings
+
+    folder = Path(settings.EXPORT_ROOT) / name if tool.startswith("adu") else context["out"] / name
+    spec = {
+        **context["spec"],
+        **SCHEMA_TOOLS[tool][1],
+        "tool": tool,
+        "table": schema,
+        "out": name if tool.startswith("adu") else str(folder),
+    }
+    proc = subprocess.run(
+        [sys.executable, __file__],
+        env={**os.environ, CHILD_ENV: json.dumps(spec)},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    marked = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    shutil.rmtree(folder, ignore_errors=True)
+    if not marked:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+    return json.loads(marked[-1][len(RESULT_MARK) :])
+
+
+def bench_schema(context, schema, runs) -> dict:
+    samples = {tool: [] for tool in SCHEMA_TOOLS}
+    for run in range(1, runs + 1):
+        line = []
+        for tool in SCHEMA_TOOLS:
+            result = run_schema_tool(context, tool, schema, f"{schema}-{tool}-{run}")
+            samples[tool].append(result)
+            label = SCHEMA_TOOLS[tool][0]
+            line.append(
+                f"{label} " + ("failed" if "error" in result else f"{result['wall']:.1f} s")
+            )
+        step(f"  {schema} run {run}/{runs}: " + ", ".join(line))
+    summary = {}
+    for tool, results in samples.items():
+        errors = [r["error"] for r in results if "error" in r]
+        summary[tool] = (
+            {"error": errors[0]}
+            if errors
+            else {
+                "wall": statistics.median(r["wall"] for r in results),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            }
+        )
+    return summary
+
+
+def report_schemas(results: dict, runs: int):
+    print(f"\nMany small tables ({SCHEMA_ROWS:,} rows each; median wall of {runs} run(s)):")
+    header = (
+        f"{'schema':<11} {'tool':<16} {'wall s':>8} {'ms/table':>9} {'peak RSS MB':>12} "
+        f"{'time/DuckDB':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+    for schema, summary in results.items():
+        tables = int(schema.split("_")[1])
+        duck = summary["duckdb_schema"].get("wall")
+        for tool, (label, _) in SCHEMA_TOOLS.items():
+            r = summary[tool]
+            if "error" in r:
+                print(f"{schema:<11} {label:<16} failed: {r['error']}")
+                continue
+            print(
+                f"{schema:<11} {label:<16} {r['wall']:>8.2f} {r['wall'] / tables * 1000:>9.1f} "
+                f"{r['peak_rss_mb']:>12,.0f} {ratio(r['wall'], duck):>12}"
+            )
 
 
 # --------------------------------------------------------------------------------------
