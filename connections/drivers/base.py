@@ -65,6 +65,10 @@ class Driver(Protocol):
     ) -> Any:
         """A session that reads what the snapshot shows."""
 
+    def may_reuse(self, db) -> bool:
+        """Whether a session of join_snapshot may serve the job's next table: it still
+        sees the snapshot and nothing of the last table is left running on it."""
+
     def count_rows(self, db, schema: str, table: str) -> int: ...
 
     def check_filter(self, db, schema: str, table: str, expression: str) -> user_sql.CheckedFilter:

@@ -129,15 +129,57 @@ ACTIVE = [TableRun.Status.QUEUED, TableRun.Status.RUNNING]
 
 def work(job_id: int, snapshot_id: str):
     """Claim and export queued tables of the job, one after another, until none is left."""
-    while True:
-        job = ExportJob.objects.only("status", "snapshot_id").get(pk=job_id)
-        if job.snapshot_id != snapshot_id or job.status != ExportJob.Status.RUNNING:
-            return  # a helper that outlived its attempt
-        queued = job.tables.filter(status=TableRun.Status.QUEUED).order_by("pk")
-        pk = queued.values_list("pk", flat=True).first()
-        if pk is None:
-            return
-        run_table(pk, snapshot_id)
+    pool = SessionPool(ExportJob.objects.select_related("connection").get(pk=job_id), snapshot_id)
+    try:
+        while True:
+            job = ExportJob.objects.only("status", "snapshot_id").get(pk=job_id)
+            if job.snapshot_id != snapshot_id or job.status != ExportJob.Status.RUNNING:
+                return  # a helper that outlived its attempt
+            queued = job.tables.filter(status=TableRun.Status.QUEUED).order_by("pk")
+            pk = queued.values_list("pk", flat=True).first()
+            if pk is None:
+                return
+            run_table(pk, snapshot_id, pool)
+    finally:
+        pool.close()
+
+
+class SessionPool:
+    """A worker's sessions in the job's snapshot, kept from one table to the next: joining
+    the snapshot costs a connection and its set-up (most of a small table's export). A
+    session goes back only after a table that ended well and only while the driver says it
+    still sees the snapshot with nothing left running; any other is closed."""
+
+    def __init__(self, job: ExportJob, snapshot_id: str):
+        self.connection = job.connection
+        self.driver = job.connection.driver()
+        self.snapshot_id = snapshot_id
+        self.lock_timeout = job.option("lock_timeout")
+        # Without an exported snapshot, a table's count and rows share its own transaction.
+        self.per_table = drivers.consistency(snapshot_id)["consistency"] == "per table"
+        self._idle: list = []
+        self._lock = threading.Lock()
+
+    def take(self):
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self.driver.join_snapshot(
+            self.connection, self.snapshot_id, lock_timeout=self.lock_timeout
+        )
+
+    def give_back(self, sessions: list, ended_well: bool):
+        for session in sessions:
+            if ended_well and not self.per_table and self.driver.may_reuse(session):
+                with self._lock:
+                    self._idle.append(session)
+            else:
+                _close([session])
+
+    def close(self):
+        with self._lock:
+            idle, self._idle = self._idle, []
+        _close(idle)
 
 
 def _spawn_thread(job_id: int, snapshot_id: str):
@@ -210,8 +252,16 @@ def sweep_tables(job_id: int | None = None):
             JobError.record(run.job, run, message, phase="export")
 
 
-def run_table(run_id: int, snapshot_id: str) -> bool:
-    """Claim one queued table and export it; False if another worker had claimed it."""
+def run_table(run_id: int, snapshot_id: str, pool: SessionPool | None = None) -> bool:
+    """Claim one queued table and export it; False if another worker had claimed it.
+    Sessions come from `pool` and go back to it (without one: opened and closed here)."""
+    if pool is None:
+        job = ExportJob.objects.select_related("connection").get(tables__pk=run_id)
+        own = SessionPool(job, snapshot_id)
+        try:
+            return run_table(run_id, snapshot_id, own)
+        finally:
+            own.close()
     if not TableRun.claim(run_id):
         return False
     memory.freeze_startup_objects()
@@ -220,11 +270,13 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
     log = job_log(job, run)
     log.info("started (attempt %s)", job.attempt)
     sessions: list = []  # the driver's sessions this table reads with (_export adds them)
+    ended_well = False
     try:
         with heartbeat(run, on_cancel=lambda: drivers.interrupt(sessions)):
             if job.cancel_requested_now():
                 raise Cancelled()
-            _export(run, snapshot_id, sessions)
+            _export(run, sessions, pool)
+        ended_well = True
         log.info("complete: %s rows, %s bytes", run.rows_written, run.bytes_written)
     except Exception as error:  # a failure fails only this table
         if isinstance(error, Cancelled) or job.cancel_requested_now():
@@ -238,6 +290,8 @@ def run_table(run_id: int, snapshot_id: str) -> bool:
         trace = "" if isinstance(error, ValidationFailed) else traceback.format_exc()
         JobError.record(job, run, message, phase=phase, trace=trace)
         log.error("failed while %s: %s", PHASES.get(phase, phase), message)
+    finally:
+        pool.give_back(sessions, ended_well)
     return True
 
 
@@ -253,22 +307,18 @@ PHASES = {
 }
 
 
-def _export(run: TableRun, snapshot_id: str, sessions: list):
+def _export(run: TableRun, sessions: list, pool: SessionPool):
     job = run.job
     connection = job.connection
     driver = connection.driver()
     target = job.folder() / safe_name(run.schema) / safe_name(run.table)
     name = (run.schema, run.table)
-
-    # Without an exported snapshot, a table's count and rows must share its transaction.
-    per_table = drivers.consistency(snapshot_id)["consistency"] == "per table"
+    per_table = pool.per_table
 
     def open_session():
         if per_table and sessions:
-            return sessions[0]
-        session = driver.join_snapshot(
-            connection, snapshot_id, lock_timeout=job.option("lock_timeout")
-        )
+            return sessions[0]  # the count and the rows in the table's own transaction
+        session = pool.take()
         sessions.append(session)
         return session
 
@@ -303,9 +353,9 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
         # snapshot; without a snapshot, the read's session is this one: count first.
         run.rows_expected = None  # a count of an earlier attempt saw another snapshot
         count = functools.partial(driver.count_rows, first, *name, **narrowing)
-        pool = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
-        counting = pool.submit(_phase, "count", connection, count)
-        pool.shutdown(wait=False)
+        counter = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
+        counting = counter.submit(_phase, "count", connection, count)
+        counter.shutdown(wait=False)
         if per_table:
             counting.result()  # before the read, which takes the same session
         source = _Source(driver, open_session, pages, distinct, constraints, narrowing, counting)
@@ -342,8 +392,6 @@ def _export(run: TableRun, snapshot_id: str, sessions: list):
                 raise failure from error  # it failed first, on its own
             drivers.interrupt(sessions[:1])  # the count has no reason to go on
         raise
-    finally:
-        _close(sessions)
     if writer.rows != run.rows_expected:
         writer.abort()
         raise TableFailed(

@@ -28,7 +28,13 @@ from connections.drivers.postgresql.selection import (
     relatives,
     views,
 )
-from connections.drivers.postgresql.session import connect, join_snapshot, open_snapshot, test
+from connections.drivers.postgresql.session import (
+    connect,
+    join_snapshot,
+    may_reuse,
+    open_snapshot,
+    test,
+)
 from connections.drivers.postgresql.types import plan
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "explain",
     "is_system_schema",
     "join_snapshot",
+    "may_reuse",
     "money_scale",
     "open_snapshot",
     "plan",

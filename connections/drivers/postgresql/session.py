@@ -6,6 +6,7 @@ import uuid
 
 import psycopg2
 from django.conf import settings
+from psycopg2.extensions import TRANSACTION_STATUS_INTRANS
 
 from connections.drivers import PER_TABLE
 from connections.drivers.base import LinkReport
@@ -186,6 +187,12 @@ def open_snapshot(connection, lock_timeout: int | None = None):
             return db, f"{PER_TABLE}{uuid.uuid4().hex}"
         db.close()
         raise ConnectionFailed(explain(error, connection)) from None
+
+
+def may_reuse(db) -> bool:
+    """Idle inside the snapshot's transaction: a session that failed, was cancelled or
+    whose transaction ended (a new one would see another snapshot) is not reused."""
+    return not db.closed and db.get_transaction_status() == TRANSACTION_STATUS_INTRANS
 
 
 def join_snapshot(connection, snapshot_id: str | None, lock_timeout: int | None = None):

@@ -34,6 +34,7 @@ from connections.drivers.vertica.session import (
     Session,
     connect,
     join_snapshot,
+    may_reuse,
     open_snapshot,
     test,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "explain",
     "is_system_schema",
     "join_snapshot",
+    "may_reuse",
     "money_scale",
     "open_snapshot",
     "plan",

@@ -143,6 +143,12 @@ def open_snapshot(connection, lock_timeout: int | None = None):
     return session, str(epoch)
 
 
+def may_reuse(db) -> bool:
+    """Each table gets sessions of its own: reuse is measured and tested on PostgreSQL
+    only (the tests' Vertica is a fake server)."""
+    return False
+
+
 def join_snapshot(connection, snapshot_id: str | None, lock_timeout=None) -> Session:
     """A session whose reads see the job's epoch (reads AT EPOCH take no locks, so
     `lock_timeout` has nothing to limit)."""
