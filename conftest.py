@@ -6,22 +6,18 @@ export jobs are marked `jobs`; `make test` runs them a second time on PostgreSQL
 and the Redis broker (`-p tests.backends --backends postgres-redis`, see tests/backends.py).
 """
 
-import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
-from urllib.parse import quote
 
-import psycopg2
-import psycopg2.extensions
 import pytest
 
 from connections.localpg import LocalPostgres
+from tests.factories import ROOT, SourceServer, database_url, throwaway_database, user_with_role
 
 # The browser fixture lives beside its helpers, for every browser test module.
 pytest_plugins = ["tests.browser"]
@@ -29,6 +25,13 @@ pytest_plugins = ["tests.browser"]
 # What makes a test a job test: it runs export jobs, in this process or on a cluster.
 JOB_FIXTURES = {"export", "clusters", "cluster_env"}
 JOB_FOLDERS = [Path(__file__).resolve().parent / "exports"]
+# The slow kinds `make test-fast` leaves out (markers in pytest.ini): task clusters
+# (`manage.py qcluster` subprocesses), the portal served from other processes or a thread
+# (adu_run, gunicorn, pytest-django's live_server), and the browser.
+CLUSTER_FIXTURES = {"clusters", "cluster_env"}
+PORTAL_FIXTURES = {"live_server", "gunicorn"}
+PORTAL_MODULES = [Path(__file__).resolve().parent / "tests" / "test_run_smoke.py"]  # `make run`
+BROWSER_FIXTURES = {"browser_page"}
 
 
 # The checkout's var/ is `make run`'s. The tests write theirs (SQLite database, job logs,
@@ -38,9 +41,6 @@ TEST_VAR_DIR = Path(tempfile.mkdtemp(prefix="adu-test-var-"))
 
 
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "jobs: runs export jobs (make test runs these on PostgreSQL and Redis too)"
-    )
     _keep_out_of_the_checkouts_var()
 
 
@@ -77,60 +77,16 @@ def _keep_out_of_the_checkouts_var():
 
 def pytest_collection_modifyitems(items):
     for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
         in_folder = any(item.path.is_relative_to(folder) for folder in JOB_FOLDERS)
-        if in_folder or JOB_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if in_folder or JOB_FIXTURES & fixtures:
             item.add_marker(pytest.mark.jobs)
-
-
-class SourceServer:
-    """Where test source databases live: host, port and a superuser."""
-
-    def __init__(self, dsn: str):
-        self.params = psycopg2.extensions.parse_dsn(dsn)
-        self.host = self.params.get("host", "127.0.0.1")
-        self.port = int(self.params.get("port", 5432))
-        self.user = self.params.get("user", "postgres")
-        self.password = self.params.get("password", "")
-
-    def connect(self, dbname="postgres", **overrides):
-        params = {**self.params, "dbname": dbname, **overrides}
-        conn = psycopg2.connect(**params)
-        conn.autocommit = True
-        return conn
-
-
-class SourceDatabase:
-    """One empty database on the source server, for one test."""
-
-    def __init__(self, server: SourceServer, name: str):
-        self.server = server
-        self.name = name
-        self._conn = server.connect(name)
-
-    def execute(self, query, params=None):
-        with self._conn.cursor() as cur:
-            cur.execute(query, params)
-            return cur.fetchall() if cur.description else None
-
-    def connection(self, owner, name="source", **overrides):
-        """A saved Connection that points at this database as the superuser."""
-        from connections.models import Connection
-
-        fields = {
-            "kind": "postgresql",
-            "host": self.server.host,
-            "port": self.server.port,
-            "database": self.name,
-            "username": self.server.user,
-            "password": self.server.password,
-            "sslmode": "disable",
-            "connect_timeout": 5,
-            **overrides,
-        }
-        return Connection.objects.create(owner=owner, name=name, **fields)
-
-    def close(self):
-        self._conn.close()
+        if CLUSTER_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.cluster)
+        if PORTAL_FIXTURES & fixtures or item.path in PORTAL_MODULES:
+            item.add_marker(pytest.mark.portal)
+        if BROWSER_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
@@ -147,69 +103,10 @@ def source_server():
         pg.destroy()
 
 
-@contextlib.contextmanager
-def throwaway_database(server: SourceServer, options: str = "", force_drop: bool = True):
-    """A new database on the server for one test (`options`: CREATE DATABASE's), dropped
-    after it (with its sessions, where the server can: Greenplum cannot FORCE)."""
-    name = f"adu_test_{uuid.uuid4().hex[:12]}"
-    admin = server.connect()
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" {options}')
-    db = SourceDatabase(server, name)
-    try:
-        yield db
-    finally:
-        db.close()
-        with admin.cursor() as cur:
-            cur.execute(
-                f'DROP DATABASE IF EXISTS "{name}"' + (" WITH (FORCE)" if force_drop else "")
-            )
-        admin.close()
-
-
 @pytest.fixture
 def source_db(source_server):
     with throwaway_database(source_server) as db:
         yield db
-
-
-def user_with_role(django_user_model, username: str, role: str, password: str = ""):
-    from django.contrib.auth.models import Group
-
-    user = django_user_model.objects.create_user(
-        username, password=password or f"{username}-pass-123"
-    )
-    user.groups.add(Group.objects.get(name=role))
-    return user
-
-
-def role_cast(django_user_model, source_db, tables=("public.t",)):
-    """The people of the role matrices, the connection they share and one finished job.
-
-    `owner` (ADU Operator) owns a connection shared with the group "analysts", of which
-    `mate` (Operator) and `reader` (Viewer) are members; `stranger` (Operator) and
-    `onlooker` (Viewer) are not; `boss` is an ADU Admin by group (not a superuser);
-    `nobody` has no role. Returns (people by name, connection, job).
-    """
-    from django.contrib.auth.models import Group
-
-    from exports.engine.run import run_job
-    from exports.jobs import create_job
-
-    analysts = Group.objects.create(name="analysts")
-    roles = {
-        "boss": "ADU Admin", "owner": "ADU Operator", "mate": "ADU Operator",
-        "reader": "ADU Viewer", "stranger": "ADU Operator", "onlooker": "ADU Viewer",
-    }  # fmt: skip
-    people = {name: user_with_role(django_user_model, name, role) for name, role in roles.items()}
-    people["nobody"] = django_user_model.objects.create_user("nobody", password="nobody-pass-123")
-    for name in ("owner", "mate", "reader"):
-        people[name].groups.add(analysts)
-    source_db.execute("CREATE TABLE t AS SELECT generate_series(1, 5) AS i")
-    connection = source_db.connection(people["owner"], name="warehouse")
-    connection.shared_with.add(analysts)
-    job = run_job(create_job(people["owner"], connection, tables=list(tables)).pk)
-    return people, connection, job
 
 
 @pytest.fixture
@@ -282,9 +179,6 @@ def stored_token():
     return read
 
 
-ROOT = Path(__file__).resolve().parent
-
-
 class Cluster:
     def __init__(self, env, log):
         self.log = log
@@ -330,14 +224,6 @@ def cluster_env(settings, tmp_path, export_root):
         "ADU_HEARTBEAT_TIMEOUT": "6",
         "ADU_WORKERS": "3",
     }
-
-
-def database_url(db: dict) -> str:
-    """The ADU_DATABASE_URL of the test database, for the processes a test starts."""
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    user, password = quote(db["USER"], safe=""), quote(db["PASSWORD"], safe="")
-    return f"postgres://{user}:{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import user_with_role
 from tests.browser import BROWSER_TEST, log_in, shot
+from tests.factories import user_with_role
 
 pytestmark = BROWSER_TEST
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from adu_site.proxy import client_address
 from audit.models import AuditEvent
-from tests.test_settings import manage
+from tests.factories import manage
 
 
 def address(allowed, remote, forwarded=None, settings=None):

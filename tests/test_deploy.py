@@ -16,10 +16,9 @@ import pytest
 from django.db import connection
 from django_q.conf import Conf
 
-from conftest import database_url
 from connections.localpg import free_port
+from tests.factories import ROOT, database_url
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "Sekret-Pa55-In-Url"
 
 

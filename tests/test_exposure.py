@@ -10,9 +10,9 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.urls import reverse
 
-from conftest import user_with_role
 from connections.models import Connection
 from exports.models import ExportJob, JobError, TableRun
+from tests.factories import user_with_role
 
 HOST, USER = "db-secret-host.internal", "etl_secret_login"
 TRACE = 'Traceback (most recent call last):\n  File "/app/exports/engine/run.py", line 1'

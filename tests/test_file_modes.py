@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from exports.joblog import log_path
-from tests.test_settings import ROOT
+from tests.factories import ROOT
 
 
 def _umask() -> int:

@@ -4,7 +4,7 @@ point 8f): each is refused by name, in one sentence, before anything runs."""
 import pytest
 from cryptography.fernet import Fernet
 
-from tests.test_settings import ROOT, manage
+from tests.factories import ROOT, manage
 
 GOOD_KEY = "k3Xq9-vLp2_Zr8sW4tYb6nM1cD0fGhJ5aE7uQiOo" * 2
 

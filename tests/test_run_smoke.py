@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from connections.localpg import free_port
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.factories import ROOT
 
 
 def wait_for(url, process, seconds=90):

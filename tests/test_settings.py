@@ -3,23 +3,10 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def manage(tmp_path, *args, **env):
-    environment = {**os.environ, "ADU_VAR_DIR": str(tmp_path / "var"), **env}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.factories import ROOT, manage
 
 
 def test_malformed_fernet_keys_stop_startup_with_one_sentence(tmp_path):

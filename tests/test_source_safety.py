@@ -19,182 +19,30 @@ import uuid
 
 import psycopg2
 import pytest
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from api.models import ApiToken
 from api.tests.helpers import error_of, post_json
 from audit.models import AuditEvent
-from conftest import throwaway_database, user_with_role
 from connections.drivers import postgresql, user_sql
 from connections.models import SavedQuery, SensitiveColumn
 from exports.engine.run import run_job
 from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob
+from tests.factories import (
+    Canary,
+    Refused,
+    assert_one_clean_sentence,
+    build_canary,
+    canary_fixtures,
+    query_through,
+    user_with_role,
+)
 
-CANARY_ROWS = [
-    (1, "CANARY-7F3A-ALPHA", "11.50"),
-    (2, "CANARY-7F3A-BRAVO", "22.25"),
-    (3, "CANARY-7F3A-CHARLIE", None),
-]
-SETUP = """
-CREATE TABLE people (
-    id integer PRIMARY KEY, name text NOT NULL, ssn text, salary numeric(10,2), email text
-);
-INSERT INTO people
-SELECT i, 'Person-' || (4100 + i), 'SSN-' || (731000 + i), 52000 + i * 1.25,
-       'p' || i || '@example.org'
-FROM generate_series(1, 40) i;
-CREATE TABLE canary (id integer PRIMARY KEY, secret text NOT NULL, amount numeric);
-INSERT INTO canary VALUES (1, 'CANARY-7F3A-ALPHA', 11.50), (2, 'CANARY-7F3A-BRAVO', 22.25),
-                          (3, 'CANARY-7F3A-CHARLIE', NULL);
-CREATE VIEW people_view AS SELECT id, ssn AS code FROM people;
-CREATE SEQUENCE counter;
--- Traps: each tries to write to the canary (a read-only session refuses, and the trap
--- swallows that so that its call is counted) and returns as the built-in would.
-CREATE FUNCTION public.lower(text) RETURNS text VOLATILE LANGUAGE plpgsql AS $$
-BEGIN
-    BEGIN INSERT INTO canary VALUES (100, 'lower was called', 0);
-    EXCEPTION WHEN OTHERS THEN NULL; END;
-    RETURN pg_catalog.lower($1);
-END $$;
-CREATE FUNCTION public.noisy() RETURNS boolean VOLATILE LANGUAGE plpgsql AS $$
-BEGIN
-    BEGIN DELETE FROM canary; EXCEPTION WHEN OTHERS THEN NULL; END;
-    RETURN true;
-END $$;
-CREATE FUNCTION public.text_eq_int(text, integer) RETURNS boolean VOLATILE LANGUAGE plpgsql AS $$
-BEGIN
-    BEGIN UPDATE canary SET secret = 'operator was called';
-    EXCEPTION WHEN OTHERS THEN NULL; END;
-    RETURN false;
-END $$;
-CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = integer, FUNCTION = public.text_eq_int);
-CREATE OPERATOR public.>= (LEFTARG = text, RIGHTARG = integer, FUNCTION = public.text_eq_int);
-CREATE OPERATOR public.<= (LEFTARG = text, RIGHTARG = integer, FUNCTION = public.text_eq_int);
-CREATE OPERATOR public.~~ (LEFTARG = text, RIGHTARG = integer, FUNCTION = public.text_eq_int);
--- This one says what it read, as a function that fails can: into the error message.
-CREATE FUNCTION public.text_ne_int(text, integer) RETURNS boolean VOLATILE LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'read: %', (SELECT string_agg(secret, ' ') FROM canary); END $$;
-CREATE OPERATOR public.<> (LEFTARG = text, RIGHTARG = integer, FUNCTION = public.text_ne_int);
-"""
-TRAPS = ("lower", "noisy", "text_eq_int", "text_ne_int")
-# What must never appear in a refusal: values of the canary and of people.
-SOURCE_VALUES = re.compile(r"CANARY-7F3A|SSN-731\d+|Person-41\d\d|p\d+@example\.org|5\d{4}\.\d\d")
-
-
-class Canary:
-    """The canary database: its content and its write counters, before and after."""
-
-    def __init__(self, db):
-        self.db = db
-        self.server = db.server
-        [(self.own_pid,)] = db.execute("SELECT pg_backend_pid()")
-        self.before = None
-        self.pristine = self.content()
-
-    def content(self):
-        return (
-            self.db.execute("SELECT id, secret, amount::text FROM canary ORDER BY id"),
-            self.db.execute("SELECT md5(string_agg(p::text, ',' ORDER BY id)) FROM people p"),
-            self.db.execute("SELECT last_value, is_called FROM counter"),
-            self.db.execute(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = 'public'"
-            ),
-        )
-
-    def counters(self):
-        """Inserts, updates and deletes per table (attempted ones too, as PostgreSQL counts
-        them) and calls per trap, once every other session of the database has ended
-        (a backend's statistics reach the shared ones as it exits)."""
-        conn = self.server.connect(self.db.name)
-        try:
-            with conn.cursor() as cur:
-                deadline = time.monotonic() + 15
-                while True:
-                    cur.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND backend_type = 'client backend' "
-                        "AND pid <> ALL(ARRAY[pg_backend_pid(), %s])",
-                        [self.own_pid],
-                    )
-                    if cur.fetchone()[0] == 0 or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.02)
-                cur.execute("SELECT pg_stat_clear_snapshot()")
-                cur.execute(
-                    "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables "
-                    "WHERE relname IN ('canary', 'people') ORDER BY relname"
-                )
-                tables = cur.fetchall()
-                cur.execute(
-                    "SELECT funcname, calls FROM pg_stat_user_functions "
-                    "WHERE funcname = ANY(%s) AND calls > 0 ORDER BY funcname",
-                    [list(TRAPS)],
-                )
-                return tables, cur.fetchall()
-        finally:
-            conn.close()
-
-    def arm(self):
-        self.before = (self.content(), self.counters())
-
-    def assert_untouched(self):
-        content, (tables, calls) = self.content(), self.counters()
-        assert content[0] == [(i, s, a) for i, s, a in CANARY_ROWS], "the canary changed"
-        assert content == self.before[0], "the source changed"
-        assert calls == self.before[1][1], (
-            f"a trap was called: {calls} (before: {self.before[1][1]})"
-        )
-        assert tables == self.before[1][0], "a write was attempted (pg_stat_user_tables)"
-
-
-def build(server, name, *extra: str):
-    setup = server.connect(name)
-    with setup.cursor() as cur:
-        cur.execute(SETUP)
-        for script in extra:
-            cur.execute(script)
-        cur.execute(f"ALTER DATABASE \"{name}\" SET track_functions = 'all'")
-    setup.close()
-
-
-def canary_fixtures(*extra: str, schemas=()):
-    """The (canary_db, canary) fixtures of a module whose canary database also runs the
-    `extra` scripts, which create `schemas`."""
-
-    @pytest.fixture(scope="module")
-    def canary_db(source_server):
-        with throwaway_database(source_server) as db:
-            build(source_server, db.name, *extra)
-            yield Canary(db)
-
-    @pytest.fixture
-    def canary(canary_db):
-        """The module's canary database, rebuilt if an earlier test damaged it; armed."""
-        if canary_db.content() != canary_db.pristine:
-            canary_db.db.execute(
-                "".join(f"DROP SCHEMA {schema} CASCADE; " for schema in schemas)
-                + "DROP SCHEMA public CASCADE; CREATE SCHEMA public; "
-                "GRANT ALL ON SCHEMA public TO public"
-            )
-            build(canary_db.server, canary_db.db.name, *extra)
-        canary_db.arm()
-        cache.clear()  # the API's rate counts
-        return canary_db
-
-    return canary_db, canary
-
+# Users are made for every test here; their passwords are never what is tested.
 
 canary_db, canary = canary_fixtures()
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    # Users are made for every test here; their passwords are never what is tested.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -207,16 +55,6 @@ def no_task_cluster(monkeypatch):
     # Accepted jobs are run here, in the test, rather than queued.
     monkeypatch.setattr("exports.views.start_job", lambda job: None)
     monkeypatch.setattr("api.v1.start_job", lambda job: None)
-
-
-def assert_one_clean_sentence(message: str):
-    assert message and "\n" not in message.strip(), message
-    assert "Traceback" not in message and 'File "' not in message, message
-    assert not SOURCE_VALUES.search(message), message
-
-
-class Refused(str):
-    """The one sentence a surface answered with instead of a job."""
 
 
 PEOPLE_COLUMNS = ["id", "name", "ssn", "salary", "email"]
@@ -280,56 +118,6 @@ def filter_through(surface, client, user, connection, text, allow=()):
     except BadRequest as error:
         return Refused(str(error))
     return run_job(job.pk)
-
-
-def query_through(surface, client, user, connection, sql, allow=()):
-    """Export (or preview) a saved query through a surface: Refused(message), the job it
-    accepted (already run), or for "preview" the page's table as HTML."""
-    if surface == "preview":
-        client.force_login(user)
-        page = client.post(reverse("query_preview"), {"connection": connection.pk, "sql": sql})
-        assert page.status_code == 200
-        text = page.content.decode()
-        found = re.search(r'<p class="error" id="preview-error">(.*?)</p>', text, re.S)
-        return Refused(html.unescape(found.group(1))) if found else text
-    if surface == "form":
-        client.force_login(user)
-        page = client.post(
-            reverse("query_create"), {"connection": connection.pk, "name": "attack", "sql": sql}
-        )
-        if page.status_code == 302:
-            return SavedQuery.objects.get(connection=connection, name="attack")
-        errors = re.findall(r'<p class="error[^"]*">(.*?)</p>', page.content.decode(), re.S)
-        assert errors, page.content.decode()[:3000]
-        return Refused(html.unescape(errors[0]))
-    query = SavedQuery.objects.create(connection=connection, name="attack", sql=sql)
-    if surface == "command":
-        out = io.StringIO()
-        extra = [a for column in allow for a in ("--allow-sensitive", column)]
-        try:
-            call_command(
-                "adu_export", connection.name, "--query", "attack", *extra,
-                "--sync", "--json", "--as", user.username, stdout=out,
-            )  # fmt: skip
-        except CommandError as error:
-            return Refused(str(error))
-        except SystemExit:
-            pass
-        return ExportJob.objects.get(pk=json.loads(out.getvalue())["job_id"])
-    if surface == "api":
-        _, token = ApiToken.issue(user, f"t-{uuid.uuid4().hex[:6]}")
-        data = {"connection": connection.pk, "queries": ["attack"], "allow_sensitive": list(allow)}
-        response = post_json(client, "/api/v1/jobs/", data, HTTP_AUTHORIZATION=f"Bearer {token}")
-        if response.status_code == 400:
-            return Refused(error_of(response)["message"])
-        assert response.status_code == 202, response.content
-        return run_job(response.json()["id"])
-    assert surface == "saved"
-    try:
-        job = create_job(user, connection, queries=[query], allow_sensitive=allow)
-    except BadRequest as error:
-        return Refused(str(error))
-    return job  # not run: the caller looks at its spec, or runs it
 
 
 # -- Row filters ------------------------------------------------------------------------
@@ -775,7 +563,7 @@ def test_a_query_under_an_alias_is_refused_through_the_command_and_the_api(
 def legacy_strings(source_db):
     """A source whose database still has standard_conforming_strings off: a backslash
     in a plain string escapes the quote there."""
-    build(source_db.server, source_db.name)
+    build_canary(source_db.server, source_db.name)
     source_db.execute(f'ALTER DATABASE "{source_db.name}" SET standard_conforming_strings = off')
     canary = Canary(source_db)
     canary.arm()
@@ -849,7 +637,7 @@ def test_a_source_session_stays_read_only_after_its_transaction_ends(canary, own
 @pytest.fixture
 def limited_role(source_db):
     """A read-only login with limits of its own in the source database; dropped after."""
-    build(source_db.server, source_db.name)
+    build_canary(source_db.server, source_db.name)
     role = f"adu_reader_{uuid.uuid4().hex[:8]}"
     password = uuid.uuid4().hex
     source_db.execute(

@@ -3,69 +3,29 @@ fixes still let through, against the suite's real PostgreSQL.
 
 The canary database of tests/test_source_safety.py, plus a schema `r2` holding what an
 attacker with CREATE rights on one schema of the source could leave there (a partitioned
-table, views, functions that read other tables or write). Each finding is a failing test
-with the attack in its docstring; the attacks that were refused as they should be are
-kept as passing tests.
+table, views, functions that read other tables or write; ROUND2_EXTRA in tests/factories.py).
+Each finding is a failing test with the attack in its docstring; the attacks that were
+refused as they should be are kept as passing tests.
 """
 
-import pyarrow.parquet as pq
 import pytest
 
 from audit.models import AuditEvent
 from connections.drivers import BadSelection, user_sql
-from connections.models import SavedQuery, SensitiveColumn
+from connections.models import SavedQuery
 from exports.engine.run import run_job
 from exports.jobs import BadRequest, create_job
-from tests.test_source_safety import (  # noqa: F401  (fixtures)
+from tests.factories import (
+    ROUND2_EXTRA,
     Refused,
     assert_one_clean_sentence,
     canary_fixtures,
-    fast_passwords,
-    no_task_cluster,
+    exported_values,
+    policy,
     query_through,
 )
 
-# What an attacker with CREATE on schema r2 (and no right to read people) leaves there.
-# Functions run with the privileges of whoever calls them: ADU's login.
-EXTRA = """
-CREATE SCHEMA r2;
-CREATE TABLE r2.staff (id integer, dept text, salary numeric(10,2)) PARTITION BY LIST (dept);
-CREATE TABLE r2.staff_a PARTITION OF r2.staff FOR VALUES IN ('a');
-CREATE TABLE r2.staff_b PARTITION OF r2.staff FOR VALUES IN ('b');
-INSERT INTO r2.staff VALUES (1, 'a', 91234.56), (2, 'b', 98765.43);
--- STABLE: the plan check refuses only VOLATILE functions.
-CREATE FUNCTION r2.peek() RETURNS text STABLE LANGUAGE plpgsql AS $$
-BEGIN RETURN (SELECT string_agg(ssn, ',') FROM public.people); END $$;
-CREATE VIEW r2.report AS SELECT id, r2.peek() AS note FROM public.canary;
--- IMMUTABLE with a constant argument: PostgreSQL runs it while planning (EXPLAIN).
-CREATE FUNCTION r2.fold(integer) RETURNS boolean IMMUTABLE LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION 'read: %', (SELECT string_agg(secret, ' ') FROM public.canary); END $$;
-CREATE VIEW r2.folded AS SELECT id FROM public.people WHERE r2.fold(1);
--- The volatile trap public.lower, called qualified: the plan shows public.lower(...).
-CREATE VIEW r2.lowered AS SELECT id, public.lower(name) AS x FROM public.people;
--- A volatile function whose name the plan shows quoted.
-CREATE FUNCTION r2."Noisy"() RETURNS boolean VOLATILE LANGUAGE plpgsql AS $$
-BEGIN RETURN public.noisy(); END $$;
-CREATE VIEW r2.quoted AS SELECT id FROM public.people WHERE r2."Noisy"();
-CREATE VIEW r2.noisy_view AS SELECT id FROM public.people WHERE public.noisy();
-"""
-
-
-canary_db, canary = canary_fixtures(EXTRA, schemas=("r2",))
-
-
-def exported_values(job) -> str:
-    """Every value of every file the job wrote, as one text."""
-    found = []
-    for run in job.tables.all():
-        for f in run.files:
-            table = pq.read_table(job.folder() / f["path"])
-            found.extend(str(v) for column in table.columns for v in column.to_pylist())
-    return " ".join(found)
-
-
-def policy(connection, pattern, action="exclude"):
-    SensitiveColumn.objects.create(connection=connection, pattern=pattern, action=action)
+canary_db, canary = canary_fixtures(ROUND2_EXTRA, schemas=("r2",))
 
 
 # -- Findings -------------------------------------------------------------------------------

@@ -15,17 +15,16 @@ import pytest
 from connections.models import SavedQuery
 from exports.engine.run import run_job
 from exports.jobs import BadRequest, create_job
-from tests import test_source_safety_round2 as round2
-from tests.test_source_safety import (  # noqa: F401  (fixtures)
+from tests.factories import (
+    ROUND2_EXTRA,
     SOURCE_VALUES,
     Refused,
     assert_one_clean_sentence,
     canary_fixtures,
-    fast_passwords,
-    no_task_cluster,
+    exported_values,
+    policy,
     query_through,
 )
-from tests.test_source_safety_round2 import exported_values, policy
 
 EXTRA3 = """
 CREATE SCHEMA r3;
@@ -54,7 +53,7 @@ CREATE VIEW r3.reg AS SELECT id, name::regproc::text AS r FROM public.people;
 """
 
 
-canary_db, canary = canary_fixtures(round2.EXTRA, EXTRA3, schemas=("r3", "r2"))
+canary_db, canary = canary_fixtures(ROUND2_EXTRA, EXTRA3, schemas=("r3", "r2"))
 
 
 def leaks(text: str) -> bool:

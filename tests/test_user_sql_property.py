@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pglast import parser
 
-from conftest import throwaway_database
 from connections.drivers import BadSelection, postgresql, user_sql
 from connections.models import Connection
 from exports.jobs import BadRequest, create_job
+from tests.factories import throwaway_database
 
 PEOPLE_COLUMNS = ["id", "name", "ssn", "salary", "email"]
 CANARY = [(1, "CANARY-51C2-ONE", "1.50"), (2, "CANARY-51C2-TWO", None)]

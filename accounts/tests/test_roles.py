@@ -14,8 +14,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from accounts import roles
-from conftest import role_cast
 from quality.models import Rule
+from tests.factories import role_cast
 
 OK = "ok"  # 200, or a redirect after a successful POST
 USERS = ("boss", "owner", "mate", "reader", "stranger", "onlooker", "nobody")

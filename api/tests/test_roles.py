@@ -6,7 +6,7 @@ is an ADU Admin; `nobody` has no role."""
 import pytest
 
 from api.tests.helpers import post_json
-from conftest import role_cast
+from tests.factories import role_cast
 
 # Runs export jobs: `make test` runs it again on PostgreSQL metadata and the Redis broker.
 pytestmark = pytest.mark.jobs

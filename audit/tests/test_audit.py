@@ -11,10 +11,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from conftest import user_with_role
 from exports.engine.run import run_job
 from exports.jobs import create_job
 from exports.models import ExportJob
+from tests.factories import user_with_role
 
 PASSWORD = "Audit-Secret-Pw-7781"
 AGENT = "AuditTest/1.0"

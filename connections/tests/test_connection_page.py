@@ -16,15 +16,13 @@ from django.urls import reverse
 from audit.models import AuditEvent
 from connections.drivers import LinkReport, postgresql
 from connections.models import Connection, ConnectionFailed
-from connections.tests.test_endpoint import PasswordTrap, portal_data
 from exports.jobs import create_job
+from tests.factories import PasswordTrap, portal_data, user_with_role
 
 
 @pytest.fixture
 def shared(source_db, owner, django_user_model):
     """owner's connection shared with "analysts" (teammate: an operator in it), one job."""
-    from conftest import user_with_role
-
     source_db.execute("CREATE TABLE t AS SELECT 1 AS i")
     connection = source_db.connection(owner, name="warehouse")
     analysts = Group.objects.create(name="analysts")

@@ -8,10 +8,10 @@ import re
 import pytest
 from django.contrib.auth.models import Group
 
-from conftest import user_with_role
 from connections.models import Connection
 from exports.jobs import create_job
 from tests.browser import BROWSER_TEST, log_in, shot
+from tests.factories import user_with_role
 
 pytestmark = BROWSER_TEST
 

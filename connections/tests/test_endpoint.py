@@ -4,14 +4,12 @@ elsewhere (issue 17, point 6).
 The attack: someone who may edit a connection but does not know its password (its owner's
 colleague with an ADU Admin role, or anyone with the owner's session) points the host or
 port at a server of their own, leaves the password empty, and clicks Test: ADU would log
-in there with the stored password. A fake PostgreSQL server here asks every client for its
-password in clear text and keeps what it gets, so the tests can show what reached it.
+in there with the stored password. A fake PostgreSQL server (PasswordTrap, in
+tests/factories.py) asks every client for its password in clear text and keeps what it gets,
+so the tests can show what reached it.
 """
 
 import json
-import socket
-import struct
-import threading
 
 import pytest
 from cryptography.fernet import Fernet
@@ -22,67 +20,7 @@ from django.urls import reverse
 from accounts import roles
 from connections.forms import ConnectionForm
 from connections.models import ENDPOINT_FIELDS, Connection, check_options
-
-SSL_REQUEST, GSS_REQUEST = 80877103, 80877104
-
-
-class PasswordTrap:
-    """A listening socket that speaks just enough of PostgreSQL's protocol to be sent a
-    password: it answers 'no' to TLS and GSS, asks for the password in clear text, keeps
-    every message, and refuses the login."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self.received = b""
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                conn.settimeout(5)
-                try:
-                    self._talk(conn)
-                except (OSError, ConnectionError):
-                    pass
-
-    def _read(self, conn, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = conn.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
-            data += chunk
-        return data
-
-    def _talk(self, conn):
-        while True:
-            (length,) = struct.unpack("!i", self._read(conn, 4))
-            payload = self._read(conn, length - 4)
-            self.received += payload
-            if struct.unpack("!i", payload[:4])[0] in (SSL_REQUEST, GSS_REQUEST):
-                conn.sendall(b"N")
-                continue
-            break
-        conn.sendall(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
-        tag = self._read(conn, 1)
-        (length,) = struct.unpack("!i", self._read(conn, 4))
-        self.received += tag + self._read(conn, length - 4)
-        fields = b"SFATAL\x00C28P01\x00Mpassword authentication failed\x00\x00"
-        conn.sendall(b"E" + struct.pack("!i", 4 + len(fields)) + fields)
-
-    def close(self):
-        self.sock.close()
-        self.thread.join(timeout=5)
+from tests.factories import PasswordTrap, portal_data
 
 
 @pytest.fixture
@@ -90,21 +28,6 @@ def trap():
     listener = PasswordTrap()
     yield listener
     listener.close()
-
-
-def portal_data(connection, **changes):
-    data = {
-        "name": connection.name,
-        "kind": connection.kind,
-        "host": connection.host,
-        "port": connection.port,
-        "database": connection.database,
-        "username": connection.username,
-        "password": "",
-        "sslmode": connection.sslmode,
-        "connect_timeout": connection.connect_timeout,
-    }
-    return {**data, **changes}
 
 
 def admin_data(connection, **changes):

@@ -12,7 +12,7 @@ import pytest
 from connections.drivers.postgresql import copy as postgresql_copy
 from exports.engine import parquet
 from exports.models import ExportJob
-from exports.tests.test_fidelity import (
+from tests.factories import (
     COLUMNS,
     ORDINARY_ROWS,
     SPECIAL_ROWS,

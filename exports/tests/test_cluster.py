@@ -12,37 +12,9 @@ from exports.joblog import log_path
 from exports.jobs import create_job
 from exports.models import ExportJob, StatusChange
 from exports.tasks import start_job
+from tests.factories import diagnose, finished, slow_view, wait_until
 
 PLANTED = "Planted-Pa55-Mark"
-
-
-def slow_view(db, name, rows, sleeps):
-    """A view that streams for about `sleeps` x 50 ms, for both its count and its read."""
-    every = max(1, rows // sleeps)
-    db.execute(
-        f"CREATE VIEW {name} AS SELECT i, md5(i::text) AS h FROM generate_series(1, {rows}) i "
-        f"WHERE i % {every} <> 0 OR pg_sleep(0.05) IS NOT NULL"
-    )
-
-
-def diagnose(job):
-    return lambda: (
-        list(job.tables.values_list("status", "rows_expected", "rows_written")),
-        list(job.errors.values_list("message", flat=True)),
-    )
-
-
-def wait_until(condition, seconds, what):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            details = what[1]() if isinstance(what, tuple) else ""
-            raise AssertionError(f"timed out waiting for {what} {details}")
-        time.sleep(0.25)
-
-
-def finished(job):
-    return lambda: ExportJob.objects.get(pk=job.pk).is_finished
 
 
 def claims_per_table(job):

@@ -6,75 +6,19 @@ declared type, and compared there with the stored value in its text form (which,
 """
 
 import json
-import uuid
 
-import psycopg2.extras
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from exports.models import ExportJob
-
-TYPES_SQL = """
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-CREATE TYPE pair AS (a integer, b text);
-CREATE DOMAIN price AS numeric(7,2) CHECK (VALUE >= 0);
-CREATE DOMAIN label AS text;
-"""
-
-COLUMNS = """
-  id integer PRIMARY KEY,
-  c_int2 smallint, c_int4 integer, c_int8 bigint, c_oid oid,
-  c_num152 numeric(15,2), c_num5010 numeric(50,10), c_num numeric,
-  c_float4 real, c_float8 double precision, c_money money, c_bool boolean,
-  c_char char(5), c_varchar varchar(10), c_text text, c_name name, c_bytea bytea,
-  c_date date, c_ts timestamp, c_tstz timestamptz, c_time time, c_timetz timetz,
-  c_interval interval, c_uuid uuid, c_json json, c_jsonb jsonb, c_xml xml,
-  c_inet inet, c_cidr cidr, c_macaddr macaddr, c_macaddr8 macaddr8,
-  c_bit bit(4), c_varbit varbit, c_int4range int4range, c_tstzrange tstzrange,
-  c_numrange numrange, c_multirange int4multirange, c_enum mood, c_price price,
-  c_label label, c_ints integer[], c_grid integer[][], c_texts text[], c_pair pair,
-  c_point point, c_tsvector tsvector, c_lsn pg_lsn
-"""
-
-ORDINARY_ROWS = """
-INSERT INTO {table} VALUES
- (1, -32768, -2147483648, -9223372036854775808, 4294967295,
-  -1234567890123.45, 12345678901234567890123456789012345678.0123456789, 1e-30,
-  1.1, 1.7976931348623157e308, -92233720368547758.08, true,
-  'ab', 'x,y"z', E'line1\\nline2, "quoted", back\\\\slash', 'name', '\\x00ff10',
-  '2024-02-29', '2024-01-01 12:34:56.789012', '1999-12-31 23:59:59.999999+05:30',
-  '23:59:59.999999', '12:00+05:30', '1 year 2 mons 3 days 04:05:06.789012',
-  'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"a": [1, 2.50]}', '{"b": {"c": null}}',
-  '<a x="1">t</a>', '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03',
-  '08:00:2b:01:02:03:04:05', B'1010', B'10101', '[1,10)',
-  '[2024-01-01 00:00+00,2024-02-01 00:00+00)', '(1.5,2.25]', '{[1,3), [5,7)}',
-  'happy', 12.50, 'lbl', '{1,NULL,3}', '{{1,2},{3,4}}', '{"a,b", NULL, "q\\"uote", ""}',
-  ROW(1, 'x y'), '(1.5,2)', 'a fat cat', '16/B374D848'),
- (2, 32767, 2147483647, 9223372036854775807, 0,
-  0.00, -1, 123456789012345678901234567890.123456789012345678901234567890,
-  -0, 5e-324, 92233720368547758.07, false,
-  '', '', '', '', '\\x',
-  '0001-01-01', '9999-12-31 23:59:59.999999', '0001-01-01 00:00:00+00',
-  '00:00:00', '00:00:00-15:59', '-1 days +02:00:00', '00000000-0000-0000-0000-000000000000',
-  '[]', '[]', '', '::1', '::/0', 'ff:ff:ff:ff:ff:ff', 'ff:ff:ff:ff:ff:ff:ff:ff',
-  B'0000', B'', 'empty', 'empty', 'empty', '{}', 'sad', 0, '',
-  '{}', '{}', '{}', ROW(NULL, NULL), '(0,0)', '', '0/0'),
- (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  NULL, NULL, NULL, NULL)
-"""
-
-# Values no native Arrow type holds: each column must fall back to text, exactly.
-SPECIAL_ROWS = """
-INSERT INTO {table} (id, c_num152, c_num, c_float8, c_date, c_ts, c_tstz, c_time, c_ints) VALUES
- (10, 'NaN', 'NaN', 'NaN', 'infinity', 'infinity', 'infinity', '24:00:00', '[0:1]={7,8}'),
- (11, 1.5, 'Infinity', 'Infinity', '-infinity', '-infinity', '-infinity', '12:00', '{}'),
- (12, 2.5, '-Infinity', '-Infinity', '0044-03-15 BC', '4713-01-01 00:00 BC',
-  '294276-12-31 23:59:59.999999+00', '00:00', '{1}'),
- (13, NULL, 1, 1, '5874897-12-31', '10000-01-01 00:00', '4713-01-01 00:00+00 BC', NULL, NULL)
-"""
+from tests.factories import (
+    COLUMNS,
+    ORDINARY_ROWS,
+    SPECIAL_ROWS,
+    TYPES_SQL,
+    assert_file_equals_source,
+    throwaway_database,
+)
 
 
 @pytest.fixture
@@ -85,43 +29,6 @@ def wide_source(source_db):
     source_db.execute(ORDINARY_ROWS.replace("{table}", "ordinary"))
     source_db.execute(SPECIAL_ROWS.replace("{table}", "special"))
     return source_db
-
-
-def assert_file_equals_source(source_db, job, table):
-    run = job.tables.get(table=table)
-    assert run.status == "complete", list(job.errors.values_list("message", flat=True))
-    [entry] = run.files
-    path = job.folder() / entry["path"]
-    data = pq.read_table(path)
-    declared = {c["name"]: c["source_type"] for c in run.columns}
-    rows = data.to_pylist()
-    assert len(rows) == run.rows_written == run.rows_expected
-    mismatches = []
-    for row in rows:
-        names = [name for name in row if name != "id"]
-        checks = ", ".join(
-            f"({name})::text IS NOT DISTINCT FROM CAST(%s AS {declared[name]})::text"
-            for name in names
-        )
-        values = [_adapt(row[name]) for name in names]
-        [result] = source_db.execute(
-            f"SELECT {checks} FROM {table} WHERE id = %s", [*values, row["id"]]
-        )
-        mismatches += [
-            (row["id"], n, row[n]) for n, ok in zip(names, result, strict=True) if not ok
-        ]
-    assert not mismatches
-    return data, run
-
-
-def _adapt(value):
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, float) and value != value:
-        return "NaN"
-    if isinstance(value, bytes):
-        return psycopg2.Binary(value)
-    return value
 
 
 @pytest.mark.django_db(transaction=True)
@@ -169,8 +76,6 @@ def test_values_beyond_arrow_fall_back_to_exact_text(wide_source, owner, export)
 @pytest.fixture
 def sql_ascii_db(source_server):
     """A database whose server checks no encoding: it hands out the bytes it stored."""
-    from conftest import throwaway_database
-
     options = "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
     with throwaway_database(source_server, options) as db:
         yield db

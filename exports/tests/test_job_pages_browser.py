@@ -7,12 +7,12 @@ import re
 
 import pytest
 
-from conftest import user_with_role
 from exports.engine.run import finish_job, run_job
 from exports.jobs import create_job
 from exports.models import ExportJob, TableRun
 from quality.models import Rule
 from tests.browser import BROWSER_TEST, log_in, shot
+from tests.factories import user_with_role
 
 pytestmark = BROWSER_TEST
 

@@ -19,6 +19,7 @@ import pytest
 from exports.engine.run import run_job, run_table
 from exports.jobs import create_job
 from exports.models import ExportJob
+from tests.factories import SourceServer, assert_file_equals_source, throwaway_database
 
 VERTICA_DSN = os.environ.get("ADU_TEST_VERTICA_DSN")
 GREENPLUM_DSN = os.environ.get("ADU_TEST_GREENPLUM_DSN")
@@ -215,8 +216,6 @@ def test_vertica_discovery_and_faults(vertica_source, export):
 
 @pytest.fixture
 def greenplum_db():
-    from conftest import SourceServer, throwaway_database
-
     with throwaway_database(SourceServer(GREENPLUM_DSN), force_drop=False) as db:
         yield db
 
@@ -243,8 +242,6 @@ INSERT INTO {table} VALUES
 @greenplum_only
 @pytest.mark.django_db(transaction=True)
 def test_greenplum_values_round_trip_exactly(greenplum_db, owner, export):
-    from exports.tests.test_fidelity import assert_file_equals_source
-
     greenplum_db.execute(f"CREATE TABLE wide ({GREENPLUM_COLUMNS}) DISTRIBUTED BY (id)")
     greenplum_db.execute(GREENPLUM_ROWS.replace("{table}", "wide"))
     connection = greenplum_db.connection(owner, kind="greenplum")

@@ -6,11 +6,11 @@ page fits a phone."""
 import pytest
 from django.urls import reverse
 
-from conftest import user_with_role
 from connections.models import SavedQuery
 from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob
 from tests.browser import BROWSER_TEST, log_in, shot
+from tests.factories import user_with_role
 
 pytestmark = BROWSER_TEST
 

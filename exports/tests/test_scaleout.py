@@ -15,7 +15,7 @@ from django.conf import settings
 from exports.jobs import create_job
 from exports.models import StatusChange
 from exports.tasks import start_job
-from exports.tests.test_cluster import diagnose, finished, slow_view, wait_until
+from tests.factories import diagnose, finished, slow_view, wait_until
 
 pytestmark = pytest.mark.skipif(
     "redis" not in settings.Q_CLUSTER,

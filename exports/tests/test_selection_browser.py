@@ -3,10 +3,10 @@ columns of a table (one masked) with a row filter, and the saved query."""
 
 import pytest
 
-from conftest import user_with_role
 from connections.models import SavedQuery
 from exports.models import ExportJob
 from tests.browser import BROWSER_TEST, log_in, shot
+from tests.factories import user_with_role
 
 pytestmark = BROWSER_TEST
 

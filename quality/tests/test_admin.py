@@ -3,7 +3,7 @@
 import pytest
 
 from quality.models import Rule
-from quality.tests.test_views import form
+from tests.factories import rule_form
 
 ADD = "/admin/quality/rule/add/"
 
@@ -17,7 +17,7 @@ def connection(admin_user, source_db):
 @pytest.mark.django_db
 def test_the_admin_adds_a_valid_rule(client, admin_user, connection):
     client.force_login(admin_user)
-    response = client.post(ADD, form(connection))
+    response = client.post(ADD, rule_form(connection))
     assert response.status_code == 302, response.context["adminform"].form.errors
     rule = Rule.objects.get()
     assert rule.created_by == admin_user and rule.describe() == "amount between 0 and 100"
@@ -26,7 +26,7 @@ def test_the_admin_adds_a_valid_rule(client, admin_user, connection):
 @pytest.mark.django_db
 def test_the_admin_refuses_an_unknown_column(client, admin_user, connection):
     client.force_login(admin_user)
-    response = client.post(ADD, form(connection, column="nope"))
+    response = client.post(ADD, rule_form(connection, column="nope"))
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert errors["column"] == ["public.orders has no column 'nope'."]

@@ -3,9 +3,9 @@ minimum above the maximum next to the field, and the fixed rule lands in the lis
 
 import pytest
 
-from conftest import user_with_role
 from quality.models import Rule
 from tests.browser import BROWSER_TEST, log_in, shot
+from tests.factories import user_with_role
 
 pytestmark = BROWSER_TEST
 

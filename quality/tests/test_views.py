@@ -11,6 +11,7 @@ from django.utils.html import escape
 from connections.localpg import free_port
 from connections.models import Connection
 from quality.models import Rule
+from tests.factories import rule_form
 
 PASSWORD = "Rule-Secret-Mark"
 
@@ -43,25 +44,6 @@ def rule(stored_connection, owner):
         maximum="100",
         created_by=owner,
     )
-
-
-def form(connection, **changes):
-    data = {
-        "connection": connection.pk,
-        "schema": "public",
-        "table": "orders",
-        "kind": "range",
-        "column": "amount",
-        "minimum": "0",
-        "maximum": "100",
-        "allowed_values": "",
-        "pattern": "",
-        "min_rows": "",
-        "grain": "",
-        "severity": "warning",
-        "enabled": "on",
-    }
-    return {**data, **changes}
 
 
 def pages(rule):
@@ -127,7 +109,7 @@ def test_the_new_rule_form_is_prefilled_from_the_query(client, owner, stored_con
 @pytest.mark.django_db
 def test_the_owner_creates_a_rule(client, owner, connection):
     client.force_login(owner)
-    response = client.post(reverse("rule_create"), form(connection), follow=True)
+    response = client.post(reverse("rule_create"), rule_form(connection), follow=True)
     rule = Rule.objects.get()
     assert response.redirect_chain[-1][0] == reverse("rule_list") + f"?connection={connection.pk}"
     assert rule.created_by == owner and rule.minimum == "0" and rule.maximum == "100"
@@ -138,7 +120,7 @@ def test_the_owner_creates_a_rule(client, owner, connection):
 def test_allowed_values_are_entered_one_per_line(client, owner, connection):
     client.force_login(owner)
     values = "new\r\n\r\n  paid \r\nshipped\n"
-    data = form(connection, kind="allowed", column="code", allowed_values=values)
+    data = rule_form(connection, kind="allowed", column="code", allowed_values=values)
     assert client.post(reverse("rule_create"), data).status_code == 302
     rule = Rule.objects.get()
     assert rule.allowed_values == ["new", "paid", "shipped"]
@@ -151,7 +133,7 @@ def test_allowed_values_are_entered_one_per_line(client, owner, connection):
 @pytest.mark.django_db
 def test_a_row_count_rule_needs_no_column(client, owner, connection):
     client.force_login(owner)
-    data = form(connection, kind="min_rows", column="amount", min_rows="10")
+    data = rule_form(connection, kind="min_rows", column="amount", min_rows="10")
     assert client.post(reverse("rule_create"), data).status_code == 302
     rule = Rule.objects.get()
     assert rule.column == "" and rule.min_rows == 10
@@ -166,7 +148,7 @@ def test_the_owner_edits_a_rule(client, owner, connection):
     client.force_login(owner)
     url = reverse("rule_edit", args=[rule.pk])
     assert 'value="amount"' in client.get(url).content.decode()
-    data = form(connection, maximum="500", severity="error", enabled="")
+    data = rule_form(connection, maximum="500", severity="error", enabled="")
     response = client.post(url, data)
     assert response["Location"] == reverse("rule_list") + f"?connection={connection.pk}"
     rule.refresh_from_db()
@@ -202,7 +184,7 @@ def test_another_users_connection_cannot_be_chosen(client, outsider, stored_conn
     client.force_login(outsider)
     page = client.get(reverse("rule_create")).content.decode()
     assert f'value="{stored_connection.pk}"' not in page
-    response = client.post(reverse("rule_create"), form(stored_connection))
+    response = client.post(reverse("rule_create"), rule_form(stored_connection))
     assert "Select a valid choice" in response.context["form"].errors["connection"][0]
     assert not Rule.objects.exists()
 
@@ -272,7 +254,7 @@ def test_a_rule_the_table_cannot_satisfy_is_refused_next_to_the_field(
     client, owner, connection, field, changes, message
 ):
     client.force_login(owner)
-    response = client.post(reverse("rule_create"), form(connection, **changes))
+    response = client.post(reverse("rule_create"), rule_form(connection, **changes))
     assert response.status_code == 200
     errors = response.context["form"].errors
     assert list(errors) == [field], errors
@@ -288,7 +270,9 @@ def test_an_edit_is_checked_against_the_source_too(client, owner, connection):
         kind="range", minimum="0",
     )  # fmt: skip
     client.force_login(owner)
-    response = client.post(reverse("rule_edit", args=[rule.pk]), form(connection, column="gone"))
+    response = client.post(
+        reverse("rule_edit", args=[rule.pk]), rule_form(connection, column="gone")
+    )
     assert "has no column 'gone'" in response.context["form"].errors["column"][0]
     rule.refresh_from_db()
     assert rule.column == "amount"
@@ -302,7 +286,7 @@ def test_an_unreachable_source_is_one_sentence_on_the_form(client, owner):
         username="etl", password=PASSWORD, sslmode="disable", connect_timeout=2,
     )  # fmt: skip
     client.force_login(owner)
-    response = client.post(reverse("rule_create"), form(gone))
+    response = client.post(reverse("rule_create"), rule_form(gone))
     page = response.content.decode()
     [error] = response.context["form"].non_field_errors()
     assert error.startswith("ADU could not check the rule against the source: ")
