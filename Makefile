@@ -6,19 +6,32 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q
 
-.PHONY: run test lint lint-docker bench wheelhouse install-offline \
+.PHONY: run test test-fast lint lint-docker bench wheelhouse install-offline \
 	system-postgres system-redis system-browser system-compose system-build
 
 run: system-postgres $(VENV)/.base
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py adu_run
 
-# The whole suite on SQLite and the ORM broker, then every test that runs jobs (marked
-# `jobs` by conftest.py) again on a throwaway PostgreSQL metadata database and redis-server.
+# The whole suite on SQLite and the ORM broker (what needs no task cluster, browser or
+# portal of its own on pytest-xdist workers, the rest in one process), then every test that
+# runs jobs (marked `jobs` by conftest.py) again on a throwaway PostgreSQL metadata
+# database and redis-server.
 test: system-postgres system-redis system-browser $(VENV)/.dev lint lint-docker
 	$(PY) manage.py makemigrations --check --dry-run
-	$(PY) -m pytest
+	$(PY) -m pytest -m "$(FAST_MARKERS)" -n $(FAST_WORKERS)
+	$(PY) -m pytest -m "not ($(FAST_MARKERS))"
 	$(PY) -m pytest -p tests.backends --backends postgres-redis -m jobs
+
+# The quick check while working: every test that needs no task cluster, browser or portal
+# in other processes (the markers conftest.py sets, see pytest.ini), jobs run in-process
+# included, on SQLite and the ORM broker, spread over pytest-xdist workers that each start
+# their own throwaway PostgreSQL. Not what CI runs: that is `make test`.
+# FAST_WORKERS=0 runs them in one process; PYTEST_ARGS adds options (a path, -x, -k ...).
+FAST_WORKERS ?= 4
+FAST_MARKERS := not cluster and not browser and not portal
+test-fast: system-postgres system-redis $(VENV)/.dev
+	$(PY) -m pytest -m "$(FAST_MARKERS)" -n $(FAST_WORKERS) $(PYTEST_ARGS)
 
 # django-stubs loads the settings, which would make (and announce) keys: these are
 # throwaway values for the type check alone.

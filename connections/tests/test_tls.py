@@ -115,13 +115,18 @@ def _connection(owner, tls_server, name="tls", **fields):
 
 
 @pytest.mark.django_db
-def test_verify_full_with_the_stored_ca_is_encrypted_and_verified(owner, tls_server):
+def test_verify_full_with_the_stored_ca_is_encrypted_and_verified(
+    owner, tls_server, monkeypatch, tmp_path
+):
+    # A temporary folder of this test's own: other tests running at the same time (under
+    # pytest-xdist) make and remove their adu-ca-* folders in the shared one.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     report = _connection(owner, tls_server).test_link(by=owner)
     assert report.encrypted and report.verified
     assert report.protocol.startswith("TLSv1.")
     assert "server certificate verified" in report.summary()
     assert report.warning().startswith("This login is a superuser (it can change anything)")
-    assert not list(Path(tempfile.gettempdir()).glob("adu-ca-*"))  # the CA file is gone
+    assert not list(tmp_path.glob("adu-ca-*"))  # the CA file is gone
 
 
 @pytest.mark.django_db
