@@ -238,22 +238,22 @@ def prepare_adu(spec):
 
     connection = Connection.objects.select_related("owner").get(pk=spec["connection_id"])
 
+    if spec["tool"] in SCHEMA_TOOLS:  # a whole schema ("table" names it)
+        what = {"schemas": [spec["table"]], "options": {"parallel": spec["parallel"]}}
+    else:
+        validation = VALIDATION_TOOLS.get(spec["tool"])
+        what = {
+            "tables": [f"public.{spec['table']}"],
+            "options": {"validation": validation} if validation else {},
+        }
+
     def export():
-        job = create_job(
-            connection.owner,
-            connection,
-            tables=[f"public.{spec['table']}"],
-            options={"validation": VALIDATION_TOOLS[spec["tool"]]}
-            if spec["tool"] in VALIDATION_TOOLS
-            else {},
-            out=spec["out"],
-        )
-        job = run_job(job.pk)
+        job = run_job(create_job(connection.owner, connection, out=spec["out"], **what).pk)
         if job.status != "complete":
             messages = list(job.errors.values_list("message", flat=True))
             raise RuntimeError(messages[0] if messages else f"job status {job.status}")
-        run = job.tables.get()
-        return [str(job.folder() / f["path"]) for f in run.files], run.rows_written
+        files = [str(job.folder() / f["path"]) for run in job.tables.all() for f in run.files]
+        return files, job.rows_written
 
     return export
 
@@ -325,32 +325,6 @@ def prepare_copy(spec):
     return export
 
 
-def prepare_adu_schema(spec):
-    setup_django()
-    from connections.models import Connection
-    from exports.engine.run import run_job
-    from exports.jobs import create_job
-
-    connection = Connection.objects.select_related("owner").get(pk=spec["connection_id"])
-
-    def export():
-        job = create_job(
-            connection.owner,
-            connection,
-            schemas=[spec["table"]],
-            options={"parallel": spec["parallel"]},
-            out=spec["out"],
-        )
-        job = run_job(job.pk)
-        if job.status != "complete":
-            messages = list(job.errors.values_list("message", flat=True))
-            raise RuntimeError(messages[0] if messages else f"job status {job.status}")
-        files = [str(job.folder() / f["path"]) for run in job.tables.all() for f in run.files]
-        return files, job.rows_written
-
-    return export
-
-
 def prepare_duckdb_schema(spec):
     """DuckDB exports the schema table by table through one attached database (its
     postgres extension has no schema-wide export), each table to its own file."""
@@ -405,8 +379,8 @@ def prepare_pg_dump(spec):
 
 
 PREPARE = {
-    "adu_schema": prepare_adu_schema,
-    "adu_schema_4": prepare_adu_schema,
+    "adu_schema": prepare_adu,
+    "adu_schema_4": prepare_adu,
     "duckdb_schema": prepare_duckdb_schema,
     "pg_dump": prepare_pg_dump,
     "adu": prepare_adu,
