@@ -25,10 +25,19 @@ class BadOption(ValueError):
         self.field = field
 
 
+def _null_is_the_default(schema: dict) -> None:
+    """The JSON schema (the API's) says what the validator does: null asks for the default."""
+    for name, prop in schema["properties"].items():
+        if any(part.get("type") == "null" for part in prop.get("anyOf", [])):
+            continue
+        notes = {key: prop.pop(key) for key in ("default", "description", "title") if key in prop}
+        schema["properties"][name] = {"anyOf": [prop, {"type": "null"}], **notes}
+
+
 class ExportOptions(BaseModel):
     """How a job exports; None (an unset argument, null in the API) means the default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_null_is_the_default)
 
     parallel: int = Field(
         2, ge=1, le=64, title="Parallel tables", description="Tables exported at once."
