@@ -543,6 +543,9 @@ class TableRun(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "schema", "table"], name="one_run_per_table")
         ]
+        # A table's earlier runs (the anomaly checks ask for the last one, for every table
+        # exported): found by name, not by reading every run of every job.
+        indexes = [models.Index(fields=["schema", "table", "finished_at"], name="runs_of_a_table")]
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.table}"

@@ -20,6 +20,7 @@ def anomalies(run: TableRun) -> list[dict]:
         )
         .exclude(job_id=run.job_id)
         .order_by("-finished_at")
+        .only("job_id", "rows_written", "profile")
         .first()
     )
     if previous is None or not previous.rows_written:
