@@ -598,31 +598,42 @@ def remove_output(result):
             os.remove(f)
 
 
-def bench_table(context, table, runs, tools=TOOLS) -> dict:
-    samples = {tool: [] for tool in tools}
+def take_turns(name: str, runs: int, labels: dict, export) -> dict:
+    """Each tool once per run, the tools taking turns (drift on the machine touches them
+    alike); per tool the median wall, the largest peak RSS and the last run's other
+    figures, or the first error. `export(tool, run)` gives one result."""
+    samples: dict[str, list] = {tool: [] for tool in labels}
     for run in range(1, runs + 1):
         line = []
-        for tool in tools:
-            result = run_tool(context, tool, table, f"{table}-{tool}-{run}")
-            remove_output(result)  # the sizes are known; the disk is not needed any more
+        for tool in labels:
+            result = export(tool, run)
             samples[tool].append(result)
             line.append(
-                f"{LABELS[tool]} " + ("failed" if "error" in result else f"{result['wall']:.1f} s")
+                f"{labels[tool]} " + ("failed" if "error" in result else f"{result['wall']:.1f} s")
             )
-        step(f"  {table} run {run}/{runs}: " + ", ".join(line))
+        step(f"  {name} run {run}/{runs}: " + ", ".join(line))
     summary = {}
     for tool, results in samples.items():
         errors = [r["error"] for r in results if "error" in r]
-        if errors:
-            summary[tool] = {"error": errors[0]}
-            continue
-        summary[tool] = {
-            "wall": statistics.median(r["wall"] for r in results),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
-            "bytes": results[-1]["bytes"],
-            "rows": results[-1]["rows"],
-        }
+        summary[tool] = (
+            {"error": errors[0]}
+            if errors
+            else {
+                **results[-1],
+                "wall": statistics.median(r["wall"] for r in results),
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            }
+        )
     return summary
+
+
+def bench_table(context, table, runs, tools=TOOLS) -> dict:
+    def export(tool, run):
+        result = run_tool(context, tool, table, f"{table}-{tool}-{run}")
+        remove_output(result)  # the sizes are known; the disk is not needed any more
+        return result
+
+    return take_turns(table, runs, {tool: LABELS[tool] for tool in tools}, export)
 
 
 def report_table(context, table, runs):
@@ -780,29 +791,13 @@ def run_schema_tool(context, tool, schema, name) -> dict:
 
 
 def bench_schema(context, schema, runs) -> dict:
-    samples = {tool: [] for tool in SCHEMA_TOOLS}
-    for run in range(1, runs + 1):
-        line = []
-        for tool in SCHEMA_TOOLS:
-            result = run_schema_tool(context, tool, schema, f"{schema}-{tool}-{run}")
-            samples[tool].append(result)
-            label = SCHEMA_TOOLS[tool][0]
-            line.append(
-                f"{label} " + ("failed" if "error" in result else f"{result['wall']:.1f} s")
-            )
-        step(f"  {schema} run {run}/{runs}: " + ", ".join(line))
-    summary = {}
-    for tool, results in samples.items():
-        errors = [r["error"] for r in results if "error" in r]
-        summary[tool] = (
-            {"error": errors[0]}
-            if errors
-            else {
-                "wall": statistics.median(r["wall"] for r in results),
-                "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
-            }
-        )
-    return summary
+    labels = {tool: label for tool, (label, _) in SCHEMA_TOOLS.items()}
+    return take_turns(
+        schema,
+        runs,
+        labels,
+        lambda tool, run: run_schema_tool(context, tool, schema, f"{schema}-{tool}-{run}"),
+    )
 
 
 def report_schemas(results: dict, runs: int):
