@@ -277,3 +277,26 @@ def test_a_refused_selection_gets_400_naming_the_field(client, owner, source_db,
         )
         assert response.status_code == 400, (extra, response.content)
         assert error_of(response)["field"] == field, (extra, response.content)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_null_options_take_the_defaults_and_open_no_way_to_the_site_key(
+    client, owner, world, bearer
+):
+    """null is documented as "the default": it must never mean a stronger choice (the
+    site's hash key is for ADU Admins only), nor reach the engine as None."""
+    data = {
+        "connection": world["connection"].pk,
+        "tables": ["public.t"],
+        "options": {"masking_key": None, "parallel": None, "validation": None},
+    }
+    response = post_json(client, f"{API}/jobs/", data, **bearer(owner))
+    assert response.status_code == 202, response.content
+    job = ExportJob.objects.get(pk=response.json()["id"])
+    assert job.option("masking_key") == "connection"
+    assert (job.option("parallel"), job.option("validation")) == (2, "sample")
+    refused = post_json(
+        client, f"{API}/jobs/", {**data, "options": {"masking_key": "site"}}, **bearer(owner)
+    )
+    assert refused.status_code == 400
+    assert error_of(refused)["field"] == "options.masking_key"
