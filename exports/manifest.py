@@ -42,6 +42,8 @@ def build(job: ExportJob) -> dict:
                 "status": run.status,
                 "attempt": run.attempt,
                 "source_rows": run.rows_expected,
+                # "sent": the rows COPY reported sending; "count": a count(*) in the snapshot.
+                "source_rows_proof": run.rows_proof or None,
                 "rows_written": run.rows_written,
                 "columns": run.columns,
                 "profile": run.profile,

@@ -512,7 +512,14 @@ class TableRun(models.Model):
     schema = models.CharField(max_length=255)
     table = models.CharField(max_length=255)
     status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
+
+    class RowsProof(models.TextChoices):
+        SENT = "sent", "the rows the one COPY reading the table reported sending"
+        COUNT = "count", "a count(*) in the snapshot"
+
     rows_expected = models.BigIntegerField(null=True, blank=True)
+    # What rows_expected comes from: what proves no row was lost on the way.
+    rows_proof = models.CharField(max_length=8, choices=RowsProof, blank=True)
     rows_written = models.BigIntegerField(default=0)
     bytes_written = models.BigIntegerField(default=0)
     # [{"path": relative to the job folder, "bytes": int, "rows": int, "sha256": hex}]

@@ -14,6 +14,7 @@
 #include <Python.h>
 #include <dlfcn.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* libpq's API, declared here: psycopg2's own copy of libpq has no headers. */
@@ -32,6 +33,7 @@ static struct {
     char *(*result_error_message)(const PGresult *);
     void (*clear)(PGresult *);
     char *(*error_message)(const PGconn *);
+    char *(*cmd_tuples)(PGresult *);
 } pq;
 
 static PyObject *CopyFailed;  /* (sqlstate or None, message) */
@@ -74,6 +76,7 @@ typedef struct {
     char fail_reason[160];
     char *copy_error_state;
     char *copy_error_message;
+    long long sent;    /* rows the server says the COPY sent ("COPY n"); -1 until it ends */
 } Decoder;
 
 static int buf_reserve(Buf *b, size_t more)
@@ -396,6 +399,11 @@ static int end_copy(Decoder *d)
         if (pq.result_status(result) != PGRES_COMMAND_OK && rc == 0) {
             remember_copy_error(d, result);
             rc = -3;
+        } else if (rc == 0) {
+            const char *tuples = pq.cmd_tuples(result);
+            char *end = NULL;
+            long long n = tuples && *tuples ? strtoll(tuples, &end, 10) : -1;
+            d->sent = (end && *end == '\0' && n >= 0) ? n : -1;
         }
         pq.clear(result);
     }
@@ -553,6 +561,7 @@ static int load_libpq(const char *path)
     LOAD(result_error_message, "PQresultErrorMessage");
     LOAD(clear, "PQclear");
     LOAD(error_message, "PQerrorMessage");
+    LOAD(cmd_tuples, "PQcmdTuples");
 #undef LOAD
     return 0;
 }
@@ -594,6 +603,7 @@ static int Decoder_init(Decoder *d, PyObject *args, PyObject *kwargs)
     }
     Py_DECREF(seq);
     d->conn = (PGconn *)(uintptr_t)conn;
+    d->sent = -1;
     reset_columns(d);
     return 0;
 }
@@ -684,10 +694,20 @@ static PyObject *Decoder_read(Decoder *d, PyObject *args)
     return Py_BuildValue("(NL)", columns, rows);
 }
 
+/* The rows the server reported having sent, once the COPY ended well; None before. */
+static PyObject *Decoder_sent(Decoder *d, PyObject *Py_UNUSED(ignored))
+{
+    if (d->sent < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(d->sent);
+}
+
 static PyMethodDef Decoder_methods[] = {
     {"start", (PyCFunction)Decoder_start, METH_VARARGS, "Send the COPY statement."},
     {"read", (PyCFunction)Decoder_read, METH_VARARGS,
      "read(max_rows, max_bytes, allocate) -> ([(validity, values, offsets, nulls)], rows) or None"},
+    {"sent", (PyCFunction)Decoder_sent, METH_NOARGS,
+     "sent() -> the rows the server's COPY reported sending, or None before it ended well"},
     {NULL},
 };
 

@@ -71,6 +71,11 @@ class Driver(Protocol):
 
     def count_rows(self, db, schema: str, table: str) -> int: ...
 
+    def reads_whole(self, readers: int, pages: int | None) -> bool:
+        """Whether read_batches reads the table in one statement whose row count the server
+        reports (appended to its `sent`): that count then proves the export complete and
+        count_rows is not needed."""
+
     def check_filter(self, db, schema: str, table: str, expression: str) -> user_sql.CheckedFilter:
         """What runs and the columns it reads; BadSelection unless one allowed condition."""
 
@@ -109,6 +114,7 @@ class Driver(Protocol):
         readers: int = 1,
         pages: int | None = None,
         block_bytes: int = ...,
+        sent: list[int] | None = None,
     ) -> Generator[pa.RecordBatch, None, None]:
         """Arrow record batches of bounded size, in the plans' read types; close() stops
         the reads."""

@@ -349,15 +349,20 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
         run.spec = {key: value for key, value in {**spec, "left_out": left_out}.items() if value}
         source_columns = chosen
         money_scale = _phase("describe", connection, driver.money_scale, first)
-        # The row count runs on the describe session, beside the read and in the same
-        # snapshot; without a snapshot, the read's session is this one: count first.
         run.rows_expected = None  # a count of an earlier attempt saw another snapshot
-        count = functools.partial(driver.count_rows, first, *name, **narrowing)
-        counter = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
-        counting = counter.submit(_phase, "count", connection, count)
-        counter.shutdown(wait=False)
-        if per_table:
-            counting.result()  # before the read, which takes the same session
+        # What proves every row arrived: the rows the one COPY that reads the table in
+        # the snapshot reports having sent, or else a count(*) of its own. That count runs
+        # on the describe session, beside the read and in the same snapshot; without a
+        # snapshot, the read's session is this one: count first.
+        whole = driver.reads_whole(int(job.option("readers")), pages)
+        run.rows_proof = TableRun.RowsProof.SENT if whole else TableRun.RowsProof.COUNT
+        if not whole:
+            count = functools.partial(driver.count_rows, first, *name, **narrowing)
+            counter = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
+            counting = counter.submit(_phase, "count", connection, count)
+            counter.shutdown(wait=False)
+            if per_table:
+                counting.result()  # before the read, which takes the same session
         source = _Source(driver, open_session, pages, distinct, constraints, narrowing, counting)
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
@@ -441,7 +446,7 @@ class _Source:
     distinct: dict[str, int]  # the server's estimates, per column
     constraints: list
     narrowing: dict  # row_filter, query: only those the table's spec has
-    counting: futures.Future  # the row count, running beside the read
+    counting: futures.Future | None  # the row count beside the read; None: COPY's count
 
 
 def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter:
@@ -483,6 +488,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
         masked=set(masks),
     )
     reported = time.monotonic()
+    sent: list[int] = []  # the rows the server reports having sent, when one COPY reads all
     try:
         batches = source.driver.read_batches(
             source.open_session,
@@ -492,12 +498,14 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
             readers=int(job.option("readers")),
             pages=source.pages,
             block_bytes=block_bytes,
+            sent=sent,
             **source.narrowing,
         )
+        counting = source.counting
         try:
             for batch in batches:
-                if run.rows_expected is None and source.counting.done():
-                    _counted(run, source.counting, validator)
+                if run.rows_expected is None and counting and counting.done():
+                    _expect(run, counting.result(), validator)
                 finished = pa.RecordBatch.from_arrays(
                     [
                         masking.mask(p.finish(column), masks[p.name], key)
@@ -518,8 +526,16 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
                         raise Cancelled()
         finally:
             batches.close()  # its readers stop before their sessions close
-        if run.rows_expected is None:
-            _counted(run, source.counting, validator)
+        if run.rows_expected is None and counting:
+            _expect(run, counting.result(), validator)
+        elif run.rows_expected is None:
+            if len(sent) != 1:
+                raise TableFailed(
+                    "The server did not report how many rows it sent, so the export "
+                    "cannot be proven complete.",
+                    "verify",
+                )
+            _expect(run, sent[0], validator)
         run.validation = validator.finish(writer.rows)
         failed = validator.errors()
         if failed:
@@ -533,10 +549,10 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
     return writer
 
 
-def _counted(run, counting: futures.Future, validator: Validator):
-    run.rows_expected = counting.result()
-    run.save(update_fields=["rows_expected"])
-    validator.expect(run.rows_expected)
+def _expect(run, rows: int, validator: Validator):
+    run.rows_expected = rows
+    run.save(update_fields=["rows_expected", "rows_proof"])
+    validator.expect(rows)
 
 
 def _validation_failure(failed: list) -> str:

@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from connections.drivers import postgresql
 from connections.drivers.postgresql import copy as postgresql_copy
+from connections.models import SavedQuery
 from exports.engine.run import run_job, run_table
 from exports.jobs import create_job
 from exports.models import ExportJob, TableRun
@@ -155,12 +156,93 @@ def test_a_table_is_exported_once_even_if_two_workers_try(owner, source_db):
 def test_a_row_count_mismatch_fails_the_table_and_keeps_no_file(owner, source_db, monkeypatch):
     source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 10) AS i")
     connection = source_db.connection(owner)
+    # A table read by several COPYs is proven by a count(*) of its own.
+    monkeypatch.setattr(postgresql, "reads_whole", lambda readers, pages: False)
     real_count = postgresql.count_rows
     monkeypatch.setattr(postgresql, "count_rows", lambda *args: real_count(*args) + 1)
     job = run_job(create_job(owner, connection, tables=["public.a"]).pk)
     assert job.status == ExportJob.Status.FAILED
     assert job.errors.get().message == "Wrote 10 rows but the table holds 11 in the snapshot."
+    assert job.tables.get().rows_proof == "count"
     assert not os.path.exists(job.folder() / "public" / "a.parquet")
+
+
+def _no_count(*args, **kwargs):
+    raise AssertionError("a table read by one COPY needs no count(*)")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["int", "jsonb"])  # binary COPY, and CSV
+def test_one_copy_proves_the_rows_it_reports_sending(owner, source_db, monkeypatch, kind):
+    source_db.execute(
+        f"CREATE TABLE a AS SELECT i, to_jsonb(i)::{kind} AS v FROM generate_series(1, 10) i"
+    )
+    connection = source_db.connection(owner)
+    monkeypatch.setattr(postgresql, "count_rows", _no_count)
+    job = run_job(create_job(owner, connection, tables=["public.a"]).pk)
+    assert job.status == ExportJob.Status.COMPLETE
+    run = job.tables.get()
+    assert (run.rows_expected, run.rows_written, run.rows_proof) == (10, 10, "sent")
+    [entry] = json.loads(job.manifest_path().read_text())["tables"]
+    assert (entry["source_rows"], entry["source_rows_proof"]) == (10, "sent")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["int", "jsonb"])
+def test_a_row_lost_after_the_copy_sent_it_fails_the_table(owner, source_db, monkeypatch, kind):
+    source_db.execute(
+        f"CREATE TABLE a AS SELECT i, to_jsonb(i)::{kind} AS v FROM generate_series(1, 10) i"
+    )
+    connection = source_db.connection(owner)
+    real_read = postgresql.read_batches
+
+    def lose_the_first_row(*args, **kwargs):
+        batches = real_read(*args, **kwargs)
+        yield next(batches).slice(1)
+        yield from batches
+
+    monkeypatch.setattr(postgresql, "read_batches", lose_the_first_row)
+    monkeypatch.setattr(postgresql, "count_rows", _no_count)
+    job = run_job(create_job(owner, connection, tables=["public.a"]).pk)
+    assert job.status == ExportJob.Status.FAILED
+    assert job.errors.get().message == "Wrote 9 rows but the table holds 10 in the snapshot."
+    assert not [p for p in job.folder().rglob("*") if p.suffix in (".parquet", ".part")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_copy_proves_a_filtered_table_and_a_query(owner, source_db, monkeypatch):
+    source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 10) AS i")
+    connection = source_db.connection(owner)
+    monkeypatch.setattr(postgresql, "count_rows", _no_count)
+    query = SavedQuery.objects.create(
+        connection=connection, name="big", sql="SELECT i FROM a WHERE i > 5"
+    )
+    job = create_job(
+        owner,
+        connection,
+        tables=["public.a"],
+        selections={("public", "a"): {"filter": "i > 3"}},
+        queries=[query],
+    )
+    job = run_job(job.pk)
+    proofs = {r.table: (r.rows_expected, r.rows_written, r.rows_proof) for r in job.tables.all()}
+    assert proofs == {"a": (7, 7, "sent"), "big": (5, 5, "sent")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_table_split_between_readers_is_counted(owner, source_db, monkeypatch):
+    monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
+    source_db.execute("CREATE TABLE t AS SELECT i FROM generate_series(1, 20000) i")
+    source_db.execute("ANALYZE t")
+    connection = source_db.connection(owner)
+    counted = []
+    real_count = postgresql.count_rows
+    monkeypatch.setattr(
+        postgresql, "count_rows", lambda *args, **kw: counted.append(1) or real_count(*args, **kw)
+    )
+    job = run_job(create_job(owner, connection, tables=["public.t"], options={"readers": 2}).pk)
+    run = job.tables.get()
+    assert (run.rows_expected, run.rows_proof, counted) == (20000, "count", [1])
 
 
 @pytest.mark.django_db(transaction=True)

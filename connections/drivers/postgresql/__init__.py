@@ -16,7 +16,7 @@ from connections.drivers.postgresql.catalog import (
     table_pages,
     tables,
 )
-from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, read_batches
+from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, read_batches, reads_whole
 from connections.drivers.postgresql.errors import explain
 from connections.drivers.postgresql.selection import (
     check_filter,
@@ -57,6 +57,7 @@ __all__ = [
     "preview",
     "query_columns",
     "read_batches",
+    "reads_whole",
     "relatives",
     "schemas",
     "table_pages",

@@ -42,19 +42,21 @@ def read_batches(
     readers: int = 1,
     pages: int | None = None,
     block_bytes: int = CSV_BLOCK_BYTES,
+    sent: list[int] | None = None,
     row_filter: str = "",
     query: str = "",
 ) -> Generator[pa.RecordBatch, None, None]:
     """Arrow batches of the table (or of `query`'s result) for its column plans, read over
     `readers` sessions opened by `open_session`, keeping only rows that meet `row_filter`
-    (checked before).
+    (checked before). When one COPY reads it all (see reads_whole), the rows the server
+    reports having sent are appended to `sent` once that COPY has ended well.
 
     Each session must already see the job's snapshot. Batches of several readers
     interleave; their order carries no meaning. A row longer than `block_bytes` raises
     ArrowInvalid ("straddling object"): read again with larger blocks.
     """
     relation = selection.from_clause(schema, table, query)
-    if query or readers <= 1 or not pages or pages < SPLIT_MIN_PAGES:
+    if query or pages is None or reads_whole(readers, pages):
         ranges: list[list[sql.Composed]] = [[]]
     else:
         bounds = [pages * i // readers for i in range(readers + 1)]
@@ -70,10 +72,10 @@ def read_batches(
     kinds = [binary_kind(p) for p in plans]
     if None in kinds:
         # A column only the server's text output carries exactly: every column as CSV.
-        read = _read_csv(read_schema(plans), block_bytes)
+        read = _read_csv(read_schema(plans), block_bytes, sent if len(ranges) == 1 else None)
         form = "csv"
     else:
-        read = _read_binary(plans, kinds, block_bytes)
+        read = _read_binary(plans, kinds, block_bytes, sent if len(ranges) == 1 else None)
         form = "binary"
     statements = [
         sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT {})").format(
@@ -86,6 +88,14 @@ def read_batches(
     ]
     # Even one reader gets a thread: the server keeps sending while batches are written.
     yield from _merge(read, [(open_session, statement) for statement in statements])
+
+
+def reads_whole(readers: int, pages: int | None) -> bool:
+    """Whether read_batches reads the table (with its filter) in one COPY, one statement of
+    the snapshot: then the rows that COPY reports having sent are exactly the rows there,
+    as a count(*) beside it would find, and prove the export complete without a second
+    scan. A query's result has no pages: one COPY reads it."""
+    return readers <= 1 or not pages or pages < SPLIT_MIN_PAGES
 
 
 # The types decoded from COPY's binary form by adu_pgcopy (native/). On lineitem that
@@ -151,7 +161,7 @@ def _libpq() -> str:
     raise RuntimeError("psycopg2's libpq is not loaded")
 
 
-def _read_binary(plans, kinds, block_bytes: int):
+def _read_binary(plans, kinds, block_bytes: int, sent: list[int] | None):
     names = [p.name for p in plans]
     arrow_types = [p.arrow_type for p in plans]
 
@@ -168,6 +178,8 @@ def _read_binary(plans, kinds, block_bytes: int):
                     [_array(t, rows, *c) for t, c in zip(arrow_types, columns, strict=True)],
                     names=names,
                 )
+            if sent is not None and decoder.sent() is not None:
+                sent.append(decoder.sent())
         except adu_pgcopy.DoesNotFit as error:
             column, reason = error.args
             raise DoesNotFit(plans[column].name, reason) from None
@@ -186,14 +198,14 @@ def _array(arrow_type, rows: int, validity, values, offsets, nulls: int) -> pa.A
     return pa.Array.from_buffers(arrow_type, rows, buffers, nulls)
 
 
-def _read_csv(arrow_types: pa.Schema, block_bytes: int):
+def _read_csv(arrow_types: pa.Schema, block_bytes: int, sent: list[int] | None):
     def read(db, statement) -> Iterator[pa.RecordBatch]:
-        return _read_copy(db, statement, arrow_types, block_bytes)
+        return _read_copy(db, statement, arrow_types, block_bytes, sent)
 
     return read
 
 
-def _read_copy(db, statement, arrow_types: pa.Schema, block_bytes: int):
+def _read_copy(db, statement, arrow_types: pa.Schema, block_bytes: int, sent: list[int] | None):
     """Stream one COPY through an OS pipe into pyarrow's CSV reader.
 
     psycopg2 pushes COPY data into a file object; pyarrow pulls from one. A pipe joins
@@ -212,6 +224,8 @@ def _read_copy(db, statement, arrow_types: pa.Schema, block_bytes: int):
         try:
             with db.cursor() as cur:
                 cur.copy_expert(statement, sink)
+                if sent is not None and cur.rowcount >= 0:
+                    sent.append(cur.rowcount)  # from the server's "COPY n"
         except BaseException as error:  # handed to the reading thread
             failure.append(error)
         finally:

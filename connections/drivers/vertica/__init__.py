@@ -18,7 +18,13 @@ from connections.drivers.vertica.catalog import (
     tables,
 )
 from connections.drivers.vertica.errors import explain
-from connections.drivers.vertica.reads import BATCH_BYTES, CSV_BLOCK_BYTES, count_rows, read_batches
+from connections.drivers.vertica.reads import (
+    BATCH_BYTES,
+    CSV_BLOCK_BYTES,
+    count_rows,
+    read_batches,
+    reads_whole,
+)
 from connections.drivers.vertica.selection import (
     check_filter,
     check_query,
@@ -64,6 +70,7 @@ __all__ = [
     "preview",
     "query_columns",
     "read_batches",
+    "reads_whole",
     "relatives",
     "schemas",
     "table_pages",
