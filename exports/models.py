@@ -604,19 +604,20 @@ class TableRun(models.Model):
         )
 
     @classmethod
-    def claim(cls, pk: int) -> bool:
-        """Take a queued table for this worker: only one claimant ever gets True."""
+    def claim(cls, pk: int, job_id: int) -> bool:
+        """Take a queued table of the job for this worker: only one claimant ever gets True."""
         now = timezone.now()
-        claimed = cls.objects.filter(pk=pk, status=cls.Status.QUEUED).update(
-            status=cls.Status.RUNNING, started_at=now, heartbeat_at=now, finished_at=None
-        )
-        if claimed:
-            StatusChange.objects.create(
-                job_id=cls.objects.values_list("job_id", flat=True).get(pk=pk),
-                table_run_id=pk,
-                status=cls.Status.RUNNING,
-                note=worker_name(),
+        with transaction.atomic():  # one commit, not two: a small table's export pays each
+            claimed = cls.objects.filter(pk=pk, job_id=job_id, status=cls.Status.QUEUED).update(
+                status=cls.Status.RUNNING, started_at=now, heartbeat_at=now, finished_at=None
             )
+            if claimed:
+                StatusChange.objects.create(
+                    job_id=job_id,
+                    table_run_id=pk,
+                    status=cls.Status.RUNNING,
+                    note=worker_name(),
+                )
         return bool(claimed)
 
     def beat(self):
@@ -645,20 +646,33 @@ class TableRun(models.Model):
 
     def finish(self, status: str, note: str = "", only_if: str | None = None) -> bool:
         """Record the table's outcome; with `only_if`, only if it is still in that state."""
-        if only_if:
-            changed = TableRun.objects.filter(pk=self.pk, status=only_if).update(
-                status=status, finished_at=timezone.now()
+        with transaction.atomic():  # the outcome and its history in one commit
+            if only_if:
+                changed = TableRun.objects.filter(pk=self.pk, status=only_if).update(
+                    status=status, finished_at=timezone.now()
+                )
+                if not changed:
+                    return False
+                self.refresh_from_db()
+            else:
+                self.status = status
+                self.finished_at = timezone.now()
+                if status != self.Status.COMPLETE:
+                    self.files, self.profile, self.warnings = [], [], []
+                self.save()
+            StatusChange.objects.create(
+                job_id=self.job_id, table_run=self, status=status, note=note
             )
-            if not changed:
-                return False
-            self.refresh_from_db()
-        else:
-            self.status = status
-            self.finished_at = timezone.now()
-            if status != self.Status.COMPLETE:
-                self.files, self.profile, self.warnings = [], [], []
+        return True
+        self.status = status
+        self.finished_at = timezone.now()
+        if status != self.Status.COMPLETE:
+            self.files, self.profile, self.warnings = [], [], []
+        with transaction.atomic():  # the outcome and its history in one commit
             self.save()
-        StatusChange.objects.create(job_id=self.job_id, table_run=self, status=status, note=note)
+            StatusChange.objects.create(
+                job_id=self.job_id, table_run=self, status=status, note=note
+            )
         return True
 
 

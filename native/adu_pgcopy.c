@@ -22,6 +22,7 @@ typedef void PGconn;
 typedef void PGresult;
 enum { PGRES_COMMAND_OK = 1, PGRES_COPY_OUT = 3 };
 #define PG_DIAG_SQLSTATE 'C'
+#define PG_DIAG_MESSAGE_PRIMARY 'M'
 
 static struct {
     PGresult *(*exec)(PGconn *, const char *);
@@ -383,7 +384,11 @@ static int decode(Decoder *d, const char *p, size_t n, size_t *used, int64_t max
 static void remember_copy_error(Decoder *d, PGresult *result)
 {
     const char *state = result ? pq.result_error_field(result, PG_DIAG_SQLSTATE) : NULL;
-    const char *message = result ? pq.result_error_message(result) : pq.error_message(d->conn);
+    /* The primary message, as psycopg2 gives it: no "ERROR:  " before it. */
+    const char *primary = result ? pq.result_error_field(result, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *message = primary ? primary
+                          : result ? pq.result_error_message(result)
+                                   : pq.error_message(d->conn);
     free(d->copy_error_state);
     free(d->copy_error_message);
     d->copy_error_state = state ? strdup(state) : NULL;

@@ -28,9 +28,6 @@ class RuleQuerySet(models.QuerySet):
 
         return self.filter(connection__in=Connection.objects.editable_by(user))
 
-    def for_table(self, connection, schema: str, table: str):
-        return self.filter(connection=connection, schema=schema, table=table, enabled=True)
-
 
 class Rule(models.Model):
     class Kind(models.TextChoices):

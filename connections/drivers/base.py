@@ -95,15 +95,11 @@ class Driver(Protocol):
     def preview(self, db, query: str, limit: int) -> list[tuple]:
         """The first rows of a checked query, as text."""
 
-    def distinct_estimates(self, db, schema: str, table: str) -> dict[str, int]: ...
+    def describe(self, db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDescription]:
+        """Each of `names` as the engine needs to know it before reading it, in a few
+        queries for them all."""
 
     def money_scale(self, db) -> int: ...
-
-    def table_pages(self, db, schema: str, table: str) -> int | None:
-        """Pages to split a read by (ctid ranges); None: one reader."""
-
-    def constraints(self, db, schema: str, table: str) -> list[dict]:
-        """[{name, kind, columns, definition}] the rows must satisfy."""
 
     def read_batches(
         self,
@@ -179,6 +175,17 @@ class LinkReport:
             "verified": self.verified,
             "write_access": self.write_access,
         }
+
+
+@dataclass
+class TableDescription:
+    """A table as the source's catalog shows it in the job's snapshot."""
+
+    columns: list[SourceColumn] = field(default_factory=list)
+    pages: int | None = None  # to split a read by (ctid ranges); None: one reader
+    distinct: dict[str, int] = field(default_factory=dict)  # the server's estimates
+    constraints: list[dict] = field(default_factory=list)  # [{name, kind, columns, definition}]
+    problem: str = ""  # one sentence when the table cannot be read (then nothing else)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Writes Arrow batches into ZSTD Parquet files that appear at their final path only when complete.
 
 Each file is written as `NAME.parquet.part`, hashed (SHA-256) while it is written,
-fsynced, renamed, and its footer read back to check the row count.
+fsynced, renamed, and its footer read back to check the row count. The folders are synced
+once per job, before its manifest is written (sync_folders).
 """
 
 import hashlib
@@ -119,18 +120,33 @@ class TableWriter:
             self._hand_over()
 
     def close(self) -> list[WrittenFile]:
+        if self._sink is None and not self._encoding and not self.files:
+            self._write_small()
+            return self.files
         self._hand_over()
         while self._encoding:
             self._append(*self._encoding.popleft().result())
         self._stop()
-        if self._sink is None and not self.files:
-            # An empty table still gets a file with its schema: the footer of one.
-            self._open()
-            empty = pa.BufferOutputStream()
-            pq.ParquetWriter(empty, self.schema, **self._properties()).close()
-            _, self._footer = parquet_join.split(memoryview(empty.getvalue()))
         self._finish_file()
         return self.files
+
+    def _write_small(self):
+        """A table that fits in one row group (most tables of a schema; an empty one gets
+        a file with its schema) is encoded straight into its file, here: a thread to
+        encode in and a footer to join would cost more than the rows."""
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
+        if self.profiler:
+            counting = self.profiler.counting()
+            for name, values in profile.row_group_distinct(table, None, None, counting).items():
+                self.profiler.add_distinct(name, values)
+        self._open(magic=False)
+        assert self._sink is not None
+        with pq.ParquetWriter(self._sink, self.schema, **self._properties()) as writer:
+            if table.num_rows:
+                writer.write_table(table, row_group_size=table.num_rows)
+        self._rows = table.num_rows
+        self._seal()
 
     def abort(self):
         """Remove every file of this table, finished or not."""
@@ -201,7 +217,7 @@ class TableWriter:
             "store_decimal_as_integer": True,
         }
 
-    def _open(self):
+    def _open(self, magic: bool = True):
         if self.max_file_bytes:
             self.target.mkdir(parents=True, exist_ok=True)
             self._path = self.target / f"part-{len(self.files):05d}.parquet"
@@ -211,7 +227,8 @@ class TableWriter:
         part = self._path.with_name(self._path.name + ".part")
         part.unlink(missing_ok=True)  # left by a worker that died; this one owns the table
         self._sink = _HashingFile(part)
-        self._sink.write(parquet_join.MAGIC)
+        if magic:  # row groups are joined after it
+            self._sink.write(parquet_join.MAGIC)
         self._groups, self._footer, self._rows = [], None, 0
 
     def _finish_file(self):
@@ -219,10 +236,16 @@ class TableWriter:
             return
         assert self._path is not None and self._footer is not None  # an open file has both
         self._sink.write(parquet_join.footer_bytes(self._footer, self._groups, self._rows))
+        self._seal()
+
+    def _seal(self):
+        """Put the open file, whole, at its final path and check its footer's row count."""
+        assert self._sink is not None and self._path is not None
         self._sink.close()
         part = self._path.with_name(self._path.name + ".part")
+        # The rename reaches the disk when the job's folders are synced, before its
+        # manifest (sync_folders): a folder synced per file cost more than a small file.
         os.replace(part, self._path)
-        _fsync_dir(self._path.parent)
         footer_rows = pq.read_metadata(self._path).num_rows
         if footer_rows != self._rows:
             raise IncompleteFile(
@@ -238,6 +261,13 @@ class TableWriter:
 def dictionary_columns(schema: pa.Schema, distinct: dict[str, int]) -> list[str]:
     """Columns to dictionary-encode: few distinct values, or unknown (no statistics)."""
     return [name for name in schema.names if distinct.get(name, 0) <= DICTIONARY_MAX_DISTINCT]
+
+
+def sync_folders(root: Path):
+    """Make the renames of every file under `root` durable: the job's files, before the
+    manifest that vouches for them."""
+    for folder, _, _ in os.walk(root):
+        _fsync_dir(Path(folder))
 
 
 def _fsync_dir(path: Path):

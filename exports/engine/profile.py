@@ -19,6 +19,10 @@ import pyarrow.parquet as pq
 from exports.engine import parquet_join
 
 DISTINCT_LIMIT = 1000
+# Below this many rows a row group's values are hashed (in C++, about 0.1 ms for 1,000
+# rows) rather than its dictionary pages read back (in Python, about 1 µs a value): a
+# small table's profile would otherwise cost more than its export.
+DICTIONARY_MIN_ROWS = 32 * 1024
 
 
 class Profiler:
@@ -105,17 +109,25 @@ class Profiler:
 
 
 def row_group_distinct(
-    table: pa.Table, encoded: memoryview, group: parquet_join.Struct, columns: dict[str, int]
+    table: pa.Table,
+    encoded: memoryview | None,
+    group: parquet_join.Struct | None,
+    columns: dict[str, int],
 ) -> dict[str, pa.Array | None]:
     """The distinct values of `columns` (name: Parquet leaf) in one row group: `table`,
-    encoded as the Parquet file `encoded` whose only row group is `group`. None for a
-    column with more than DISTINCT_LIMIT."""
+    encoded as the Parquet file `encoded` whose only row group is `group` (None: not at
+    hand, the rows are hashed). None for a column with more than DISTINCT_LIMIT."""
     found: dict[str, pa.Array | None] = {}
     for name, leaf in columns.items():
         array = table.column(name)
         if isinstance(array.type, pa.BaseExtensionType):
             array = pa.chunked_array([c.storage for c in array.chunks], array.type.storage_type)
-        if parquet_join.dictionary_only(group, leaf):
+        if (
+            encoded is not None
+            and group is not None
+            and table.num_rows >= DICTIONARY_MIN_ROWS
+            and parquet_join.dictionary_only(group, leaf)
+        ):
             stored = parquet_join.chunk_dictionary(encoded, group, leaf, DISTINCT_LIMIT)
             if stored is None:
                 found[name] = None

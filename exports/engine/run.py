@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from connections import drivers
-from connections.drivers.base import DoesNotFit
+from connections.drivers.base import DoesNotFit, TableDescription
 from connections.models import ConnectionFailed
 from exports import manifest, selection
 from exports.engine import column_kinds, masking, memory
@@ -130,25 +130,29 @@ ACTIVE = [TableRun.Status.QUEUED, TableRun.Status.RUNNING]
 def work(job_id: int, snapshot_id: str):
     """Claim and export queued tables of the job, one after another, until none is left."""
     pool = SessionPool(ExportJob.objects.select_related("connection").get(pk=job_id), snapshot_id)
+    # Only while the job runs this attempt: a helper that outlived its attempt stops.
+    queued = TableRun.objects.filter(
+        job_id=job_id,
+        job__status=ExportJob.Status.RUNNING,
+        job__snapshot_id=snapshot_id,
+        status=TableRun.Status.QUEUED,
+    ).order_by("pk")
     try:
-        while True:
-            job = ExportJob.objects.only("status", "snapshot_id").get(pk=job_id)
-            if job.snapshot_id != snapshot_id or job.status != ExportJob.Status.RUNNING:
-                return  # a helper that outlived its attempt
-            queued = job.tables.filter(status=TableRun.Status.QUEUED).order_by("pk")
-            pk = queued.values_list("pk", flat=True).first()
-            if pk is None:
-                return
+        while (pk := queued.values_list("pk", flat=True).first()) is not None:
             run_table(pk, snapshot_id, pool)
     finally:
         pool.close()
 
 
+DESCRIBE_AHEAD = 100
+
+
 class SessionPool:
-    """A worker's sessions in the job's snapshot, kept from one table to the next: joining
-    the snapshot costs a connection and its set-up (most of a small table's export). A
-    session goes back only after a table that ended well and only while the driver says it
-    still sees the snapshot with nothing left running; any other is closed."""
+    """What a worker keeps from one table to the next in the job's snapshot: its sessions
+    and what the catalog says. Joining the snapshot costs a connection and its set-up
+    (most of a small table's export). A session goes back only after a table that ended
+    well and only while the driver says it still sees the snapshot with nothing left
+    running; any other is closed."""
 
     def __init__(self, job: ExportJob, snapshot_id: str):
         self.connection = job.connection
@@ -157,8 +161,43 @@ class SessionPool:
         self.lock_timeout = job.option("lock_timeout")
         # Without an exported snapshot, a table's count and rows share its own transaction.
         self.per_table = drivers.consistency(snapshot_id)["consistency"] == "per table"
+        self.job_id = job.pk
         self._idle: list = []
         self._lock = threading.Lock()
+        self._described: dict[tuple[str, str], TableDescription] = {}
+        self._money_scale: int | None = None
+        self._rules: dict[tuple[str, str], list] | None = None
+
+    def description(self, session, name: tuple[str, str]) -> TableDescription:
+        """The table as the snapshot's catalog shows it. A table not described yet is
+        described with the next tables queued in the job (DESCRIBE_AHEAD): a few queries
+        for many tables, where a schema of small tables would otherwise spend more on the
+        catalog than on its rows. Without a snapshot each table reads its own, in its own
+        transaction."""
+        found = self._described.pop(name, None)
+        if found is None:
+            names = [name]
+            if not self.per_table:
+                queued = TableRun.objects.filter(job_id=self.job_id, status=TableRun.Status.QUEUED)
+                ahead = queued.order_by("pk").values_list("schema", "table")[:DESCRIBE_AHEAD]
+                names += [n for n in ahead if n != name]
+            self._described = self.driver.describe(session, names)
+            found = self._described.pop(name)
+        return found
+
+    def rules(self, name: tuple[str, str]) -> list:
+        """The table's enabled quality rules, from the connection's read once per worker:
+        every table of the job is checked against the rules as the job found them."""
+        if self._rules is None:
+            self._rules = {}
+            for rule in Rule.objects.filter(connection=self.connection, enabled=True):
+                self._rules.setdefault((rule.schema, rule.table), []).append(rule)
+        return self._rules.get(name, [])
+
+    def money_scale(self, session) -> int:
+        if self._money_scale is None:
+            self._money_scale = self.driver.money_scale(session)
+        return self._money_scale
 
     def take(self):
         with self._lock:
@@ -262,7 +301,7 @@ def run_table(run_id: int, snapshot_id: str, pool: SessionPool | None = None) ->
             return run_table(run_id, snapshot_id, own)
         finally:
             own.close()
-    if not TableRun.claim(run_id):
+    if not TableRun.claim(run_id, pool.job_id):
         return False
     memory.freeze_startup_objects()
     run = TableRun.objects.select_related("job__connection").get(pk=run_id)
@@ -273,7 +312,7 @@ def run_table(run_id: int, snapshot_id: str, pool: SessionPool | None = None) ->
     ended_well = False
     try:
         with heartbeat(run, on_cancel=lambda: drivers.interrupt(sessions)):
-            if job.cancel_requested_now():
+            if job.cancel_requested:  # read just now, with the table
                 raise Cancelled()
             _export(run, sessions, pool)
         ended_well = True
@@ -332,29 +371,27 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
     try:
         first = _phase("connect", connection, open_session)
         if query:
-            source_columns = _phase("describe", connection, driver.query_columns, first, query)
-            pages, distinct, constraints = None, {}, []
+            columns = _phase("describe", connection, driver.query_columns, first, query)
+            described = TableDescription(columns=columns)
         else:
-            source_columns = _phase("describe", connection, driver.columns, first, *name)
-            pages = (
-                None
-                if per_table
-                else _phase("describe", connection, driver.table_pages, first, *name)
-            )
-            distinct = _phase("describe", connection, driver.distinct_estimates, first, *name)
-            constraints = _phase("describe", connection, driver.constraints, first, *name)
+            described = _phase("describe", connection, pool.description, first, name)
+            if described.problem:
+                raise TableFailed(described.problem, "describe")
+            if per_table:
+                described.pages = None  # one reader: its transaction is the table's own
+        source_columns = described.columns
         chosen = _selected(source_columns, spec)
         # What stays behind is named on the job page and in the manifest, beside what left.
         left_out = [c.name for c in source_columns if c not in chosen]
         run.spec = {key: value for key, value in {**spec, "left_out": left_out}.items() if value}
         source_columns = chosen
-        money_scale = _phase("describe", connection, driver.money_scale, first)
+        money_scale = _phase("describe", connection, pool.money_scale, first)
         run.rows_expected = None  # a count of an earlier attempt saw another snapshot
         # What proves every row arrived: the rows the one COPY that reads the table in
         # the snapshot reports having sent, or else a count(*) of its own. That count runs
         # on the describe session, beside the read and in the same snapshot; without a
         # snapshot, the read's session is this one: count first.
-        whole = driver.reads_whole(int(job.option("readers")), pages)
+        whole = driver.reads_whole(int(job.option("readers")), described.pages)
         run.rows_proof = TableRun.RowsProof.SENT if whole else TableRun.RowsProof.COUNT
         if not whole:
             count = functools.partial(driver.count_rows, first, *name, **narrowing)
@@ -363,7 +400,7 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
             counter.shutdown(wait=False)
             if per_table:
                 counting.result()  # before the read, which takes the same session
-        source = _Source(driver, open_session, pages, distinct, constraints, narrowing, counting)
+        source = _Source(driver, open_session, described, pool.rules(name), narrowing, counting)
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
         while True:
@@ -442,9 +479,8 @@ class _Source:
 
     driver: drivers.Driver  # one of connections/drivers
     open_session: Callable[[], object]  # a session that sees the job's snapshot
-    pages: int | None
-    distinct: dict[str, int]  # the server's estimates, per column
-    constraints: list
+    described: TableDescription
+    rules: list  # quality.models.Rule, the table's enabled ones
     narrowing: dict  # row_filter, query: only those the table's spec has
     counting: futures.Future | None  # the row count beside the read; None: COPY's count
 
@@ -474,15 +510,15 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
         target,
         compression_level=int(job.option("compression_level")),
         max_file_bytes=int(max_mb) << 20 if max_mb else None,
-        distinct=source.distinct,
+        distinct=source.described.distinct,
         profiler=profiler,
     )
     batch_rows = max(1, int(job.option("batch_rows")))
     validator = Validator(
         schema,
         {p.name: p.source.nullable for p in plans},
-        source.constraints,
-        list(Rule.objects.for_table(job.connection, run.schema, run.table)),
+        source.described.constraints,
+        source.rules,
         mode=job.option("validation"),
         rows_expected=run.rows_expected,
         masked=set(masks),
@@ -496,7 +532,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
             run.table,
             plans,
             readers=int(job.option("readers")),
-            pages=source.pages,
+            pages=source.described.pages,
             block_bytes=block_bytes,
             sent=sent,
             **source.narrowing,
@@ -505,7 +541,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
         try:
             for batch in batches:
                 if run.rows_expected is None and counting and counting.done():
-                    _expect(run, counting.result(), validator)
+                    _expect(run, counting.result(), validator, show=True)
                 finished = pa.RecordBatch.from_arrays(
                     [
                         masking.mask(p.finish(column), masks[p.name], key)
@@ -549,9 +585,12 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
     return writer
 
 
-def _expect(run, rows: int, validator: Validator):
+def _expect(run, rows: int, validator: Validator, show: bool = False):
+    """The rows the table must have; with `show`, the job's page shows them at once (a
+    count that arrives while the rows are still being read)."""
     run.rows_expected = rows
-    run.save(update_fields=["rows_expected", "rows_proof"])
+    if show:
+        run.save(update_fields=["rows_expected", "rows_proof"])
     validator.expect(rows)
 
 

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from exports.engine import parquet
+from exports.engine import parquet, parquet_join
+from exports.engine import profile as profile_module
 from exports.engine.profile import Profiler
 from exports.engine.run import run_job
 from exports.jobs import create_job
@@ -98,8 +99,26 @@ def _column_of_every_type(rows: int) -> pa.Table:
     )
 
 
+@pytest.fixture
+def read_dictionaries(monkeypatch):
+    """Row groups of the tests' size are hashed; these tests read their dictionaries."""
+    monkeypatch.setattr(profile_module, "DICTIONARY_MIN_ROWS", 0)
+
+
+def test_a_small_row_group_is_hashed_not_read_from_its_dictionary(tmp_path, monkeypatch):
+    def no_reading(*args):
+        raise AssertionError("the dictionary of a small row group was read")
+
+    monkeypatch.setattr(parquet_join, "chunk_dictionary", no_reading)
+    table = _column_of_every_type(1000)
+    _, found = profile_of(tmp_path, table.to_batches(max_chunksize=500), table.schema, set(), 1)
+    assert found[0] == {"name": "i16", "nulls": 91, "min": None, "max": None, "distinct": 7}
+
+
 @pytest.mark.parametrize("dictionary", [True, False], ids=["from the dictionaries", "hashed"])
-def test_distinct_counts_as_arrow_counts_them_for_every_type(tmp_path, dictionary):
+def test_distinct_counts_as_arrow_counts_them_for_every_type(tmp_path, dictionary, monkeypatch):
+    if dictionary:
+        monkeypatch.setattr(profile_module, "DICTIONARY_MIN_ROWS", 0)
     table = _column_of_every_type(5000)
     distinct = None if dictionary else dict.fromkeys(table.column_names, 10**9)
     _, profile = profile_of(
@@ -113,7 +132,7 @@ def test_distinct_counts_as_arrow_counts_them_for_every_type(tmp_path, dictionar
         assert column["distinct"] == expected, column["name"]
 
 
-def test_row_groups_from_dictionaries_and_hashed_count_together(tmp_path):
+def test_row_groups_from_dictionaries_and_hashed_count_together(tmp_path, read_dictionaries):
     """A column chunk whose values outgrow the dictionary page (1 MB) falls back to plain
     values: that row group is hashed, the others read from their dictionaries, and a
     value seen both ways counts once."""
@@ -129,7 +148,7 @@ def test_row_groups_from_dictionaries_and_hashed_count_together(tmp_path):
     assert d["distinct"] == 3  # 0.50, 1.00 and 1.50, in every row group's dictionary
 
 
-def test_a_dictionary_past_the_limit_is_not_read(tmp_path):
+def test_a_dictionary_past_the_limit_is_not_read(tmp_path, read_dictionaries):
     schema = pa.schema([("n", pa.int64())])
     batches = [pa.record_batch([list(range(1500))], schema=schema)]
     profiler, [n] = profile_of(tmp_path, batches, schema, {"n"}, 1)

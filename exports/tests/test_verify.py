@@ -85,3 +85,19 @@ def test_a_foreign_or_truncated_manifest_is_refused(export_folder, content, mess
 def test_a_folder_without_manifest_is_refused(tmp_path):
     with pytest.raises(CommandError, match="There is no manifest.json in"):
         call_command("adu_verify", str(tmp_path))
+
+
+def test_the_manifest_reads_a_line_for_each_key_and_each_table_whatever_the_names():
+    from exports import manifest
+
+    tables = [
+        {"schema": "s", "table": 'we"ird\nname\u2028', "rows_written": 1},
+        {"schema": "\\", "table": "{}[]", "columns": [{"name": "é"}]},
+    ]
+    sealed = manifest.seal({"format": manifest.FORMAT, "tables": tables, "options": {}})
+    text = manifest.dumps(sealed)
+    assert json.loads(text) == sealed
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}"
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[3:5]] == tables
+    assert json.loads(manifest.dumps({"tables": []})) == {"tables": []}

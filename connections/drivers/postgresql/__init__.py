@@ -8,12 +8,10 @@ views), copy (COPY reads), types (column plans) and errors (one sentence per err
 
 from connections.drivers.postgresql.catalog import (
     columns,
-    constraints,
-    distinct_estimates,
+    describe,
     is_system_schema,
     money_scale,
     schemas,
-    table_pages,
     tables,
 )
 from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, read_batches, reads_whole
@@ -44,9 +42,8 @@ __all__ = [
     "check_view",
     "columns",
     "connect",
-    "constraints",
     "count_rows",
-    "distinct_estimates",
+    "describe",
     "explain",
     "is_system_schema",
     "join_snapshot",
@@ -60,7 +57,6 @@ __all__ = [
     "reads_whole",
     "relatives",
     "schemas",
-    "table_pages",
     "tables",
     "test",
     "views",

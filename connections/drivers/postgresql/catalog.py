@@ -1,7 +1,7 @@
 """What a PostgreSQL (or Greenplum) source holds: schemas, tables with their sizes, columns
 with their types resolved through domains, keys and checks, and statistics."""
 
-from connections.drivers.base import SourceColumn, TableInfo
+from connections.drivers.base import SourceColumn, TableDescription, TableInfo
 from connections.drivers.postgresql.session import connect
 from connections.models import ConnectionFailed
 
@@ -118,23 +118,106 @@ def tables_sql(features: dict) -> str:
 
 def columns(db, schema: str, table: str) -> list[SourceColumn]:
     """The table's columns with declared types, domains resolved to their base types."""
+    found = _columns(db, [(schema, table)])
+    if not found:
+        raise ConnectionFailed(f"Table {schema}.{table} does not exist or has no columns.")
+    return found[(schema, table)]
+
+
+def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDescription]:
+    """What the engine needs to know of each of `names` before reading it, in five queries
+    whatever their number: a schema of small tables would otherwise spend more on the
+    catalog than on its rows. A table that is not there gets only a `problem`."""
+    schemas_, tables_ = [s for s, _ in names], [t for _, t in names]
+    found = _columns(db, names)
     with db.cursor() as cur:
-        cur.execute(
-            """
-            SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull
-            FROM pg_attribute a
-            JOIN pg_class c ON c.oid = a.attrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-            ORDER BY a.attnum
-            """,
-            [schema, table],
+        cur.execute(_PAGES, [schemas_, tables_])
+        pages = {(s, t): n for s, t, n in cur.fetchall()}
+        cur.execute(_DISTINCT, [schemas_, tables_])
+        distinct: dict[tuple[str, str], dict[str, int]] = {}
+        for s, t, column, estimate in cur.fetchall():
+            distinct.setdefault((s, t), {})[column] = int(estimate)
+        cur.execute(_CONSTRAINTS, [schemas_, tables_])
+        constraints: dict[tuple[str, str], list[dict]] = {}
+        for s, t, con, kind, definition, keys in cur.fetchall():
+            constraints.setdefault((s, t), []).append(
+                {"name": con, "kind": _KINDS[kind], "columns": list(keys), "definition": definition}
+            )
+    return {
+        name: TableDescription(
+            columns=found[name],
+            pages=pages.get(name),
+            distinct=distinct.get(name, {}),
+            constraints=constraints.get(name, []),
         )
+        if name in found
+        else TableDescription(
+            problem=f"Table {name[0]}.{name[1]} does not exist or has no columns."
+        )
+        for name in names
+    }
+
+
+# unnest(schemas, tables) AS u(nsp, rel, ord): the tables asked for, in their order.
+_NAMED = """
+FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS u(nsp, rel, ord)
+JOIN pg_namespace n ON n.nspname = u.nsp
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = u.rel
+"""
+
+_COLUMNS = f"""
+SELECT u.nsp, u.rel, a.attname, a.atttypid, a.atttypmod, a.attnotnull
+{_NAMED}
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY u.ord, a.attnum
+"""
+
+# Pages of a plain table or materialized view (ctid ranges apply); NULL otherwise.
+_PAGES = f"""
+SELECT u.nsp, u.rel, CASE WHEN c.relkind IN ('r', 'm')
+                          THEN pg_relation_size(c.oid) / current_setting('block_size')::int END
+{_NAMED}
+"""
+
+# ANALYZE's estimate of distinct values per column (columns never analyzed are absent).
+_DISTINCT = f"""
+SELECT u.nsp, u.rel, s.attname,
+       CASE WHEN s.n_distinct >= 0 THEN s.n_distinct
+            ELSE -s.n_distinct * greatest(c.reltuples, 0) END
+{_NAMED}
+JOIN pg_stats s ON s.schemaname = u.nsp AND s.tablename = u.rel
+"""
+
+# Primary-key, unique and validated CHECK constraints: what the rows must satisfy.
+_CONSTRAINTS = f"""
+SELECT u.nsp, u.rel, con.conname, con.contype, pg_get_constraintdef(con.oid),
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(num, pos)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num
+             ORDER BY k.pos)
+{_NAMED}
+JOIN pg_constraint con ON con.conrelid = c.oid
+WHERE con.contype IN ('p', 'u', 'c') AND con.convalidated
+ORDER BY u.ord, con.contype, con.conname
+"""
+
+_KINDS = {"p": "primary key", "u": "unique", "c": "check"}
+
+
+def _columns(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], list[SourceColumn]]:
+    """The columns of each of `names` that exists and has columns, in two queries."""
+    with db.cursor() as cur:
+        cur.execute(_COLUMNS, [[s for s, _ in names], [t for _, t in names]])
         rows = cur.fetchall()
     if not rows:
-        raise ConnectionFailed(f"Table {schema}.{table} does not exist or has no columns.")
-    names, oids, typmods, notnull = (list(values) for values in zip(*rows, strict=True))
-    return resolve_types(db, names, oids, typmods, notnull)
+        return {}
+    schemas_, tables_, column_names, oids, typmods, notnull = (
+        list(values) for values in zip(*rows, strict=True)
+    )
+    resolved = iter(resolve_types(db, column_names, oids, typmods, notnull))
+    found: dict[tuple[str, str], list[SourceColumn]] = {}
+    for name in zip(schemas_, tables_, strict=True):
+        found.setdefault(name, []).append(next(resolved))
+    return found
 
 
 # Each column's declared type and, through any domains, its base type.
@@ -179,70 +262,8 @@ def resolve_types(db, names, oids, typmods, notnull=None) -> list[SourceColumn]:
     ]
 
 
-def distinct_estimates(db, schema: str, table: str) -> dict[str, int]:
-    """ANALYZE's estimate of distinct values per column (columns never analyzed are absent)."""
-    with db.cursor() as cur:
-        cur.execute(
-            """
-            SELECT s.attname,
-                   CASE WHEN s.n_distinct >= 0 THEN s.n_distinct
-                        ELSE -s.n_distinct * greatest(c.reltuples, 0) END
-            FROM pg_stats s
-            JOIN pg_namespace n ON n.nspname = s.schemaname
-            JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
-            WHERE s.schemaname = %s AND s.tablename = %s
-            """,
-            [schema, table],
-        )
-        return {name: int(estimate) for name, estimate in cur.fetchall()}
-
-
-def constraints(db, schema: str, table: str) -> list[dict]:
-    """Primary-key, unique and validated CHECK constraints: what the rows must satisfy.
-
-    [{"name", "kind": "primary key" | "unique" | "check", "columns", "definition"}]
-    """
-    with db.cursor() as cur:
-        cur.execute(
-            """
-            SELECT con.conname, con.contype, pg_get_constraintdef(con.oid),
-                   ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(num, pos)
-                         JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num
-                         ORDER BY k.pos)
-            FROM pg_constraint con
-            JOIN pg_class c ON c.oid = con.conrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relname = %s AND con.contype IN ('p', 'u', 'c')
-              AND con.convalidated
-            ORDER BY con.contype, con.conname
-            """,
-            [schema, table],
-        )
-        kinds = {"p": "primary key", "u": "unique", "c": "check"}
-        return [
-            {"name": name, "kind": kinds[kind], "columns": list(columns), "definition": text}
-            for name, kind, text, columns in cur.fetchall()
-        ]
-
-
 def money_scale(db) -> int:
     """Digits after the point of `money`, which depend on the server's lc_monetary."""
     with db.cursor() as cur:
         cur.execute("SELECT scale(0::money::numeric)")
         return cur.fetchone()[0]
-
-
-def table_pages(db, schema: str, table: str) -> int | None:
-    """Pages of a plain table or materialized view (ctid ranges apply); None otherwise."""
-    with db.cursor() as cur:
-        cur.execute(
-            """
-            SELECT CASE WHEN c.relkind IN ('r', 'm')
-                        THEN pg_relation_size(c.oid) / current_setting('block_size')::int END
-            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = %s AND c.relname = %s
-            """,
-            [schema, table],
-        )
-        row = cur.fetchone()
-        return row[0] if row else None

@@ -10,11 +10,10 @@ session, catalog, selection (refused for now), reads, types and errors.
 from connections.drivers.vertica.catalog import (
     columns,
     constraints,
-    distinct_estimates,
+    describe,
     is_system_schema,
     money_scale,
     schemas,
-    table_pages,
     tables,
 )
 from connections.drivers.vertica.errors import explain
@@ -59,7 +58,7 @@ __all__ = [
     "connect",
     "constraints",
     "count_rows",
-    "distinct_estimates",
+    "describe",
     "explain",
     "is_system_schema",
     "join_snapshot",
@@ -73,7 +72,6 @@ __all__ = [
     "reads_whole",
     "relatives",
     "schemas",
-    "table_pages",
     "tables",
     "test",
     "views",

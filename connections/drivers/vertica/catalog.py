@@ -1,9 +1,9 @@
 """What a Vertica source holds, from v_catalog: schemas, tables with their sizes, columns
 with their types, and the keys Vertica enforces."""
 
-from connections.drivers.base import SourceColumn, TableInfo
+from connections.drivers.base import SourceColumn, TableDescription, TableInfo
+from connections.drivers.vertica import types
 from connections.drivers.vertica.session import Session, connect
-from connections.drivers.vertica.types import describe, quote
 from connections.models import ConnectionFailed
 
 SYSTEM_SCHEMAS = ("v_catalog", "v_monitor", "v_internal", "v_func", "v_txtindex", "v_secure")
@@ -106,7 +106,7 @@ def columns(db: Session, schema: str, table: str) -> list[SourceColumn]:
         described = result.get(name)
         if described is None:
             raise ConnectionFailed(f"Column {name} of {schema}.{table} changed while reading it.")
-        node = describe(described)
+        node = types.describe(described)
         found.append(
             SourceColumn(
                 name=name,
@@ -131,19 +131,25 @@ def columns(db: Session, schema: str, table: str) -> list[SourceColumn]:
 
 
 def relation(schema: str, table: str) -> str:
-    return f"{quote(schema)}.{quote(table)}"
+    return f"{types.quote(schema)}.{types.quote(table)}"
 
 
-def distinct_estimates(db, schema: str, table: str) -> dict[str, int]:
-    return {}  # no cheap estimate: every column may be dictionary-encoded
+def describe(db: Session, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDescription]:
+    """Table after table: Vertica has no ctid ranges to split a read by and no cheap
+    estimate of distinct values (every column may be dictionary-encoded)."""
+    described = {}
+    for schema, table in names:
+        try:
+            described[(schema, table)] = TableDescription(
+                columns=columns(db, schema, table), constraints=constraints(db, schema, table)
+            )
+        except ConnectionFailed as error:  # not there, or changed while being read
+            described[(schema, table)] = TableDescription(problem=str(error))
+    return described
 
 
 def money_scale(db) -> int:
     return 2  # Vertica has no money type; the engine asks every driver
-
-
-def table_pages(db, schema: str, table: str) -> None:
-    return None  # one reader per table: Vertica has no ctid ranges
 
 
 CONSTRAINTS_SQL = """
