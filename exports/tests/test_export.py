@@ -293,3 +293,37 @@ def test_rows_longer_than_a_read_block_are_read_whole(owner, source_db):
         hashlib.md5(b"".join(r["data"] for r in sorted(data, key=lambda r: r["id"]))).hexdigest()
         == expected
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_catalog_of_many_tables_is_read_in_one_go_and_a_missing_one_fails_alone(
+    owner, source_db, monkeypatch
+):
+    for n in range(5):
+        source_db.execute(
+            f"CREATE TABLE t{n} (id int PRIMARY KEY, v numeric(6,2) CHECK (v > 0));"
+            f"INSERT INTO t{n} SELECT i, i FROM generate_series(1, {n + 1}) i; ANALYZE t{n}"
+        )
+    connection = source_db.connection(owner)
+    tables = [f"public.t{n}" for n in range(5)]
+    job = create_job(owner, connection, tables=tables, options={"parallel": 1})
+    source_db.execute("DROP TABLE t3")  # after the job was created
+    described = []
+    real_describe = postgresql.describe
+    monkeypatch.setattr(
+        postgresql,
+        "describe",
+        lambda db, names: described.append(names) or real_describe(db, names),
+    )
+    job = run_job(job.pk)
+    assert described == [[("public", f"t{n}") for n in range(5)]]
+    runs = {r.table: r for r in job.tables.all()}
+    assert {t: r.status for t, r in runs.items()} == {
+        "t0": "complete", "t1": "complete", "t2": "complete", "t3": "failed", "t4": "complete"
+    }  # fmt: skip
+    assert job.errors.get().message == "Table public.t3 does not exist or has no columns."
+    assert [runs[f"t{n}"].rows_written for n in (0, 1, 2, 4)] == [1, 2, 3, 5]
+    # What each table's description carried: its own key and check, and its columns.
+    checks = {c["origin"] for c in runs["t4"].validation["checks"]}
+    assert {"source: PRIMARY KEY t4_pkey", "source: CHECK t4_v_check"} <= checks
+    assert [c["source_type"] for c in runs["t4"].columns] == ["integer", "numeric(6,2)"]
