@@ -3,6 +3,7 @@ checksum so that the receiving side (exports.verify) notices an edit."""
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 
 import adu_site
 from connections import drivers
@@ -14,7 +15,8 @@ FORMAT = "adu-manifest/1"
 CHECKSUM_KEY = "manifest_sha256"
 
 
-def build(job: ExportJob) -> dict:
+def header(job: ExportJob) -> dict:
+    """Everything the manifest says but its tables (table_entry) and its checksum."""
     connection = job.connection
     return {
         "format": FORMAT,
@@ -35,32 +37,32 @@ def build(job: ExportJob) -> dict:
         **drivers.consistency(job.snapshot_id),
         "attempts": job.attempts,
         "options": {name: job.option(name) for name in export_options.ExportOptions.model_fields},
-        "tables": [
-            {
-                "schema": run.schema,
-                "table": run.table,
-                "status": run.status,
-                "attempt": run.attempt,
-                "source_rows": run.rows_expected,
-                # "sent": the rows COPY reported sending; "count": a count(*) in the snapshot.
-                "source_rows_proof": run.rows_proof or None,
-                "rows_written": run.rows_written,
-                "columns": run.columns,
-                "profile": run.profile,
-                "warnings": run.warnings,
-                # What of the source this is: columns, filter, masking, query text.
-                "selection": {
-                    "columns": [c["name"] for c in run.columns],
-                    "filter": (run.spec or {}).get("filter", ""),
-                    "masks": (run.spec or {}).get("masks", {}),
-                    "query": (run.spec or {}).get("query", ""),
-                    "sensitive": (run.spec or {}).get("sensitive", {}),
-                },
-                "files": run.files,
-                "validation": run.validation or None,
-            }
-            for run in job.tables.all()
-        ],
+    }
+
+
+def table_entry(run) -> dict:
+    return {
+        "schema": run.schema,
+        "table": run.table,
+        "status": run.status,
+        "attempt": run.attempt,
+        "source_rows": run.rows_expected,
+        # "sent": the rows COPY reported sending; "count": a count(*) in the snapshot.
+        "source_rows_proof": run.rows_proof or None,
+        "rows_written": run.rows_written,
+        "columns": run.columns,
+        "profile": run.profile,
+        "warnings": run.warnings,
+        # What of the source this is: columns, filter, masking, query text.
+        "selection": {
+            "columns": [c["name"] for c in run.columns],
+            "filter": (run.spec or {}).get("filter", ""),
+            "masks": (run.spec or {}).get("masks", {}),
+            "query": (run.spec or {}).get("query", ""),
+            "sensitive": (run.spec or {}).get("sensitive", {}),
+        },
+        "files": run.files,
+        "validation": run.validation or None,
     }
 
 
@@ -69,41 +71,50 @@ def write(job: ExportJob):
     path = job.manifest_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     sync_folders(job.folder())
-    write_atomically(path, dumps(seal(build(job))).encode())
+    # The tables a hundred at a time: memory stays flat whatever their number.
+    runs = job.tables.all().iterator(chunk_size=100)
+    text = lines(header(job), (table_entry(run) for run in runs))
+    write_atomically(path, (line.encode() for line in text))
 
 
-def dumps(manifest: dict) -> str:
-    """The manifest as JSON a person can read: a line for each key, and for each table.
+def lines(head: dict, tables: Iterable[dict]) -> Iterator[str]:
+    """The sealed manifest as JSON a person can read, a line for each key and for each
+    table, made as the tables come; its checksum (see checksum) is taken on the way.
 
     Not json.dumps(indent=...): with an indent it encodes in Python, not C, and for a job
     of 2,000 tables that took longer than exporting a tenth of them.
     """
+    # The canonical form, in sorted keys: the head's keys around "tables".
+    digest = hashlib.sha256()
+    before = {k: v for k, v in head.items() if k < "tables"}
+    after = {k: v for k, v in head.items() if k > "tables"}
+    digest.update(_canonical(before)[:-1].encode())
+    digest.update((',"tables":[' if before else '"tables":[').encode())
+    yield "{\n"
+    for key, value in head.items():
+        yield f"  {_readable(key)}: {_readable(value)},\n"
+    yield '  "tables": ['
+    for n, table in enumerate(tables):
+        digest.update(("," if n else "").encode() + _canonical(table).encode())
+        yield f"{',' if n else ''}\n    {_readable(table)}"
+    digest.update(b"]" + (("," + _canonical(after)[1:]) if after else "}").encode())
+    yield f"\n  ],\n  {_readable(CHECKSUM_KEY)}: {_readable(digest.hexdigest())}\n}}\n"
 
-    def encoded(value) -> str:
-        # Only inside strings, where JSON may escape them: a reader that splits lines
-        # at U+2028 and U+2029 (Python's splitlines) still finds a table a line.
-        text = json.dumps(value, ensure_ascii=False)
-        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
-    lines = []
-    for key, value in manifest.items():
-        if key == "tables":
-            rows = ",\n".join(f"    {encoded(table)}" for table in value)
-            lines.append(f'  "tables": [\n{rows}\n  ]' if rows else '  "tables": []')
-        else:
-            lines.append(f"  {encoded(key)}: {encoded(value)}")
-    return "{\n" + ",\n".join(lines) + "\n}\n"
+def _readable(value) -> str:
+    # Only inside strings, where JSON may escape them: a reader that splits lines at
+    # U+2028 and U+2029 (Python's splitlines) still finds a table a line.
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def seal(manifest: dict) -> dict:
-    """The manifest with its own checksum, so that an edit after export is noticed."""
-    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
-    return {**body, CHECKSUM_KEY: checksum(body)}
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def checksum(body: dict) -> str:
-    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """SHA-256 of the manifest without its checksum, in canonical JSON (sorted keys)."""
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
 def _iso(value):

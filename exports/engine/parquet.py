@@ -9,6 +9,7 @@ import hashlib
 import io
 import os
 from collections import deque
+from collections.abc import Iterable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,11 +279,12 @@ def _fsync_dir(path: Path):
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes):
-    """Write a small file (the manifest) so that it is either absent or complete."""
+def write_atomically(path: Path, parts: Iterable[bytes]):
+    """Write a file (the manifest) so that it is either absent or complete."""
     part = path.with_name(path.name + ".part")
     with open(part, "wb") as f:
-        f.write(data)
+        for data in parts:
+            f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(part, path)

@@ -92,12 +92,18 @@ def test_the_manifest_reads_a_line_for_each_key_and_each_table_whatever_the_name
 
     tables = [
         {"schema": "s", "table": 'we"ird\nname\u2028', "rows_written": 1},
-        {"schema": "\\", "table": "{}[]", "columns": [{"name": "é"}]},
+        {"schema": "\\", "table": "{}[]", "columns": [{"name": "é", "b": 1, "a": 2}]},
     ]
-    sealed = manifest.seal({"format": manifest.FORMAT, "tables": tables, "options": {}})
-    text = manifest.dumps(sealed)
-    assert json.loads(text) == sealed
-    lines = text.splitlines()
-    assert lines[0] == "{" and lines[-1] == "}"
-    assert [json.loads(line.strip().rstrip(",")) for line in lines[3:5]] == tables
-    assert json.loads(manifest.dumps({"tables": []})) == {"tables": []}
+    # Keys before and after "tables" in sorted order: the checksum is taken in that order.
+    head = {"format": manifest.FORMAT, "zeta": {"b": 1, "a": [2]}, "options": {}}
+    text = "".join(manifest.lines(head, iter(tables)))
+    read = json.loads(text)
+    assert read == {**head, "tables": tables, "manifest_sha256": read["manifest_sha256"]}
+    assert read["manifest_sha256"] == manifest.checksum({**head, "tables": tables})
+    lines = text.split("\n")
+    assert lines[0] == "{" and lines[-2] == "}"
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[5:7]] == tables
+    for head in ({}, {"zeta": 1}, {"a": 1}):
+        for tables in ([], [{"t": 1}]):
+            read = json.loads("".join(manifest.lines(head, tables)))
+            assert read["manifest_sha256"] == manifest.checksum({**head, "tables": tables})
