@@ -6,23 +6,35 @@ Thresholds come from settings.
 """
 
 from django.conf import settings
+from django.db.models import OuterRef, Subquery
 
 from exports.models import TableRun
 
 
-def anomalies(run: TableRun) -> list[dict]:
-    previous = (
+def last_complete_runs(job, runs: list[int]) -> dict[tuple[str, str], TableRun]:
+    """For each of the job's `runs` (ids), the last complete export of the same table from
+    the same connection in another job, if any: in two queries for them all."""
+    last = (
         TableRun.objects.filter(
-            job__connection_id=run.job.connection_id,
-            schema=run.schema,
-            table=run.table,
+            job__connection_id=job.connection_id,
+            schema=OuterRef("schema"),
+            table=OuterRef("table"),
             status=TableRun.Status.COMPLETE,
         )
-        .exclude(job_id=run.job_id)
+        .exclude(job_id=job.pk)
         .order_by("-finished_at")
-        .only("job_id", "rows_written", "profile")
-        .first()
+        .values("pk")[:1]
     )
+    found = TableRun.objects.filter(pk__in=runs).annotate(last=Subquery(last))
+    ids = [pk for pk in found.values_list("last", flat=True) if pk is not None]
+    earlier = TableRun.objects.filter(pk__in=ids).only(
+        "job_id", "schema", "table", "rows_written", "profile"
+    )
+    return {(r.schema, r.table): r for r in earlier}
+
+
+def anomalies(run: TableRun, previous: TableRun | None) -> list[dict]:
+    """What changed much since `previous`, the table's last complete export."""
     if previous is None or not previous.rows_written:
         return []
     since = f"since job {previous.job_id}"

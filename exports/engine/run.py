@@ -22,7 +22,7 @@ from connections.drivers.base import DoesNotFit, TableDescription
 from connections.models import ConnectionFailed
 from exports import manifest, selection
 from exports.engine import column_kinds, masking, memory
-from exports.engine.anomaly import anomalies
+from exports.engine.anomaly import anomalies, last_complete_runs
 from exports.engine.parquet import TableWriter
 from exports.engine.profile import Profiler
 from exports.joblog import job_log
@@ -167,6 +167,7 @@ class SessionPool:
         self._described: dict[tuple[str, str], TableDescription] = {}
         self._money_scale: int | None = None
         self._rules: dict[tuple[str, str], list] | None = None
+        self._last_runs: dict[tuple[str, str], TableRun | None] = {}
 
     def description(self, session, name: tuple[str, str]) -> TableDescription:
         """The table as the snapshot's catalog shows it. A table not described yet is
@@ -184,6 +185,18 @@ class SessionPool:
             self._described = self.driver.describe(session, names)
             found = self._described.pop(name)
         return found
+
+    def last_complete_run(self, run: TableRun) -> TableRun | None:
+        """The table's last complete export in another job (for its anomaly checks), looked
+        up with those of the next tables queued, as `description` reads the catalog."""
+        name = (run.schema, run.table)
+        if name not in self._last_runs:
+            queued = TableRun.objects.filter(job_id=self.job_id, status=TableRun.Status.QUEUED)
+            next_ones = queued.order_by("pk").values_list("pk", "schema", "table")[:DESCRIBE_AHEAD]
+            ahead = {name: run.pk, **{(s, t): pk for pk, s, t in next_ones}}
+            found = last_complete_runs(run.job, list(ahead.values()))
+            self._last_runs = {table: found.get(table) for table in ahead}
+        return self._last_runs.pop(name)
 
     def rules(self, name: tuple[str, str]) -> list:
         """The table's enabled quality rules, from the connection's read once per worker:
@@ -463,7 +476,7 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
     ]
     run.rows_written = writer.rows
     run.bytes_written = sum(f.bytes for f in writer.files)
-    run.warnings = anomalies(run) + [
+    run.warnings = anomalies(run, pool.last_complete_run(run)) + [
         {"check": "validation", "message": message}
         for message in validation.warning_messages(run.validation)
     ]

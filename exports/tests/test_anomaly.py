@@ -64,3 +64,32 @@ def test_a_small_change_is_not_an_anomaly(owner, table):
     export(owner, connection)
     table.execute("DELETE FROM t WHERE i > 900")
     assert export(owner, connection).tables.get().warnings == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_table_of_a_job_is_compared_with_its_own_last_export_on_its_connection(
+    owner, source_db
+):
+    for name in ("a", "b", "c"):
+        source_db.execute(f"CREATE TABLE {name} AS SELECT i FROM generate_series(1, 100) i")
+    connection = source_db.connection(owner)
+    other = source_db.connection(owner, name="other")
+
+    def export_all(connection, *names):
+        tables = [f"public.{n}" for n in names]
+        return run_job(create_job(owner, connection, tables=tables, options={"parallel": 1}).pk)
+
+    export_all(connection, "a", "b", "c")
+    source_db.execute("DELETE FROM a WHERE i > 10")
+    second = export_all(connection, "a", "b", "c")
+    source_db.execute("INSERT INTO b SELECT generate_series(101, 1000)")
+    source_db.execute("CREATE TABLE d AS SELECT 1 AS i")
+    export_all(other, "b")  # another connection's export of b is no baseline
+    third = export_all(connection, "a", "b", "c", "d")
+    warnings = {r.table: [w["message"] for w in r.warnings] for r in third.tables.all()}
+    assert warnings == {
+        "a": [],  # 10 rows, as in the second export (not the first's 100)
+        "b": [f"Rows grew from 100 to 1,000 (+900%) since job {second.pk}."],
+        "c": [],
+        "d": [],  # never exported before
+    }
