@@ -5,6 +5,7 @@ generated into var/ on first run). A malformed variable stops start-up with one 
 naming it, never a traceback.
 """
 
+import base64
 import logging
 import os
 import secrets
@@ -14,7 +15,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
-from cryptography.fernet import Fernet
 
 from adu_site.proxy import parse_allowed
 
@@ -63,18 +63,33 @@ SECRET_KEY = os.environ.get("ADU_SECRET_KEY") or _generated_secret(
 if len(SECRET_KEY) < 50:
     _stop("ADU_SECRET_KEY must be at least 50 characters long.")
 
+
+def _new_fernet_key() -> str:
+    from cryptography.fernet import Fernet  # first run only (see _is_fernet_key)
+
+    return Fernet.generate_key().decode()
+
+
+def _is_fernet_key(key: str) -> bool:
+    """What Fernet(key) checks (32 url-safe base64-encoded bytes), by the same decoding:
+    importing cryptography here would cost every command's start-up 10 ms, and it is
+    needed only when a stored secret is read or written (connections.crypto)."""
+    try:
+        return len(base64.urlsafe_b64decode(key)) == 32
+    except ValueError:  # binascii.Error, or characters that are not ASCII
+        return False
+
+
 FERNET_KEYS = [
     key.strip()
     for key in (
         os.environ.get("ADU_FERNET_KEYS")
-        or _generated_secret(VAR_DIR / "fernet_keys", lambda: Fernet.generate_key().decode())
+        or _generated_secret(VAR_DIR / "fernet_keys", _new_fernet_key)
     ).split(",")
     if key.strip()
 ]
 for _key in FERNET_KEYS:
-    try:
-        Fernet(_key)
-    except Exception:
+    if not _is_fernet_key(_key):
         _stop(
             "ADU_FERNET_KEYS must be a comma-separated list of Fernet keys "
             "(32 url-safe base64-encoded bytes each); one of them is not."

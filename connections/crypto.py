@@ -1,11 +1,19 @@
 """Encryption at rest for stored secrets: MultiFernet over ADU_FERNET_KEYS (first key encrypts)."""
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+import typing
+
 from django.conf import settings
 from django.db import models
 
+if typing.TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
-def fernet() -> MultiFernet:
+
+def fernet() -> "MultiFernet":
+    # cryptography is imported when a secret is read or written, not with the models: it
+    # would cost every command's start-up 10 ms (tests/test_startup.py).
+    from cryptography.fernet import Fernet, MultiFernet
+
     return MultiFernet([Fernet(key) for key in settings.FERNET_KEYS])
 
 
@@ -29,6 +37,8 @@ class EncryptedTextField(models.TextField):
     def from_db_value(self, value, expression, connection):
         if not value:
             return value
+        from cryptography.fernet import InvalidToken  # see fernet()
+
         try:
             return fernet().decrypt(value.encode()).decode()
         except InvalidToken:

@@ -5,7 +5,6 @@ from django.contrib.auth.models import Group
 
 from accounts import roles
 from audit.models import AuditEvent, record
-from connections.drivers import BadSelection
 from connections.models import (
     DEFAULT_PORTS,
     MAX_CA_BYTES,
@@ -178,6 +177,10 @@ class SavedQueryForm(forms.ModelForm):
         cleaned = super().clean()
         connection, query = cleaned.get("connection"), cleaned.get("sql")
         if connection and query:
+            # The drivers are imported when a query is checked, not with the admin's forms
+            # at every start-up (as connections.models does).
+            from connections.drivers import BadSelection
+
             try:
                 connection.describe_query(query)
             except BadSelection as error:

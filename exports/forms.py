@@ -24,7 +24,7 @@ def _option_field(name: str) -> forms.IntegerField:
     """A whole-number option of the job, with the limits and default of exports.options."""
     low, high = export_options.limits(name)
     return forms.IntegerField(
-        label=export_options.ExportOptions.model_fields[name].title,
+        label=export_options.OPTIONS[name].title,
         min_value=low,
         max_value=high,
         initial=export_options.default(name),

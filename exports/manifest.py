@@ -36,7 +36,7 @@ def header(job: ExportJob) -> dict:
         "snapshot_id": job.snapshot_id,
         **drivers.consistency(job.snapshot_id),
         "attempts": job.attempts,
-        "options": {name: job.option(name) for name in export_options.ExportOptions.model_fields},
+        "options": {name: job.option(name) for name in export_options.OPTIONS},
     }
 
 

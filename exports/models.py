@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts import roles
 from adu_site.redaction import redact
+from exports import options as export_options
 
 
 class JobStateError(Exception):
@@ -295,8 +296,6 @@ class ExportJob(models.Model):
         }
 
     def option(self, name: str):
-        from exports import options as export_options  # pydantic: not at start-up
-
         value = self.config.get(name)
         return export_options.default(name) if value is None else value
 

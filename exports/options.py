@@ -1,10 +1,14 @@
 """The options of an export job, defined once: names, defaults, limits and help for the
 engine, the portal's form, the API and `manage.py adu_export`. Nothing here imports the
-engine, so models and pages can read them cheaply."""
+engine, so models and pages can read them cheaply; nor pydantic until ExportOptions or
+checked() is used, since it would cost every command's start-up 0.1 s that --help, the
+form and the defaults do not need (tests/test_startup.py)."""
 
+import functools
 import typing
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+if typing.TYPE_CHECKING:
+    from pydantic import BaseModel
 
 # A folder name under the export root chosen by the user (empty: job-<id>): never a path,
 # never hidden.
@@ -14,6 +18,53 @@ VALIDATION_MODES = ("off", "sample", "full")
 # "job" (only within the job) or "site" (across connections: ADU Admins only, since an
 # operator could then build a lookup table through a source of their own).
 MASKING_KEYS = ("connection", "job", "site")
+
+
+class Option(typing.NamedTuple):
+    """One option: a whole number from low to high, or one of its choices; a default of
+    None is worked out where it is used. The title labels the portal's form and the API's
+    schema (pydantic's own from the name when None)."""
+
+    default: int | str | None
+    description: str
+    low: int | None = None
+    high: int | None = None
+    choices: tuple[str, ...] = ()
+    title: str | None = None
+
+
+# In the order of the API's schema and of the command's --help.
+OPTIONS = {
+    "parallel": Option(2, "Tables exported at once.", 1, 64, title="Parallel tables"),
+    # Two connections per large table: one server backend cannot send rows as fast as the
+    # binary decoder takes them (lineitem on 2 shared cores: 5.4 s against 6.1 s with one,
+    # 5.9 s with three).
+    "readers": Option(2, "Connections reading one large table.", 1, 16),
+    "compression_level": Option(3, "ZSTD level.", 1, 22, title="Compression level (ZSTD)"),
+    "batch_rows": Option(100_000, "Rows per batch.", 1000, 10_000_000, title="Rows per batch"),
+    "max_file_mb": Option(None, "Split a table into parts of about this many MB.", 1, 1_000_000),
+    "validation": Option(
+        "sample",
+        "Check the source's constraints on a sample of each table, on every row, or not at "
+        "all; rules always check every row.",
+        choices=VALIDATION_MODES,
+    ),
+    "masking_key": Option(
+        "connection",
+        "The key of hash masking: the connection's (tokens match across its jobs), one for "
+        "this job alone, or the site's (tokens match across connections), which only ADU "
+        "Admins may choose.",
+        choices=MASKING_KEYS,
+    ),
+    # None: settings.SOURCE_LOCK_TIMEOUT.
+    "lock_timeout": Option(
+        None,
+        "Seconds a table waits for another session's lock before it fails "
+        "(default ADU_SOURCE_LOCK_TIMEOUT, 30).",
+        1,
+        86_400,
+    ),
+}
 
 
 class BadOption(ValueError):
@@ -34,63 +85,54 @@ def _null_is_the_default(schema: dict) -> None:
         schema["properties"][name] = {"anyOf": [prop, {"type": "null"}], **notes}
 
 
-class ExportOptions(BaseModel):
-    """How a job exports; None (an unset argument, null in the API) means the default."""
+@functools.cache
+def _model() -> "type[BaseModel]":
+    """The pydantic model of OPTIONS (ExportOptions), made on first use."""
+    from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_null_is_the_default)
+    class Options(BaseModel):
+        model_config = ConfigDict(extra="forbid", json_schema_extra=_null_is_the_default)
 
-    parallel: int = Field(
-        2, ge=1, le=64, title="Parallel tables", description="Tables exported at once."
-    )
-    # Two connections per large table: one server backend cannot send rows as fast as the
-    # binary decoder takes them (lineitem on 2 shared cores: 5.4 s against 6.1 s with one,
-    # 5.9 s with three).
-    readers: int = Field(2, ge=1, le=16, description="Connections reading one large table.")
-    compression_level: int = Field(
-        3, ge=1, le=22, title="Compression level (ZSTD)", description="ZSTD level."
-    )
-    batch_rows: int = Field(
-        100_000, ge=1000, le=10_000_000, title="Rows per batch", description="Rows per batch."
-    )
-    max_file_mb: int | None = Field(
-        None, ge=1, le=1_000_000, description="Split a table into parts of about this many MB."
-    )
-    validation: typing.Literal[VALIDATION_MODES] = Field(
-        "sample",
-        description="Check the source's constraints on a sample of each table, on every "
-        "row, or not at all; rules always check every row.",
-    )
-    masking_key: typing.Literal[MASKING_KEYS] = Field(
-        "connection",
-        description="The key of hash masking: the connection's (tokens match across its "
-        "jobs), one for this job alone, or the site's (tokens match across connections), "
-        "which only ADU Admins may choose.",
-    )
-    # None: settings.SOURCE_LOCK_TIMEOUT.
-    lock_timeout: int | None = Field(
-        None,
-        ge=1,
-        le=86_400,
-        description="Seconds a table waits for another session's lock before it fails "
-        "(default ADU_SOURCE_LOCK_TIMEOUT, 30).",
+        @model_validator(mode="before")
+        @classmethod
+        def _none_is_the_default(cls, given):
+            if isinstance(given, dict):
+                return {name: value for name, value in given.items() if value is not None}
+            return given
+
+    fields: dict[str, typing.Any] = {}
+    for name, option in OPTIONS.items():
+        kind: typing.Any = typing.Literal[option.choices] if option.choices else int
+        limits = {} if option.choices else {"ge": option.low, "le": option.high}
+        title = {"title": option.title} if option.title else {}
+        field = Field(option.default, description=option.description, **limits, **title)
+        fields[name] = (kind if option.default is not None else kind | None, field)
+    return create_model(
+        "ExportOptions",
+        __base__=Options,
+        __module__=__name__,
+        __doc__="How a job exports; None (an unset argument, null in the API) means the default.",
+        **fields,
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _none_is_the_default(cls, given):
-        if isinstance(given, dict):
-            return {name: value for name, value in given.items() if value is not None}
-        return given
+
+def __getattr__(name: str):
+    # exports.options.ExportOptions, made when first asked for (see the module's docstring).
+    if name == "ExportOptions":
+        return _model()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def checked(given: dict | None) -> ExportOptions:
+def checked(given: dict | None) -> "BaseModel":
     """The options asked for, with defaults for the rest; BadOption names the first wrong one."""
+    from pydantic import ValidationError
+
     try:
-        return ExportOptions.model_validate(given or {})
+        return _model().model_validate(given or {})
     except ValidationError as error:
         name = str(error.errors()[0]["loc"][0])
     label = name.replace("_", " ")
-    if name not in ExportOptions.model_fields:
+    if name not in OPTIONS:
         raise BadOption(f"There is no option {name}.", f"options.{name}") from None
     if choices(name):
         raise BadOption(f"{label} must be one of {', '.join(choices(name))}.", f"options.{name}")
@@ -99,29 +141,27 @@ def checked(given: dict | None) -> ExportOptions:
 
 
 def default(name: str):
-    return ExportOptions.model_fields[name].default
+    return OPTIONS[name].default
 
 
 def limits(name: str) -> tuple[int, int]:
     """The smallest and largest value of a whole-number option."""
-    metadata = ExportOptions.model_fields[name].metadata
-    low = next(m.ge for m in metadata if hasattr(m, "ge"))
-    high = next(m.le for m in metadata if hasattr(m, "le"))
-    return low, high
+    option = OPTIONS[name]
+    assert option.low is not None and option.high is not None, f"{name} is not a number"
+    return option.low, option.high
 
 
 def choices(name: str) -> tuple[str, ...]:
     """The values an option of a few named values may take; () for a number."""
-    annotation = ExportOptions.model_fields[name].annotation
-    return typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal else ()
+    return OPTIONS[name].choices
 
 
 def help_text(name: str) -> str:
     """The option's description with its default, for the command's --help."""
-    field = ExportOptions.model_fields[name]
-    notes = [] if choices(name) else ["{}-{}".format(*limits(name))]
-    if field.default is not None:
-        notes.append(f"default {field.default}")
-    if "default" in field.description or not notes:
-        return field.description
-    return f"{field.description.rstrip('.')} ({', '.join(notes)})."
+    option = OPTIONS[name]
+    notes = [] if option.choices else ["{}-{}".format(*limits(name))]
+    if option.default is not None:
+        notes.append(f"default {option.default}")
+    if "default" in option.description or not notes:
+        return option.description
+    return f"{option.description.rstrip('.')} ({', '.join(notes)})."

@@ -29,7 +29,7 @@ class Command(AduCommand):
         parser.add_argument("--tables", default="", help="SCHEMA.TABLE,SCHEMA.TABLE,...")
         parser.add_argument("--exclude", action="append", default=[], help="SCHEMA.TABLE.")
         parser.add_argument("--out", default="", help="Folder name under the export root.")
-        for name in export_options.ExportOptions.model_fields:
+        for name in export_options.OPTIONS:
             choices = export_options.choices(name)
             parser.add_argument(
                 f"--{name.replace('_', '-')}",
@@ -106,7 +106,7 @@ class Command(AduCommand):
                 schemas=options["schema"],
                 tables=[t for t in options["tables"].split(",") if t.strip()],
                 exclude=[t for name in options["exclude"] for t in name.split(",") if t.strip()],
-                options={name: options[name] for name in export_options.ExportOptions.model_fields},
+                options={name: options[name] for name in export_options.OPTIONS},
                 out=options["out"],
                 selections=requests,
                 queries=queries,
