@@ -108,11 +108,12 @@ class Validator:
         constraints: list[dict],
         rules: list[Rule],
         mode: str = "sample",
-        rows_expected: int | None = None,
+        rows_estimate: int | None = None,
         masked: set[str] = frozenset(),
     ):
         """`masked`: columns whose values were changed on purpose; the source's constraints
-        and the rules say nothing about what they hold now."""
+        and the rules say nothing about what they hold now. `rows_estimate`: the rows the
+        table is thought to hold (the server's statistics), until expect() is told."""
         self.mode = mode
         self._masked = set(masked)
         self.checks: list[Check] = []
@@ -120,8 +121,9 @@ class Validator:
         self._names = [n for n in schema.names if _readable(schema.field(n).type)]
         types = {f.name: f.type for f in schema}
         self._stride: int | None = None  # sample mode: every this many chunks
-        if rows_expected is not None:
-            self.expect(rows_expected)
+        self._sampled = 0  # chunks the automatic checks saw
+        if rows_estimate is not None:
+            self.expect(rows_estimate)
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._first_row = 0  # of the pending chunk, in the table's file order
@@ -267,8 +269,8 @@ class Validator:
     # -- streaming ------------------------------------------------------------------------
 
     def expect(self, rows_expected: int):
-        """The table's row count, once known: sampled chunks are spread over it. Until
-        then, only the first chunk is sampled."""
+        """The table's row count (or an estimate until it is known): sampled chunks are
+        spread over it. Without either, chunks 0, 1, 2, 4, 8... are sampled."""
         chunks = max(1, -(-rows_expected // CHUNK_ROWS))
         self._stride = max(1, -(-chunks // SAMPLE_CHUNKS))
 
@@ -314,8 +316,14 @@ class Validator:
         batches, self._pending = self._pending, []
         self._first_row += self._pending_rows
         self._pending_rows = 0
-        stride = self._stride or self._chunk + 1  # unknown: the first chunk only
-        sampled = self._auto is not None and (self.mode == "full" or self._chunk % stride == 0)
+        if self.mode == "full":
+            in_sample = True
+        elif self._stride:
+            in_sample = self._chunk % self._stride == 0
+        else:  # the table's size unknown: spread over its first chunks, fewer and fewer
+            in_sample = self._chunk & (self._chunk - 1) == 0 and self._sampled < SAMPLE_CHUNKS
+        sampled = self._auto is not None and in_sample
+        self._sampled += sampled
         self._chunk += 1
         rule_columns = set(self._rules.columns) if self._rules is not None else set()
         rule_columns |= {k for keys in self._keys if not keys.automatic for k in keys.columns}

@@ -183,6 +183,7 @@ class TableDescription:
 
     columns: list[SourceColumn] = field(default_factory=list)
     pages: int | None = None  # to split a read by (ctid ranges); None: one reader
+    rows_estimate: int | None = None  # the server's statistics; None: never gathered
     distinct: dict[str, int] = field(default_factory=dict)  # the server's estimates
     constraints: list[dict] = field(default_factory=list)  # [{name, kind, columns, definition}]
     problem: str = ""  # one sentence when the table cannot be read (then nothing else)

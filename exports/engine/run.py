@@ -533,7 +533,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
         source.described.constraints,
         source.rules,
         mode=job.option("validation"),
-        rows_expected=run.rows_expected,
+        rows_estimate=source.described.rows_estimate,
         masked=set(masks),
     )
     reported = time.monotonic()

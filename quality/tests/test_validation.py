@@ -297,3 +297,34 @@ def test_a_masked_key_names_no_row_and_its_place_in_the_file_does():
     check = _null_in_a_keyed_table(masked={"b"})
     assert check["examples"] == [{"row": 1, "value": None}]
     assert validation.example_text(check["examples"][0]) == "row 2 of the file: null"
+
+
+def _sampled_chunks(chunks: int, **size) -> int:
+    """How many of `chunks` full chunks a sample-mode Validator checks."""
+    schema = pa.schema([("id", pa.int64())])
+    validator = validation.Validator(schema, {"id": False}, [], [], mode="sample", **size)
+    batch = pa.record_batch([pa.array(range(validation.CHUNK_ROWS), pa.int64())], schema=schema)
+    for _ in range(chunks):
+        validator.update(batch)
+    validator.finish(chunks * validation.CHUNK_ROWS)
+    return validator.rows_checked // validation.CHUNK_ROWS
+
+
+def test_a_sample_spreads_over_the_estimate_until_the_count_is_known():
+    # As many chunks as the sample takes: all of them, as the estimate (ANALYZE) says.
+    assert _sampled_chunks(8, rows_estimate=8 * validation.CHUNK_ROWS) == 8
+    # Twice as many: one in two.
+    assert _sampled_chunks(16, rows_estimate=16 * validation.CHUNK_ROWS) == 8
+    # No estimate (a query, a table never analyzed): chunks 0, 1, 2, 4, 8 and 16 of 20,
+    # not the first alone; and never more than the sample's size.
+    assert _sampled_chunks(20) == 6
+    assert _sampled_chunks(1000) == validation.SAMPLE_CHUNKS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_table_proven_by_its_copy_is_sampled_over_its_whole_length(source_db, owner, export):
+    rows = validation.CHUNK_ROWS * 3
+    source_db.execute(f"CREATE TABLE t AS SELECT i FROM generate_series(1, {rows}) i; ANALYZE t")
+    run = export(source_db.connection(owner), tables=["public.t"], readers=1).tables.get()
+    assert run.rows_proof == "sent"
+    assert run.validation["rows_checked"] == rows  # three chunks: all in the sample of 8

@@ -131,8 +131,8 @@ def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDes
     schemas_, tables_ = [s for s, _ in names], [t for _, t in names]
     found = _columns(db, names)
     with db.cursor() as cur:
-        cur.execute(_PAGES, [schemas_, tables_])
-        pages = {(s, t): n for s, t, n in cur.fetchall()}
+        cur.execute(_SIZES, [schemas_, tables_])
+        sizes = {(s, t): (pages, rows) for s, t, pages, rows in cur.fetchall()}
         cur.execute(_DISTINCT, [schemas_, tables_])
         distinct: dict[tuple[str, str], dict[str, int]] = {}
         for s, t, column, estimate in cur.fetchall():
@@ -146,7 +146,8 @@ def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDes
     return {
         name: TableDescription(
             columns=found[name],
-            pages=pages.get(name),
+            pages=sizes[name][0],
+            rows_estimate=sizes[name][1],
             distinct=distinct.get(name, {}),
             constraints=constraints.get(name, []),
         )
@@ -172,10 +173,13 @@ JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdroppe
 ORDER BY u.ord, a.attnum
 """
 
-# Pages of a plain table or materialized view (ctid ranges apply); NULL otherwise.
-_PAGES = f"""
-SELECT u.nsp, u.rel, CASE WHEN c.relkind IN ('r', 'm')
-                          THEN pg_relation_size(c.oid) / current_setting('block_size')::int END
+# Pages of a plain table or materialized view (ctid ranges apply), NULL otherwise; the
+# rows ANALYZE counted, NULL if it never ran (reltuples -1; 0 before PostgreSQL 14).
+_SIZES = f"""
+SELECT u.nsp, u.rel,
+       CASE WHEN c.relkind IN ('r', 'm')
+            THEN pg_relation_size(c.oid) / current_setting('block_size')::int END,
+       CASE WHEN c.reltuples > 0 THEN c.reltuples::bigint END
 {_NAMED}
 """
 
