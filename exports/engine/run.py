@@ -115,7 +115,7 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
                 sweep_tables(job.pk)
                 if not job.tables.filter(status__in=ACTIVE).exists():
                     break
-                time.sleep(1)
+                _wait_for(helpers, 1.0)
             for helper in helpers:
                 if helper is not None:
                     helper.join()
@@ -169,34 +169,34 @@ class SessionPool:
         self._rules: dict[tuple[str, str], list] | None = None
         self._last_runs: dict[tuple[str, str], TableRun | None] = {}
 
-    def description(self, session, name: tuple[str, str]) -> TableDescription:
-        """The table as the snapshot's catalog shows it. A table not described yet is
-        described with the next tables queued in the job (DESCRIBE_AHEAD): a few queries
-        for many tables, where a schema of small tables would otherwise spend more on the
-        catalog than on its rows. Without a snapshot each table reads its own, in its own
+    def description(self, session, run: TableRun) -> TableDescription:
+        """The table as the snapshot's catalog shows it, read with those of the next tables
+        queued (see _ahead). Without a snapshot each table reads its own, in its own
         transaction."""
-        found = self._described.pop(name, None)
-        if found is None:
-            names = [name]
-            if not self.per_table:
-                queued = TableRun.objects.filter(job_id=self.job_id, status=TableRun.Status.QUEUED)
-                ahead = queued.order_by("pk").values_list("schema", "table")[:DESCRIBE_AHEAD]
-                names += [n for n in ahead if n != name]
+        name = (run.schema, run.table)
+        if name not in self._described:
+            names = [name] if self.per_table else list(self._ahead(run))
             self._described = self.driver.describe(session, names)
-            found = self._described.pop(name)
-        return found
+        return self._described.pop(name)
 
     def last_complete_run(self, run: TableRun) -> TableRun | None:
         """The table's last complete export in another job (for its anomaly checks), looked
-        up with those of the next tables queued, as `description` reads the catalog."""
+        up with those of the next tables queued (see _ahead)."""
         name = (run.schema, run.table)
         if name not in self._last_runs:
-            queued = TableRun.objects.filter(job_id=self.job_id, status=TableRun.Status.QUEUED)
-            next_ones = queued.order_by("pk").values_list("pk", "schema", "table")[:DESCRIBE_AHEAD]
-            ahead = {name: run.pk, **{(s, t): pk for pk, s, t in next_ones}}
+            ahead = self._ahead(run)
             found = last_complete_runs(run.job, list(ahead.values()))
             self._last_runs = {table: found.get(table) for table in ahead}
         return self._last_runs.pop(name)
+
+    def _ahead(self, run: TableRun) -> dict[tuple[str, str], int]:
+        """The table and the next DESCRIBE_AHEAD queued in the job, by name: what a table
+        needs from the source's catalog and from earlier jobs is asked for them all at
+        once, where a schema of small tables would otherwise spend more on those questions
+        than on its rows."""
+        queued = TableRun.objects.filter(job_id=self.job_id, status=TableRun.Status.QUEUED)
+        next_ones = queued.order_by("pk").values_list("pk", "schema", "table")[:DESCRIBE_AHEAD]
+        return {(run.schema, run.table): run.pk, **{(s, t): pk for pk, s, t in next_ones}}
 
     def rules(self, name: tuple[str, str]) -> list:
         """The table's enabled quality rules, from the connection's read once per worker:
@@ -232,6 +232,16 @@ class SessionPool:
         with self._lock:
             idle, self._idle = self._idle, []
         _close(idle)
+
+
+def _wait_for(helpers: list, seconds: float):
+    """Until a helper of this process ends (it ends when no table is left: the job may be
+    done at once), or for `seconds`: the tables of helpers elsewhere are looked at again."""
+    alive = [helper for helper in helpers if helper is not None and helper.is_alive()]
+    if alive:
+        alive[0].join(seconds)
+    else:
+        time.sleep(seconds)
 
 
 def _spawn_thread(job_id: int, snapshot_id: str):
@@ -387,7 +397,7 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
             columns = _phase("describe", connection, driver.query_columns, first, query)
             described = TableDescription(columns=columns)
         else:
-            described = _phase("describe", connection, pool.description, first, name)
+            described = _phase("describe", connection, pool.description, first, run)
             if described.problem:
                 raise TableFailed(described.problem, "describe")
             if per_table:
