@@ -252,7 +252,9 @@ def prepare_adu(spec):
         if job.status != "complete":
             messages = list(job.errors.values_list("message", flat=True))
             raise RuntimeError(messages[0] if messages else f"job status {job.status}")
-        files = [str(job.folder() / f["path"]) for run in job.tables.all() for f in run.files]
+        # The files alone: the tables' other fields would add to the peak RSS measured.
+        written = job.tables.values_list("files", flat=True).iterator()
+        files = [str(job.folder() / f["path"]) for run_files in written for f in run_files]
         return files, job.rows_written
 
     def export():
