@@ -416,14 +416,18 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
         # snapshot, the read's session is this one: count first.
         whole = driver.reads_whole(int(job.option("readers")), described.pages)
         run.rows_proof = TableRun.RowsProof.SENT if whole else TableRun.RowsProof.COUNT
+        count = functools.partial(
+            _phase, "count", connection, driver.count_rows, first, *name, **narrowing
+        )
         if not whole:
-            count = functools.partial(driver.count_rows, first, *name, **narrowing)
             counter = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
-            counting = counter.submit(_phase, "count", connection, count)
+            counting = counter.submit(count)
             counter.shutdown(wait=False)
             if per_table:
                 counting.result()  # before the read, which takes the same session
-        source = _Source(driver, open_session, described, pool.rules(name), narrowing, counting)
+        source = _Source(
+            driver, open_session, described, pool.rules(name), narrowing, count, counting
+        )
         fallback: dict[str, str] = {}
         block_bytes = driver.CSV_BLOCK_BYTES
         while True:
@@ -505,7 +509,8 @@ class _Source:
     described: TableDescription
     rules: list  # quality.models.Rule, the table's enabled ones
     narrowing: dict  # row_filter, query: only those the table's spec has
-    counting: futures.Future | None  # the row count beside the read; None: COPY's count
+    count: Callable[[], int]  # the rows of the table (with its filter) in the snapshot
+    counting: futures.Future | None  # that count, running beside the read; None: COPY's
 
 
 def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter:
@@ -587,14 +592,13 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
             batches.close()  # its readers stop before their sessions close
         if run.rows_expected is None and counting:
             _expect(run, counting.result(), validator)
-        elif run.rows_expected is None:
-            if len(sent) != 1:
-                raise TableFailed(
-                    "The server did not report how many rows it sent, so the export "
-                    "cannot be proven complete.",
-                    "verify",
-                )
+        elif run.rows_expected is None and len(sent) == 1:
             _expect(run, sent[0], validator)
+        elif run.rows_expected is None:
+            # A server (or a pooler before it) that does not say how many rows its COPY
+            # sent: the table is counted after all, in the same snapshot.
+            run.rows_proof = TableRun.RowsProof.COUNT
+            _expect(run, source.count(), validator)
         run.validation = validator.finish(writer.rows)
         failed = validator.errors()
         if failed:
@@ -642,10 +646,10 @@ def _selected(columns: list, spec: dict) -> list:
     return [c for c in columns if c.name in set(chosen)]
 
 
-def _phase(phase: str, connection, function, *args):
+def _phase(phase: str, connection, function, *args, **kwargs):
     """Run one step of a table's export; a failure names the step in the JobError."""
     try:
-        return function(*args)
+        return function(*args, **kwargs)
     except Exception as error:
         raise TableFailed(_explain(error, connection), phase) from error
 

@@ -327,3 +327,23 @@ def test_the_catalog_of_many_tables_is_read_in_one_go_and_a_missing_one_fails_al
     checks = {c["origin"] for c in runs["t4"].validation["checks"]}
     assert {"source: PRIMARY KEY t4_pkey", "source: CHECK t4_v_check"} <= checks
     assert [c["source_type"] for c in runs["t4"].columns] == ["integer", "numeric(6,2)"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_copy_whose_server_does_not_say_what_it_sent_is_counted_after_all(
+    owner, source_db, monkeypatch
+):
+    """A server or a pooler that leaves "COPY n" out: the count proves the table."""
+    source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 10) AS i")
+    connection = source_db.connection(owner)
+    real_read = postgresql.read_batches
+
+    def says_nothing(*args, sent=None, **kwargs):
+        yield from real_read(*args, sent=None, **kwargs)
+
+    monkeypatch.setattr(postgresql, "read_batches", says_nothing)
+    real_count = postgresql.count_rows
+    monkeypatch.setattr(postgresql, "count_rows", lambda *args, **kw: real_count(*args, **kw) + 1)
+    job = run_job(create_job(owner, connection, tables=["public.a"]).pk)
+    assert job.errors.get().message == "Wrote 10 rows but the table holds 11 in the snapshot."
+    assert job.tables.get().rows_proof == "count"
