@@ -305,8 +305,12 @@ def test_the_catalog_of_many_tables_is_read_in_one_go_and_a_missing_one_fails_al
             f"INSERT INTO t{n} SELECT i, i FROM generate_series(1, {n + 1}) i; ANALYZE t{n}"
         )
     connection = source_db.connection(owner)
+    # A name that is SQL in quotes: the catalog is asked with names as values, never text.
+    hostile = "t'); DROP TABLE t0; --\n\"x"
+    source_db.execute(f'CREATE TABLE "{hostile.replace(chr(34), chr(34) * 2)}" (id int)')
     tables = [f"public.t{n}" for n in range(5)]
     job = create_job(owner, connection, tables=tables, options={"parallel": 1})
+    job.tables.create(schema="public", table=hostile)
     source_db.execute("DROP TABLE t3")  # after the job was created
     described = []
     real_describe = postgresql.describe
@@ -316,10 +320,11 @@ def test_the_catalog_of_many_tables_is_read_in_one_go_and_a_missing_one_fails_al
         lambda db, names: described.append(names) or real_describe(db, names),
     )
     job = run_job(job.pk)
-    assert described == [[("public", f"t{n}") for n in range(5)]]
+    assert described == [[("public", f"t{n}") for n in range(5)] + [("public", hostile)]]
     runs = {r.table: r for r in job.tables.all()}
     assert {t: r.status for t, r in runs.items()} == {
-        "t0": "complete", "t1": "complete", "t2": "complete", "t3": "failed", "t4": "complete"
+        "t0": "complete", "t1": "complete", "t2": "complete", "t3": "failed", "t4": "complete",
+        hostile: "complete",
     }  # fmt: skip
     assert job.errors.get().message == "Table public.t3 does not exist or has no columns."
     assert [runs[f"t{n}"].rows_written for n in (0, 1, 2, 4)] == [1, 2, 3, 5]
