@@ -665,3 +665,17 @@ def rule_form(connection, **changes):
         "enabled": "on",
     }
     return {**data, **changes}
+
+
+def calls_to(monkeypatch, owner, name: str) -> list[tuple]:
+    """The positional arguments of every call to `owner.name` from now on; the calls still
+    go through to it."""
+    calls: list[tuple] = []
+    real = getattr(owner, name)
+
+    def recorded(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recorded)
+    return calls

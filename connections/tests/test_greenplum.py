@@ -20,6 +20,7 @@ from connections.drivers.postgresql import copy as postgresql_copy
 from exports.engine.run import run_job
 from exports.jobs import create_job
 from exports.models import ExportJob
+from tests.factories import calls_to
 
 
 @pytest.fixture
@@ -118,13 +119,7 @@ def test_greenplum_without_exported_snapshots_reads_each_table_in_its_own_transa
     owner, no_exported_snapshots, monkeypatch
 ):
     monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
-    described = []
-    real_describe = postgresql.describe
-    monkeypatch.setattr(
-        postgresql,
-        "describe",
-        lambda db, names: described.append(names) or real_describe(db, names),
-    )
+    described = calls_to(monkeypatch, postgresql, "describe")
     connection = no_exported_snapshots.connection(
         owner, kind="greenplum", username="gp_reader", password="gp-reader-pass"
     )
@@ -133,7 +128,7 @@ def test_greenplum_without_exported_snapshots_reads_each_table_in_its_own_transa
         job.errors.values_list("message", flat=True)
     )
     # Each table's catalog is read in the table's own transaction, not ahead with others.
-    assert [len(names) for names in described] == [1] * job.tables.count()
+    assert [len(names) for _, names in described] == [1] * job.tables.count()
     assert _ids(job, "events") == list(range(1, 30001))
     manifest = json.loads(job.manifest_path().read_text())
     assert manifest["consistency"] == "per table"
