@@ -327,8 +327,9 @@ def run_table(run_id: int, snapshot_id: str, pool: SessionPool | None = None) ->
     if not TableRun.claim(run_id, pool.job_id):
         return False
     memory.freeze_startup_objects()
-    run = TableRun.objects.select_related("job__connection").get(pk=run_id)
+    run = TableRun.objects.select_related("job").get(pk=run_id)
     job = run.job
+    job.connection = pool.connection  # the worker's, its password decrypted once
     log = job_log(job, run)
     log.info("started (attempt %s)", job.attempt)
     sessions: list = []  # the driver's sessions this table reads with (_export adds them)

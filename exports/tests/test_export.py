@@ -345,3 +345,25 @@ def test_a_copy_whose_server_does_not_say_what_it_sent_is_counted_after_all(
     job = run_job(create_job(owner, connection, tables=["public.a"]).pk)
     assert job.errors.get().message == "Wrote 10 rows but the table holds 11 in the snapshot."
     assert job.tables.get().rows_proof == "count"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_describe_tells_each_table_its_own_statistics_sizes_and_keys(owner, source_db):
+    source_db.execute(
+        "CREATE TABLE a (id int PRIMARY KEY, kind text);"
+        "INSERT INTO a SELECT i, 'k' || (i % 3) FROM generate_series(1, 300) i;"
+        "CREATE TABLE b (id int UNIQUE); INSERT INTO b SELECT generate_series(1, 7);"
+        "CREATE VIEW v AS SELECT id FROM a; ANALYZE a; ANALYZE b"
+    )
+    db = postgresql.connect(source_db.connection(owner))
+    try:
+        found = postgresql.describe(db, [("public", "a"), ("public", "v"), ("public", "b")])
+    finally:
+        db.close()
+    a, v, b = found[("public", "a")], found[("public", "v")], found[("public", "b")]
+    assert (a.distinct, a.rows_estimate, a.pages) == ({"id": 300, "kind": 3}, 300, 2)
+    assert [c["kind"] for c in a.constraints] == ["primary key"]
+    assert (b.distinct, b.rows_estimate, [c["columns"] for c in b.constraints]) == (
+        {"id": 7}, 7, [["id"]]
+    )  # fmt: skip
+    assert (v.pages, v.distinct, [c.name for c in v.columns]) == (None, {}, ["id"])

@@ -184,12 +184,18 @@ SELECT u.nsp, u.rel,
 """
 
 # ANALYZE's estimate of distinct values per column (columns never analyzed are absent).
+# LATERAL: pg_stats is a view that checks the privilege on every column of the database;
+# joined whole it took 0.45 s for 100 tables of a database of 2,800; asked table by table,
+# with the names pushed into the view, a few ms.
 _DISTINCT = f"""
 SELECT u.nsp, u.rel, s.attname,
        CASE WHEN s.n_distinct >= 0 THEN s.n_distinct
             ELSE -s.n_distinct * greatest(c.reltuples, 0) END
 {_NAMED}
-JOIN pg_stats s ON s.schemaname = u.nsp AND s.tablename = u.rel
+CROSS JOIN LATERAL (
+    SELECT attname, n_distinct FROM pg_stats WHERE schemaname = u.nsp AND tablename = u.rel
+    OFFSET 0  -- kept a subquery: the planner would otherwise join the whole view
+) s
 """
 
 # Primary-key, unique and validated CHECK constraints: what the rows must satisfy.
