@@ -37,6 +37,8 @@ class Driver(Protocol):
 
     # The read budget of one batch: a row longer than this cannot be read in one block.
     CSV_BLOCK_BYTES: int
+    # How many tables describe() is best asked about at once (1: it reads them one by one).
+    TABLES_PER_DESCRIBE: int
 
     def connect(self, connection) -> Any:
         """A DB-API session, read-only for its whole life; ConnectionFailed otherwise."""

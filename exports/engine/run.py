@@ -144,7 +144,7 @@ def work(job_id: int, snapshot_id: str):
         pool.close()
 
 
-DESCRIBE_AHEAD = 100
+LOOK_AHEAD = 100
 
 
 class SessionPool:
@@ -175,7 +175,8 @@ class SessionPool:
         transaction."""
         name = (run.schema, run.table)
         if name not in self._described:
-            names = [name] if self.per_table else list(self._ahead(run))
+            at_once = 1 if self.per_table else self.driver.TABLES_PER_DESCRIBE
+            names = list(self._ahead(run))[:at_once] if at_once > 1 else [name]
             self._described = self.driver.describe(session, names)
         return self._described.pop(name)
 
@@ -190,12 +191,12 @@ class SessionPool:
         return self._last_runs.pop(name)
 
     def _ahead(self, run: TableRun) -> dict[tuple[str, str], int]:
-        """The table and the next DESCRIBE_AHEAD queued in the job, by name: what a table
+        """The table and the next LOOK_AHEAD queued in the job, by name: what a table
         needs from the source's catalog and from earlier jobs is asked for them all at
         once, where a schema of small tables would otherwise spend more on those questions
         than on its rows."""
         queued = TableRun.objects.filter(job_id=self.job_id, status=TableRun.Status.QUEUED)
-        next_ones = queued.order_by("pk").values_list("pk", "schema", "table")[:DESCRIBE_AHEAD]
+        next_ones = queued.order_by("pk").values_list("pk", "schema", "table")[:LOOK_AHEAD]
         return {(run.schema, run.table): run.pk, **{(s, t): pk for pk, s, t in next_ones}}
 
     def rules(self, name: tuple[str, str]) -> list:

@@ -26,6 +26,7 @@ from connections.tests import fake_vertica as fv
 from connections.tests.fake_vertica import FakeColumn, FakeTable, FakeVertica
 from exports.engine.parquet import TableWriter
 from exports.models import ExportJob
+from tests.factories import calls_to
 
 BIG = 2**63 - 1
 NUM1024 = Decimal((0, tuple(int(c) for c in str(10**1023 + 7)), -20))
@@ -460,12 +461,17 @@ def test_an_unsupported_type_fails_its_table_alone(fake_server, vertica_connecti
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_missing_vertica_table_fails_alone(fake_server, vertica_connection, export):
+def test_a_missing_vertica_table_fails_alone(fake_server, vertica_connection, export, monkeypatch):
     plain = FakeTable("public", "plain", [FakeColumn("id", "int", V.INT8, values=[fv.int8(1)])])
     fake_server.tables = {("public", "plain"): plain}
+    described = calls_to(monkeypatch, vertica, "describe")
     job = export(vertica_connection, tables=["public.plain", "public.gone"])
     assert job.status == ExportJob.Status.COMPLETE_WITH_ERRORS
     assert job.errors.get().message == "Table public.gone does not exist or has no columns."
+    # Vertica's catalog is read table by table: a worker asks only about its own.
+    assert sorted(names for _, names in described) == [
+        [("public", "gone")], [("public", "plain")]
+    ]  # fmt: skip
 
 
 @pytest.mark.django_db(transaction=True)

@@ -7,6 +7,7 @@ views), copy (COPY reads), types (column plans) and errors (one sentence per err
 """
 
 from connections.drivers.postgresql.catalog import (
+    TABLES_PER_DESCRIBE,
     columns,
     describe,
     is_system_schema,
@@ -37,6 +38,7 @@ from connections.drivers.postgresql.types import plan
 
 __all__ = [
     "CSV_BLOCK_BYTES",
+    "TABLES_PER_DESCRIBE",
     "check_filter",
     "check_query",
     "check_view",

@@ -124,6 +124,10 @@ def columns(db, schema: str, table: str) -> list[SourceColumn]:
     return found[(schema, table)]
 
 
+# A few queries tell about this many tables as fast as about one.
+TABLES_PER_DESCRIBE = 100
+
+
 def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDescription]:
     """What the engine needs to know of each of `names` before reading it, in five queries
     whatever their number: a schema of small tables would otherwise spend more on the

@@ -8,6 +8,7 @@ session, catalog, selection (refused for now), reads, types and errors.
 """
 
 from connections.drivers.vertica.catalog import (
+    TABLES_PER_DESCRIBE,
     columns,
     constraints,
     describe,
@@ -48,6 +49,7 @@ from connections.drivers.vertica.types import plan
 __all__ = [
     "BATCH_BYTES",
     "CSV_BLOCK_BYTES",
+    "TABLES_PER_DESCRIBE",
     "TLS_STATE_SQL",
     "WRITE_ACCESS_SQL",
     "Session",

@@ -134,6 +134,11 @@ def relation(schema: str, table: str) -> str:
     return f"{types.quote(schema)}.{types.quote(table)}"
 
 
+# describe reads table after table: asked about tables ahead, a worker would read some
+# that another worker exports.
+TABLES_PER_DESCRIBE = 1
+
+
 def describe(db: Session, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDescription]:
     """Table after table: Vertica has no ctid ranges to split a read by and no cheap
     estimate of distinct values (every column may be dictionary-encoded)."""
