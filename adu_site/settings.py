@@ -331,7 +331,9 @@ elif BROKER == "orm":
             "ADU_REDIS_URL is set but ADU_BROKER is not 'redis'; set ADU_BROKER=redis or unset it."
         )
     Q_CLUSTER["orm"] = "default"
-    Q_CLUSTER["poll"] = 1
+    # Seconds between looks at an empty queue (a read of one small table): a job, and the
+    # helper tasks its coordinator queues, start within this.
+    Q_CLUSTER["poll"] = 0.2
 else:
     _stop("ADU_BROKER must be 'orm' or 'redis'.")
 Q_CLUSTER["queue_limit"] = 1

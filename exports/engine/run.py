@@ -1,6 +1,7 @@
 """Runs an export job: pins one snapshot, exports its tables in parallel, writes the manifest."""
 
 import functools
+import itertools
 import re
 import threading
 import time
@@ -110,12 +111,14 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
         with heartbeat(job):
             parallel = max(1, int(job.option("parallel")))
             helpers = [spawn(job.pk, snapshot_id) for _ in range(parallel - 1)]
-            while True:
+            # The last tables are often small ones about to end: look again soon, then
+            # less and less often (a helper's table may take hours).
+            for wait in itertools.chain([0.05, 0.1, 0.2, 0.5], itertools.repeat(1.0)):
                 work(job.pk, snapshot_id)
                 sweep_tables(job.pk)
                 if not job.tables.filter(status__in=ACTIVE).exists():
                     break
-                _wait_for(helpers, 1.0)
+                _wait_for(helpers, wait)
             for helper in helpers:
                 if helper is not None:
                     helper.join()
