@@ -509,15 +509,14 @@ class TableRun(models.Model):
     # Finished without a file: what such a table read is not counted anywhere.
     STOPPED = {Status.FAILED, Status.CANCELLED}
 
-    job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="tables")
-    schema = models.CharField(max_length=255)
-    table = models.CharField(max_length=255)
-    status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
-
     class RowsProof(models.TextChoices):
         SENT = "sent", "the rows the one COPY reading the table reported sending"
         COUNT = "count", "a count(*) in the snapshot"
 
+    job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="tables")
+    schema = models.CharField(max_length=255)
+    table = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
     rows_expected = models.BigIntegerField(null=True, blank=True)
     # What rows_expected comes from: what proves no row was lost on the way.
     rows_proof = models.CharField(max_length=8, choices=RowsProof, blank=True)
