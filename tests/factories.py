@@ -363,26 +363,10 @@ def query_through(surface, client, user, connection, sql, allow=()):
         return Refused(html.unescape(errors[0]))
     query = SavedQuery.objects.create(connection=connection, name="attack", sql=sql)
     if surface == "command":
-        out = io.StringIO()
-        extra = [a for column in allow for a in ("--allow-sensitive", column)]
-        try:
-            call_command(
-                "adu_export", connection.name, "--query", "attack", *extra,
-                "--sync", "--json", "--as", user.username, stdout=out,
-            )  # fmt: skip
-        except CommandError as error:
-            return Refused(str(error))
-        except SystemExit:
-            pass
-        return ExportJob.objects.get(pk=json.loads(out.getvalue())["job_id"])
+        return export_by_command(user, connection, "--query", "attack", allow=allow)
     if surface == "api":
-        _, token = ApiToken.issue(user, f"t-{uuid.uuid4().hex[:6]}")
         data = {"connection": connection.pk, "queries": ["attack"], "allow_sensitive": list(allow)}
-        response = post_json(client, "/api/v1/jobs/", data, HTTP_AUTHORIZATION=f"Bearer {token}")
-        if response.status_code == 400:
-            return Refused(error_of(response)["message"])
-        assert response.status_code == 202, response.content
-        return run_job(response.json()["id"])
+        return export_by_api(client, user, data)
     assert surface == "saved"
     try:
         job = create_job(user, connection, queries=[query], allow_sensitive=allow)
@@ -679,3 +663,30 @@ def calls_to(monkeypatch, owner, name: str) -> list[tuple]:
 
     monkeypatch.setattr(owner, name, recorded)
     return calls
+
+
+def export_by_command(user, connection, *args, allow=()):
+    """`adu_export --sync --json` as `user` with `args`: Refused(message), or the job it ran."""
+    out = io.StringIO()
+    extra = [a for column in allow for a in ("--allow-sensitive", column)]
+    try:
+        call_command(
+            "adu_export", connection.name, *args, *extra,
+            "--sync", "--json", "--as", user.username, stdout=out,
+        )  # fmt: skip
+    except CommandError as error:
+        return Refused(str(error))
+    except SystemExit:
+        pass
+    return ExportJob.objects.get(pk=json.loads(out.getvalue())["job_id"])
+
+
+def export_by_api(client, user, data: dict):
+    """POST /api/v1/jobs/ with a token of `user`: Refused(message), or the job it accepted,
+    run here."""
+    _, token = ApiToken.issue(user, f"t-{uuid.uuid4().hex[:6]}")
+    response = post_json(client, "/api/v1/jobs/", data, HTTP_AUTHORIZATION=f"Bearer {token}")
+    if response.status_code == 400:
+        return Refused(error_of(response)["message"])
+    assert response.status_code == 202, response.content
+    return run_job(response.json()["id"])

@@ -22,8 +22,6 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from api.models import ApiToken
-from api.tests.helpers import error_of, post_json
 from audit.models import AuditEvent
 from connections.drivers import postgresql, user_sql
 from connections.models import SavedQuery, SensitiveColumn
@@ -36,6 +34,8 @@ from tests.factories import (
     assert_one_clean_sentence,
     build_canary,
     canary_fixtures,
+    export_by_api,
+    export_by_command,
     query_through,
     user_with_role,
 )
@@ -64,32 +64,18 @@ def filter_through(surface, client, user, connection, text, allow=()):
     """Ask for an export of public.people with `text` as its row filter through a surface:
     Refused(message), or the job it accepted (already run)."""
     if surface == "command":
-        out = io.StringIO()
-        extra = [a for column in allow for a in ("--allow-sensitive", column)]
-        try:
-            call_command(
-                "adu_export", connection.name, "--tables", "public.people",
-                "--where", f"public.people:{text}", *extra,
-                "--sync", "--json", "--as", user.username, stdout=out,
-            )  # fmt: skip
-        except CommandError as error:
-            return Refused(str(error))
-        except SystemExit:
-            pass
-        return ExportJob.objects.get(pk=json.loads(out.getvalue())["job_id"])
+        where = f"public.people:{text}"
+        return export_by_command(
+            user, connection, "--tables", "public.people", "--where", where, allow=allow
+        )
     if surface == "api":
-        _, token = ApiToken.issue(user, f"t-{uuid.uuid4().hex[:6]}")
         data = {
             "connection": connection.pk,
             "tables": ["public.people"],
             "selections": {"public.people": {"filter": text}},
             "allow_sensitive": list(allow),
         }
-        response = post_json(client, "/api/v1/jobs/", data, HTTP_AUTHORIZATION=f"Bearer {token}")
-        if response.status_code == 400:
-            return Refused(error_of(response)["message"])
-        assert response.status_code == 202, response.content
-        return run_job(response.json()["id"])
+        return export_by_api(client, user, data)
     if surface == "page":
         assert not allow
         client.force_login(user)
