@@ -604,24 +604,37 @@ class TableRun(models.Model):
         )
 
     @classmethod
-    def claim(cls, pk: int, job_id: int) -> bool:
-        """Take a queued table of the job for this worker: only one claimant ever gets True."""
+    def claim(cls, pks: list[int], job_id: int) -> list[int]:
+        """Take queued tables of the job for this worker, in one commit (a small table's
+        export pays each): each table goes to one claimant only. The ones taken, in order."""
         now = timezone.now()
-        with transaction.atomic():  # one commit, not two: a small table's export pays each
-            claimed = cls.objects.filter(pk=pk, job_id=job_id, status=cls.Status.QUEUED).update(
-                status=cls.Status.RUNNING, started_at=now, heartbeat_at=now, finished_at=None
+        with transaction.atomic():
+            # SQLite's write lock is taken at BEGIN (IMMEDIATE); PostgreSQL locks the rows.
+            free = list(
+                cls.objects.select_for_update(skip_locked=True)
+                .filter(pk__in=pks, job_id=job_id, status=cls.Status.QUEUED)
+                .order_by("pk")
+                .values_list("pk", flat=True)
             )
-            if claimed:
-                StatusChange.objects.create(
-                    job_id=job_id,
-                    table_run_id=pk,
-                    status=cls.Status.RUNNING,
-                    note=worker_name(),
+            if free:
+                cls.objects.filter(pk__in=free).update(
+                    status=cls.Status.RUNNING, started_at=now, heartbeat_at=now, finished_at=None
                 )
-        return bool(claimed)
+                note = worker_name()
+                StatusChange.objects.bulk_create(
+                    StatusChange(
+                        job_id=job_id, table_run_id=pk, status=cls.Status.RUNNING, at=now, note=note
+                    )
+                    for pk in free
+                )
+        return free
 
-    def beat(self):
-        TableRun.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+    @classmethod
+    def beat(cls, pks: list[int]):
+        """Tell the sweep these tables' worker lives: the ones it still holds."""
+        cls.objects.filter(pk__in=pks, status=cls.Status.RUNNING).update(
+            heartbeat_at=timezone.now()
+        )
 
     @property
     def is_stopped(self) -> bool:
@@ -646,34 +659,35 @@ class TableRun(models.Model):
 
     def finish(self, status: str, note: str = "", only_if: str | None = None) -> bool:
         """Record the table's outcome; with `only_if`, only if it is still in that state."""
+        if not only_if:
+            TableRun.finish_all([self], status, note)
+            return True
         with transaction.atomic():  # the outcome and its history in one commit
-            if only_if:
-                changed = TableRun.objects.filter(pk=self.pk, status=only_if).update(
-                    status=status, finished_at=timezone.now()
-                )
-                if not changed:
-                    return False
-                self.refresh_from_db()
-            else:
-                self.status = status
-                self.finished_at = timezone.now()
-                if status != self.Status.COMPLETE:
-                    self.files, self.profile, self.warnings = [], [], []
-                self.save()
+            changed = TableRun.objects.filter(pk=self.pk, status=only_if).update(
+                status=status, finished_at=timezone.now()
+            )
+            if not changed:
+                return False
+            self.refresh_from_db()
             StatusChange.objects.create(
                 job_id=self.job_id, table_run=self, status=status, note=note
             )
         return True
-        self.status = status
-        self.finished_at = timezone.now()
-        if status != self.Status.COMPLETE:
-            self.files, self.profile, self.warnings = [], [], []
-        with transaction.atomic():  # the outcome and its history in one commit
-            self.save()
-            StatusChange.objects.create(
-                job_id=self.job_id, table_run=self, status=status, note=note
+
+    @classmethod
+    def finish_all(cls, runs: list["TableRun"], status: str, note: str = ""):
+        """Record the same outcome of tables of one job, and its history, in one commit."""
+        now = timezone.now()
+        with transaction.atomic():
+            for run in runs:
+                run.status, run.finished_at = status, now
+                if status != cls.Status.COMPLETE:
+                    run.files, run.profile, run.warnings = [], [], []
+                run.save()
+            StatusChange.objects.bulk_create(
+                StatusChange(job_id=run.job_id, table_run=run, status=status, at=now, note=note)
+                for run in runs
             )
-        return True
 
 
 class JobError(models.Model):

@@ -108,7 +108,7 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
             job_log(job, run).error("refused: %s", message)
             JobError.record(job, run, message, phase="check")
     try:
-        with heartbeat(job):
+        with heartbeat(job.beat):
             parallel = max(1, int(job.option("parallel")))
             helpers = [spawn(job.pk, snapshot_id) for _ in range(parallel - 1)]
             # The last tables are often small ones about to end: look again soon, then
@@ -131,23 +131,20 @@ ACTIVE = [TableRun.Status.QUEUED, TableRun.Status.RUNNING]
 
 
 def work(job_id: int, snapshot_id: str):
-    """Claim and export queued tables of the job, one after another, until none is left."""
+    """Claim and export queued tables of the job, until none is left."""
     pool = SessionPool(ExportJob.objects.select_related("connection").get(pk=job_id), snapshot_id)
-    # Only while the job runs this attempt: a helper that outlived its attempt stops.
-    queued = TableRun.objects.filter(
-        job_id=job_id,
-        job__status=ExportJob.Status.RUNNING,
-        job__snapshot_id=snapshot_id,
-        status=TableRun.Status.QUEUED,
-    ).order_by("pk")
     try:
-        while (pk := queued.values_list("pk", flat=True).first()) is not None:
-            run_table(pk, snapshot_id, pool)
+        while (queued := pool.next_queued()) is not None:
+            _run_claimed(TableRun.claim(queued, job_id), pool)
     finally:
         pool.close()
 
 
 LOOK_AHEAD = 100
+# Small tables are claimed and recorded this many at once: each claim and each record is a
+# commit, which costs a table of a few pages more than its rows.
+GROUP_TABLES = 32
+SMALL_PAGES = 128  # 1 MB: a table read in a few milliseconds
 
 
 class SessionPool:
@@ -194,13 +191,38 @@ class SessionPool:
         return self._last_runs.pop(name)
 
     def _ahead(self, run: TableRun) -> dict[tuple[str, str], int]:
-        """The table and the next LOOK_AHEAD queued in the job, by name: what a table
+        """The table and the next LOOK_AHEAD the job still has to export, by name: what a table
         needs from the source's catalog and from earlier jobs is asked for them all at
         once, where a schema of small tables would otherwise spend more on those questions
         than on its rows."""
-        queued = TableRun.objects.filter(job_id=self.job_id, status=TableRun.Status.QUEUED)
-        next_ones = queued.order_by("pk").values_list("pk", "schema", "table")[:LOOK_AHEAD]
+        # From the table on, in queue order; running ones too: those this worker claimed
+        # with it are exported next.
+        after = TableRun.objects.filter(job_id=self.job_id, pk__gt=run.pk, status__in=ACTIVE)
+        next_ones = after.order_by("pk").values_list("pk", "schema", "table")[:LOOK_AHEAD]
         return {(run.schema, run.table): run.pk, **{(s, t): pk for pk, s, t in next_ones}}
+
+    def next_queued(self) -> list[int] | None:
+        """The next queued table of the job, with the small ones right after it when it is
+        small too (sizes from the catalog read ahead, see description); None when none is
+        queued, or the job no longer runs this attempt (a helper that outlived it stops)."""
+        queued = TableRun.objects.filter(
+            job_id=self.job_id,
+            job__status=ExportJob.Status.RUNNING,
+            job__snapshot_id=self.snapshot_id,
+            status=TableRun.Status.QUEUED,
+        )
+        group: list[int] = []
+        for pk, schema, table in queued.order_by("pk").values_list("pk", "schema", "table")[
+            :GROUP_TABLES
+        ]:
+            known = self._described.get((schema, table))
+            small = known is not None and known.pages is not None and known.pages <= SMALL_PAGES
+            if group and not small:
+                break
+            group.append(pk)
+            if not small:
+                break
+        return group or None
 
     def rules(self, name: tuple[str, str]) -> list:
         """The table's enabled quality rules, from the connection's read once per worker:
@@ -264,26 +286,26 @@ def _in_thread(function, *args):
 
 
 @contextmanager
-def heartbeat(record, on_cancel=None):
-    """Refresh `record.heartbeat_at` from a thread of its own, so that a long step (a count
-    on a huge table) does not look like a dead worker. With `on_cancel`, also check every
-    second whether the job was cancelled, and call it once if so (to stop a long query)."""
+def heartbeat(beat: Callable[[], None], job: ExportJob | None = None, on_cancel=None):
+    """Call `beat` (refresh a heartbeat_at) from a thread of its own, so that a long step (a
+    count on a huge table) does not look like a dead worker. With `on_cancel`, also check
+    every second whether `job` was cancelled, and call it once if so (to stop a long query)."""
     stop = threading.Event()
 
-    def beat():
+    def beating():
         last = time.monotonic()
         try:
             while not stop.wait(1.0):
                 if time.monotonic() - last >= settings.HEARTBEAT_SECONDS:
-                    record.beat()
+                    beat()
                     last = time.monotonic()
-                if on_cancel and record.job.cancel_requested_now():
+                if on_cancel and job is not None and job.cancel_requested_now():
                     on_cancel()
                     return
         finally:
             connections.close_all()
 
-    thread = threading.Thread(target=beat, daemon=True, name="adu-heartbeat")
+    thread = threading.Thread(target=beating, daemon=True, name="adu-heartbeat")
     thread.start()
     try:
         yield
@@ -328,28 +350,60 @@ def run_table(run_id: int, snapshot_id: str, pool: SessionPool | None = None) ->
             return run_table(run_id, snapshot_id, own)
         finally:
             own.close()
-    if not TableRun.claim(run_id, pool.job_id):
-        return False
+    claimed = TableRun.claim([run_id], pool.job_id)
+    _run_claimed(claimed, pool)
+    return bool(claimed)
+
+
+def _run_claimed(pks: list[int], pool: SessionPool):
+    """Export tables this worker claimed, one after another. A table that fails or is
+    cancelled is recorded at once; those that complete are recorded together at the end
+    (until then they stay running, beaten, and a dead worker's are queued again)."""
+    if not pks:
+        return
     memory.freeze_startup_objects()
-    run = TableRun.objects.select_related("job").get(pk=run_id)
-    job = run.job
+    runs = TableRun.objects.select_related("job").in_bulk(pks)
+    job = runs[pks[0]].job
     job.connection = pool.connection  # the worker's, its password decrypted once
+    sessions: list = []  # the driver's sessions the current table reads with
+    cancel = threading.Event()
+
+    def stop():
+        cancel.set()
+        drivers.interrupt(sessions)
+
+    complete: list[TableRun] = []
+    try:
+        with heartbeat(functools.partial(TableRun.beat, pks), job, on_cancel=stop):
+            for pk in pks:
+                run = runs[pk]
+                run.job = job
+                if _run_one(run, sessions, pool, cancel):
+                    complete.append(run)
+                sessions.clear()
+    finally:
+        TableRun.finish_all(complete, TableRun.Status.COMPLETE)
+
+
+def _run_one(run: TableRun, sessions: list, pool: SessionPool, cancel: threading.Event) -> bool:
+    """Export one claimed table; True when it is complete (for the caller to record)."""
+    job = run.job
     log = job_log(job, run)
     log.info("started (attempt %s)", job.attempt)
-    sessions: list = []  # the driver's sessions this table reads with (_export adds them)
     ended_well = False
     try:
-        with heartbeat(run, on_cancel=lambda: drivers.interrupt(sessions)):
-            if job.cancel_requested:  # read just now, with the table
-                raise Cancelled()
-            _export(run, sessions, pool)
+        if cancel.is_set() or job.cancel_requested:  # read with the table, or since
+            raise Cancelled()
+        _export(run, sessions, pool)
         ended_well = True
         log.info("complete: %s rows, %s bytes", run.rows_written, run.bytes_written)
+        return True
     except Exception as error:  # a failure fails only this table
         if isinstance(error, Cancelled) or job.cancel_requested_now():
+            cancel.set()
             run.finish(TableRun.Status.CANCELLED)
             log.info("cancelled")
-            return True
+            return False
         close_old_connections()
         phase = error.phase if isinstance(error, TableFailed) else "export"
         message = _explain(error, job.connection, run)
@@ -357,9 +411,9 @@ def run_table(run_id: int, snapshot_id: str, pool: SessionPool | None = None) ->
         trace = "" if isinstance(error, ValidationFailed) else traceback.format_exc()
         JobError.record(job, run, message, phase=phase, trace=trace)
         log.error("failed while %s: %s", PHASES.get(phase, phase), message)
+        return False
     finally:
         pool.give_back(sessions, ended_well)
-    return True
 
 
 PHASES = {
@@ -501,7 +555,6 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
     ]
     for warning in run.warnings:
         job_log(job, run).warning("%s", warning["message"])
-    run.finish(TableRun.Status.COMPLETE)
     return writer
 
 
