@@ -474,8 +474,9 @@ class ExportJob(models.Model):
 
     def update_totals(self):
         """Store the counts of progress(), for the admin and for finished jobs' lists."""
-        # The counts alone: the tables of a job of thousands hold much else.
-        fields = ("status", "rows_written", "rows_expected", "bytes_written")
+        # The counts alone: the tables of a job of thousands hold much else. With job_id:
+        # the related manager sets each table's job, and a deferred job_id is a query each.
+        fields = ("job_id", "status", "rows_written", "rows_expected", "bytes_written")
         counts = self.progress(list(self.tables.only(*fields)))
         for name in ("tables_total", "tables_complete", "tables_failed"):
             setattr(self, name, counts[name])

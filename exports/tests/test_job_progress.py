@@ -41,6 +41,15 @@ def test_each_table_counts_in_exactly_one_state_and_cancelled_is_not_complete(jo
 
 
 @pytest.mark.django_db
+def test_the_totals_take_one_query_however_many_tables(job, django_assert_num_queries):
+    _set(job, a=("complete", 7, 7, 70), b=("complete", 9, 9, 90), c=("failed", 9, 3, 30))
+    # Not a query per table (a deferred job_id once cost one for each).
+    with django_assert_num_queries(1):
+        job.update_totals()
+    assert (job.tables_total, job.tables_complete, job.rows_written) == (3, 2, 16)
+
+
+@pytest.mark.django_db
 def test_the_bar_is_not_full_while_a_table_has_written_nothing(job):
     _set(job, a=("complete", 1000, 1000, 1), b=("running", None, 0, 0), c=("complete", 5, 5, 1))
     progress = job.progress()
