@@ -281,7 +281,7 @@ class Validator:
             self._check_chunk()
 
     def finish(self, rows: int) -> dict:
-        self._check_chunk()
+        self._check_chunk(final=True)
         for check, least in self._min_rows:
             if rows < least:
                 check.fail(1, [(None, rows)])
@@ -309,7 +309,7 @@ class Validator:
     def errors(self) -> list[Check]:
         return [c for c in self.checks if c.status == "failed" and c.severity == "error"]
 
-    def _check_chunk(self):
+    def _check_chunk(self, final: bool = False):
         if not self._pending:
             return
         first_row = self._first_row
@@ -340,7 +340,7 @@ class Validator:
             self._validate(self._rules, frame, first_row)
         for keys in self._keys:
             if sampled or not keys.automatic:
-                keys.add(frame, first_row, self._row_keys)
+                keys.add(frame, first_row, self._row_keys, final)
         for check, grain, seen in self._periods:
             seen.update(_periods(frame.get_column(check.column), grain))
 
@@ -393,11 +393,14 @@ class _KeySet:
         self.automatic = automatic
         self.runs: list[np.ndarray] = []
         self.kept = 0
-        self.rows = 0
         self.full = False
 
-    def add(self, frame: pl.DataFrame, first_row: int, row_keys):
+    def add(self, frame: pl.DataFrame, first_row: int, row_keys, final: bool = False):
         keys = frame.select(self.columns)
+        if final and not self.runs and not keys.is_duplicated().any():
+            # The only chunk (most tables of a schema), without a repeat: no hash to keep.
+            # (A repeat here may be of NULLs, which are not duplicates: told below.)
+            return
         present = ~pl.any_horizontal(pl.all().is_null())  # NULLs are never duplicates
         positions = keys.with_row_index("_row").filter(present)
         if not positions.height:
@@ -410,7 +413,6 @@ class _KeySet:
         for run in self.runs:
             at = np.searchsorted(run, hashes)
             repeat |= run[np.minimum(at, len(run) - 1)] == hashes
-        self.rows += len(hashes)
         if repeat.any():
             rows = [int(r) for r in positions.get_column("_row").to_numpy()[repeat][:MAX_EXAMPLES]]
             examples = [(first_row + r, _key_value(keys.row(r))) for r in rows]
@@ -455,8 +457,7 @@ def _plainly_valid(schema, frame: pl.DataFrame) -> bool:
     required = [name for name, column in columns.items() if not column.nullable]
     if not required:
         return True
-    nulls = frame.select(pl.col(name).null_count() for name in required).row(0)
-    return not any(nulls)
+    return not any(frame.get_column(name).null_count() for name in required)
 
 
 def _readable(arrow_type: pa.DataType) -> bool:

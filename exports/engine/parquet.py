@@ -220,14 +220,19 @@ class TableWriter:
 
     def _open(self, magic: bool = True):
         if self.max_file_bytes:
-            self.target.mkdir(parents=True, exist_ok=True)
             self._path = self.target / f"part-{len(self.files):05d}.parquet"
         else:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
             self._path = self.target.with_name(self.target.name + ".parquet")
         part = self._path.with_name(self._path.name + ".part")
-        part.unlink(missing_ok=True)  # left by a worker that died; this one owns the table
-        self._sink = _HashingFile(part)
+        # One system call in the usual case: a schema of small tables opens thousands.
+        try:
+            self._sink = _HashingFile(part)
+        except FileNotFoundError:  # the table's folder is not there yet
+            part.parent.mkdir(parents=True, exist_ok=True)
+            self._sink = _HashingFile(part)
+        except FileExistsError:  # left by a worker that died; this one owns the table
+            part.unlink()
+            self._sink = _HashingFile(part)
         if magic:  # row groups are joined after it
             self._sink.write(parquet_join.MAGIC)
         self._groups, self._footer, self._rows = [], None, 0
@@ -247,7 +252,10 @@ class TableWriter:
         # The rename reaches the disk when the job's folders are synced, before its
         # manifest (sync_folders): a folder synced per file cost more than a small file.
         os.replace(part, self._path)
-        footer_rows = pq.read_metadata(self._path).num_rows
+        footer = pq.read_metadata(self._path)
+        footer_rows = footer.num_rows
+        if self.profiler:
+            self.profiler.add_file(footer)
         if footer_rows != self._rows:
             raise IncompleteFile(
                 f"{self._path.name} holds {footer_rows} rows in its footer, {self._rows} written."

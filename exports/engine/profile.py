@@ -10,7 +10,6 @@ DISTINCT_LIMIT + 1 remembered values per column, and only while under the limit.
 
 import datetime
 import decimal
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +36,9 @@ class Profiler:
         # Parquet leaf per field: their nulls are counted here, the rest is not profiled.
         self.nested = {f.name: 0 for f in schema if pa.types.is_nested(f.type)}
         self.leaf = _first_leaves(schema)
+        self.nulls = dict.fromkeys(self.names, 0)
+        self.bounds: dict[str, tuple] = {}  # (min, max) of the row groups so far
+        self.known = set(ordered) - set(self.nested)  # columns whose bounds are all known
 
     def update(self, batch: pa.RecordBatch):
         for name in self.nested:
@@ -64,38 +66,34 @@ class Profiler:
             values = None
         self.distinct[name] = values
 
-    def result(self, files: list[Path]) -> list[dict]:
-        nulls = dict.fromkeys(self.names, 0)
-        bounds: dict[str, list] = {name: [] for name in self.names}
-        known = set(self.ordered)
-        for path in files:
-            metadata = pq.read_metadata(path)
-            for group in range(metadata.num_row_groups):
-                row_group = metadata.row_group(group)
-                for name in self.names:
-                    if name in self.nested:
-                        continue
-                    stats = row_group.column(self.leaf[name]).statistics
-                    if stats is None:
-                        known.discard(name)
-                        continue
-                    nulls[name] += stats.null_count
-                    if stats.has_min_max:
-                        bounds[name].append((stats.min, stats.max))
-                    elif stats.null_count < row_group.num_rows:
-                        known.discard(name)  # values without statistics: bounds unknown
-        nulls.update(self.nested)
-        known -= set(self.nested)
+    def add_file(self, metadata: pq.FileMetaData):
+        """A file of the table, as its footer tells (the writer gives it each file it
+        seals): nulls, and min and max of each row group."""
+        for group in range(metadata.num_row_groups):
+            row_group = metadata.row_group(group)
+            for name in self.names:
+                if name in self.nested:
+                    continue
+                stats = row_group.column(self.leaf[name]).statistics
+                if stats is None:
+                    self.known.discard(name)
+                    continue
+                self.nulls[name] += stats.null_count
+                if stats.has_min_max and name in self.known:
+                    low, high = self.bounds.get(name, (stats.min, stats.max))
+                    self.bounds[name] = (min(low, stats.min), max(high, stats.max))
+                elif not stats.has_min_max and stats.null_count < row_group.num_rows:
+                    self.known.discard(name)  # values without statistics: bounds unknown
+
+    def result(self) -> list[dict]:
+        nulls = {**self.nulls, **self.nested}
+        bounds = {name: self.bounds[name] for name in self.known if name in self.bounds}
         return [
             {
                 "name": name,
                 "nulls": nulls[name],
-                "min": _plain(min(b[0] for b in bounds[name]))
-                if name in known and bounds[name]
-                else None,
-                "max": _plain(max(b[1] for b in bounds[name]))
-                if name in known and bounds[name]
-                else None,
+                "min": _plain(bounds[name][0]) if name in bounds else None,
+                "max": _plain(bounds[name][1]) if name in bounds else None,
                 "distinct": (
                     None
                     if name in self.nested
@@ -139,7 +137,7 @@ def row_group_distinct(
         # The first rows settle most columns with many values, before the whole chunk
         # is hashed (its hash table held, for a text column, the size of the text).
         values = pc.unique(array.slice(0, 2 * DISTINCT_LIMIT))
-        if _count(values) <= DISTINCT_LIMIT:
+        if len(array) > 2 * DISTINCT_LIMIT and _count(values) <= DISTINCT_LIMIT:
             values = pc.unique(array)  # a null, if any, is one of them: not counted
         found[name] = values if _count(values) <= DISTINCT_LIMIT else None
     return found

@@ -666,7 +666,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
     except BaseException:
         writer.abort()
         raise
-    run.profile = profiler.result([f.path for f in writer.files])
+    run.profile = profiler.result()
     return writer
 
 

@@ -114,3 +114,23 @@ def test_the_footer_codec_reads_and_writes_pyarrows_footers_unchanged():
 def test_a_file_that_is_not_parquet_is_refused():
     with pytest.raises(ValueError, match="not a Parquet file"):
         parquet_join.split(memoryview(b"PAR1 but not really"))
+
+
+@pytest.mark.parametrize("parts", [False, True])
+def test_a_part_file_left_by_a_dead_worker_is_replaced_and_new_folders_are_made(tmp_path, parts):
+    schema = pa.schema([("i", pa.int32())])
+    target = tmp_path / "new" / "schema" / "t"
+    writer = TableWriter(schema, target, max_file_bytes=1 << 20 if parts else None)
+    final = target / "part-00000.parquet" if parts else target.with_name("t.parquet")
+    final.parent.mkdir(parents=True)
+    final.with_name(final.name + ".part").write_bytes(b"half a file")
+    writer.write(pa.record_batch([pa.array([1, 2, 3], pa.int32())], schema=schema))
+    [written] = writer.close()
+    assert written.path == final
+    assert pq.read_table(final).column("i").to_pylist() == [1, 2, 3]
+    assert [p.name for p in final.parent.iterdir()] == [final.name]
+
+    fresh = TableWriter(schema, tmp_path / "other" / "t", max_file_bytes=1 << 20 if parts else None)
+    fresh.write(pa.record_batch([pa.array([4], pa.int32())], schema=schema))
+    [written] = fresh.close()
+    assert pq.read_table(written.path).num_rows == 1

@@ -299,6 +299,28 @@ def test_a_masked_key_names_no_row_and_its_place_in_the_file_does():
     assert validation.example_text(check["examples"][0]) == "row 2 of the file: null"
 
 
+@pytest.mark.parametrize(
+    "a, b, failures",
+    [
+        ([1, 2, 3], ["x", "x", "x"], 0),
+        ([1, 2, 1], ["x", "x", "x"], 1),  # (1, x) twice
+        ([None, None, 1], ["x", "x", "x"], 0),  # NULLs are never duplicates
+        ([None, None, 1, 1], ["x", "x", "y", "y"], 1),
+    ],
+)
+def test_a_table_of_one_chunk_finds_its_repeated_keys_exactly(a, b, failures):
+    # Most tables of a schema are one chunk: checked without keeping hashes, but alike.
+    schema = pa.schema([("a", pa.int32()), ("b", pa.string())])
+    validator = validation.Validator(
+        schema, {"a": True, "b": True}, [{"kind": "unique", "name": "u", "columns": ["a", "b"]}],
+        [], mode="full",
+    )  # fmt: skip
+    validator.update(pa.record_batch([a, b], schema=schema))
+    report = validator.finish(len(a))
+    [check] = [c for c in report["checks"] if c["check"] == "unique"]
+    assert check["failures"] == failures
+
+
 def _sampled_chunks(chunks: int, **size) -> int:
     """How many of `chunks` full chunks a sample-mode Validator checks."""
     schema = pa.schema([("id", pa.int64())])
