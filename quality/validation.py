@@ -134,6 +134,7 @@ class Validator:
         self._primary_key = self._key_columns(constraints)
         self._auto = self._plan_automatic(types, nullable, constraints) if mode != "off" else None
         self._rules = self._plan_rules(types, rules)
+        self._schemas: dict[str, pandera.DataFrameSchema] = {}  # by origin, see _validate
 
     # -- planning -------------------------------------------------------------------------
 
@@ -202,7 +203,7 @@ class Validator:
                     self._keys.append(_KeySet(check, key, automatic=True))
                 else:
                     check.skip("not checked", "a key column is not exported or not readable")
-        return pandera.DataFrameSchema(columns) if columns else None
+        return columns or None
 
     def _plan_rules(self, types, rules):
         columns: dict[str, dict] = {}
@@ -259,7 +260,7 @@ class Validator:
             )
             for name, spec in columns.items()
         }
-        return pandera.DataFrameSchema(schema) if schema else None
+        return schema or None
 
     def _add(self, kind, column, origin, severity, description) -> Check:
         check = Check(kind, column, origin, severity, description)
@@ -325,7 +326,7 @@ class Validator:
         sampled = self._auto is not None and in_sample
         self._sampled += sampled
         self._chunk += 1
-        rule_columns = set(self._rules.columns) if self._rules is not None else set()
+        rule_columns = set(self._rules or ())
         rule_columns |= {k for keys in self._keys if not keys.automatic for k in keys.columns}
         rule_columns |= {check.column for check, _, _ in self._periods}
         needed = self._names if sampled else [n for n in self._names if n in rule_columns]
@@ -335,9 +336,9 @@ class Validator:
         frame = _frame(pa.Table.from_batches(batches).select(needed))
         if sampled:
             self.rows_checked += frame.height
-            self._validate(self._auto, frame, first_row)
+            self._validate(self._auto, frame, first_row, "source")
         if self._rules is not None:
-            self._validate(self._rules, frame, first_row)
+            self._validate(self._rules, frame, first_row, "rule")
         for keys in self._keys:
             if sampled or not keys.automatic:
                 keys.add(frame, first_row, self._row_keys, final)
@@ -351,15 +352,19 @@ class Validator:
         keys = frame.select(self._primary_key)
         return [{} if r is None else keys.row(r, named=True) for r in rows]
 
-    def _validate(self, schema, frame: pl.DataFrame, first_row: int):
-        if _plainly_valid(schema, frame):
+    def _validate(self, columns: dict, frame: pl.DataFrame, first_row: int, origin: str):
+        """Check the frame against the columns of `origin` (source or rule)."""
+        if _plainly_valid(columns, frame):
             return
+        # Built when first needed: it costs more than a small table's checks.
+        if origin not in self._schemas:
+            self._schemas[origin] = pandera.DataFrameSchema(columns)
+        schema = self._schemas[origin]
         try:
             schema.validate(frame.select(list(schema.columns)), lazy=True)
             return
         except pandera.errors.SchemaErrors as errors:
             cases = errors.failure_cases
-        origin = "rule" if schema is self._rules else "source"
         by_label = {_label(c): c for c in self.checks if c.origin.startswith(origin)}
         for (column, label), group in cases.group_by(["column", "check"], maintain_order=True):
             check = by_label.get(label) or self._builtin(origin, column, label)
@@ -444,12 +449,11 @@ def _frame(table: pa.Table) -> pl.DataFrame:
     return pl.from_arrow(pa.table(columns, names=table.column_names), rechunk=False)
 
 
-def _plainly_valid(schema, frame: pl.DataFrame) -> bool:
-    """Whether the frame passes a schema of types and NOT NULLs alone, told without
+def _plainly_valid(columns: dict, frame: pl.DataFrame) -> bool:
+    """Whether the frame passes pandera columns of types and NOT NULLs alone, told without
     pandera, whose every call costs some milliseconds (most of a small table's export).
     Any doubt (a column with checks, another type, a null where none may be) is False:
     pandera then checks the frame and names the failures as always."""
-    columns = schema.columns
     if any(column.checks for column in columns.values()):
         return False
     if any(frame.schema[name] != column.dtype.type for name, column in columns.items()):

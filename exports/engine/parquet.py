@@ -141,11 +141,13 @@ class TableWriter:
             counting = self.profiler.counting()
             for name, values in profile.row_group_distinct(table, None, None, counting).items():
                 self.profiler.add_distinct(name, values)
-        self._open(magic=False)
-        assert self._sink is not None
-        with pq.ParquetWriter(self._sink, self.schema, **self._properties()) as writer:
+        encoded = pa.BufferOutputStream()  # then written at once, not in pyarrow's pieces
+        with pq.ParquetWriter(encoded, self.schema, **self._properties()) as writer:
             if table.num_rows:
                 writer.write_table(table, row_group_size=table.num_rows)
+        self._open(magic=False)
+        assert self._sink is not None
+        self._sink.write(encoded.getvalue())
         self._rows = table.num_rows
         self._seal()
 
