@@ -179,6 +179,11 @@ class LinkReport:
         }
 
 
+# 1 MB of pages (8 kB each): a table read in a few milliseconds, where what surrounds
+# its read (a thread, a claim, a commit) costs as much as its rows.
+SMALL_PAGES = 128
+
+
 @dataclass
 class TableDescription:
     """A table as the source's catalog shows it in the job's snapshot."""
@@ -189,6 +194,10 @@ class TableDescription:
     distinct: dict[str, int] = field(default_factory=dict)  # the server's estimates
     constraints: list[dict] = field(default_factory=list)  # [{name, kind, columns, definition}]
     problem: str = ""  # one sentence when the table cannot be read (then nothing else)
+
+    @property
+    def is_small(self) -> bool:
+        return self.pages is not None and self.pages <= SMALL_PAGES
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Writes Arrow batches into ZSTD Parquet files that appear at their final path only when complete.
 
 Each file is written as `NAME.parquet.part`, hashed (SHA-256) while it is written,
-fsynced, renamed, and its footer read back to check the row count. The folders are synced
+fsynced, its footer read back to check the row count, and renamed. The folders are synced
 once per job, before its manifest is written (sync_folders).
 """
 
@@ -147,9 +147,12 @@ class TableWriter:
                 writer.write_table(table, row_group_size=table.num_rows)
         self._open(magic=False)
         assert self._sink is not None
-        self._sink.write(encoded.getvalue())
+        data = encoded.getvalue()
+        self._sink.write(data)
         self._rows = table.num_rows
-        self._seal()
+        # The footer of the bytes written, read from memory: opening the file again to
+        # read it cost a small table a quarter of a millisecond.
+        self._seal(pq.read_metadata(pa.BufferReader(data)))
 
     def abort(self):
         """Remove every file of this table, finished or not."""
@@ -246,22 +249,24 @@ class TableWriter:
         self._sink.write(parquet_join.footer_bytes(self._footer, self._groups, self._rows))
         self._seal()
 
-    def _seal(self):
-        """Put the open file, whole, at its final path and check its footer's row count."""
+    def _seal(self, footer: pq.FileMetaData | None = None):
+        """Put the open file, whole, at its final path and check its footer's row count
+        (`footer`: the footer of the bytes written, when at hand; else read from the file)."""
         assert self._sink is not None and self._path is not None
         self._sink.close()
         part = self._path.with_name(self._path.name + ".part")
+        if footer is None:
+            footer = pq.read_metadata(part)
+        if footer.num_rows != self._rows:
+            raise IncompleteFile(
+                f"{self._path.name} holds {footer.num_rows} rows in its footer, "
+                f"{self._rows} written."
+            )
         # The rename reaches the disk when the job's folders are synced, before its
         # manifest (sync_folders): a folder synced per file cost more than a small file.
         os.replace(part, self._path)
-        footer = pq.read_metadata(self._path)
-        footer_rows = footer.num_rows
         if self.profiler:
             self.profiler.add_file(footer)
-        if footer_rows != self._rows:
-            raise IncompleteFile(
-                f"{self._path.name} holds {footer_rows} rows in its footer, {self._rows} written."
-            )
         self.files.append(
             WrittenFile(self._path, self._rows, self._sink.size, self._sink.sha256.hexdigest())
         )

@@ -144,7 +144,6 @@ LOOK_AHEAD = 100
 # Small tables are claimed and recorded this many at once: each claim and each record is a
 # commit, which costs a table of a few pages more than its rows.
 GROUP_TABLES = 32
-SMALL_PAGES = 128  # 1 MB: a table read in a few milliseconds
 
 
 class SessionPool:
@@ -216,7 +215,7 @@ class SessionPool:
             :GROUP_TABLES
         ]:
             known = self._described.get((schema, table))
-            small = known is not None and known.pages is not None and known.pages <= SMALL_PAGES
+            small = known is not None and known.is_small
             if group and not small:
                 break
             group.append(pk)

@@ -134,3 +134,20 @@ def test_a_part_file_left_by_a_dead_worker_is_replaced_and_new_folders_are_made(
     fresh.write(pa.record_batch([pa.array([4], pa.int32())], schema=schema))
     [written] = fresh.close()
     assert pq.read_table(written.path).num_rows == 1
+
+
+def test_a_file_whose_footer_disagrees_never_reaches_its_final_path(tmp_path, monkeypatch):
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 1_000)
+    real_footer = parquet_join.footer_bytes
+    monkeypatch.setattr(
+        parquet_join,
+        "footer_bytes",
+        lambda footer, groups, rows: real_footer(footer, groups, rows + 1),
+    )
+    table = sample_table(3_000)
+    writer = TableWriter(table.schema, tmp_path / "t")
+    with pytest.raises(parquet.IncompleteFile, match="3001 rows in its footer, 3000 written"):
+        write_with(writer, table, 1_000)
+    assert not (tmp_path / "t.parquet").exists()
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []

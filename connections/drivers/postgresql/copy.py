@@ -24,7 +24,7 @@ from psycopg2 import sql
 
 from connections.drivers import interrupt
 from connections.drivers.arrays import read_schema
-from connections.drivers.base import NATIVE, DoesNotFit
+from connections.drivers.base import NATIVE, SMALL_PAGES, DoesNotFit
 from connections.drivers.postgresql import selection
 
 CSV_BLOCK_BYTES = 2 << 20
@@ -86,7 +86,12 @@ def read_batches(
         )
         for conditions in ranges
     ]
-    # Even one reader gets a thread: the server keeps sending while batches are written.
+    if len(statements) == 1 and pages is not None and pages <= SMALL_PAGES:
+        # Read here: its rows are one batch, with nothing to overlap a thread with.
+        yield from read(open_session(), statements[0])
+        return
+    # Otherwise even one reader gets a thread: the server keeps sending while batches
+    # are written.
     yield from _merge(read, [(open_session, statement) for statement in statements])
 
 
