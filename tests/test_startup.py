@@ -74,6 +74,22 @@ def test_commands_and_pages_start_without_the_export_libraries():
     assert probe(PROBE) == {"commands": [], "portal": []}
 
 
+SPAWN_PROBE = f"""
+import json, sys
+import django
+django.setup()
+before = sorted(m for m in {HEAVY!r} if m in sys.modules)
+from django_q.signals import post_spawn
+post_spawn.send(sender="django_q", proc_name="Process-1")
+print(json.dumps({{"before": before, "after": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
+"""
+
+
+def test_a_cluster_worker_loads_the_engine_as_it_starts():
+    # Django-Q2 sends post_spawn in each worker process it starts.
+    assert probe(SPAWN_PROBE) == {"before": [], "after": ["numpy", "pandera", "polars", "pyarrow"]}
+
+
 def test_commands_start_without_pydantic_ninja_or_cryptography(tmp_path):
     # Keys given, as in production: a first run makes its Fernet key with cryptography.
     loaded = probe(
