@@ -354,6 +354,10 @@ def run_table(run_id: int, snapshot_id: str, pool: SessionPool | None = None) ->
     return bool(claimed)
 
 
+# A table's fields its export sets before they are saved (or its failure clears).
+WRITTEN_ANEW = ("files", "columns", "profile", "warnings", "validation")
+
+
 def _run_claimed(pks: list[int], pool: SessionPool):
     """Export tables this worker claimed, one after another. A table that fails or is
     cancelled is recorded at once; those that complete are recorded together at the end
@@ -361,8 +365,10 @@ def _run_claimed(pks: list[int], pool: SessionPool):
     if not pks:
         return
     memory.freeze_startup_objects()
-    runs = TableRun.objects.select_related("job").in_bulk(pks)
-    job = runs[pks[0]].job
+    # What an export writes anew is not read (six JSON documents a table), and the job is
+    # read once for all its tables (its cancel request with them).
+    runs = TableRun.objects.defer(*WRITTEN_ANEW).in_bulk(pks)
+    job = ExportJob.objects.get(pk=pool.job_id)
     job.connection = pool.connection  # the worker's, its password decrypted once
     sessions: list = []  # the driver's sessions the current table reads with
     cancel = threading.Event()
