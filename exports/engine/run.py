@@ -602,6 +602,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
         compression_level=int(job.option("compression_level")),
         max_file_bytes=int(max_mb) << 20 if max_mb else None,
         distinct=source.described.distinct,
+        rows_estimate=source.described.rows_estimate,
         profiler=profiler,
     )
     batch_rows = max(1, int(job.option("batch_rows")))

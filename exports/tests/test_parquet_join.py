@@ -151,3 +151,14 @@ def test_a_file_whose_footer_disagrees_never_reaches_its_final_path(tmp_path, mo
     assert not (tmp_path / "t.parquet").exists()
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_columns_are_dictionary_encoded_only_where_values_repeat():
+    schema = pa.schema([("id", pa.int64()), ("flag", pa.string()), ("note", pa.string())])
+    # The server's estimates: id unique, flag of 3 values, note never analyzed.
+    distinct = {"id": 1_000, "flag": 3}
+    assert parquet.dictionary_columns(schema, distinct, 1_000) == ["flag", "note"]
+    assert parquet.dictionary_columns(schema, distinct, 2_000) == ["id", "flag", "note"]
+    assert parquet.dictionary_columns(schema, distinct, None) == ["id", "flag", "note"]
+    many = {"id": 6_000_000, "flag": 3, "note": 60_000}
+    assert parquet.dictionary_columns(schema, many, 6_000_000) == ["flag"]
