@@ -678,6 +678,8 @@ class TableRun(models.Model):
     @classmethod
     def finish_all(cls, runs: list["TableRun"], status: str, note: str = ""):
         """Record the same outcome of tables of one job, and its history, in one commit."""
+        if not runs:
+            return
         now = timezone.now()
         with transaction.atomic():
             for run in runs:

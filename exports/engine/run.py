@@ -397,7 +397,7 @@ def _run_one(run: TableRun, sessions: list, pool: SessionPool, cancel: threading
     log.info("started (attempt %s)", job.attempt)
     ended_well = False
     try:
-        if cancel.is_set() or job.cancel_requested:  # read with the table, or since
+        if cancel.is_set() or job.cancel_requested:  # read with the group, or seen since
             raise Cancelled()
         _export(run, sessions, pool)
         ended_well = True
