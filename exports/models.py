@@ -683,7 +683,8 @@ class TableRun(models.Model):
         now = timezone.now()
         with transaction.atomic():
             for run in runs:
-                run.status, run.finished_at = status, now
+                # A table of a group may have ended before the group is recorded.
+                run.status, run.finished_at = status, run.finished_at or now
                 if status != cls.Status.COMPLETE:
                     run.files, run.profile, run.warnings = [], [], []
                 run.save()

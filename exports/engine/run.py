@@ -393,6 +393,8 @@ def _run_claimed(pks: list[int], pool: SessionPool):
 def _run_one(run: TableRun, sessions: list, pool: SessionPool, cancel: threading.Event) -> bool:
     """Export one claimed table; True when it is complete (for the caller to record)."""
     job = run.job
+    # When its export starts, not when its group was claimed: saved with its outcome.
+    run.started_at = timezone.now()
     log = job_log(job, run)
     log.info("started (attempt %s)", job.attempt)
     ended_well = False
@@ -400,6 +402,7 @@ def _run_one(run: TableRun, sessions: list, pool: SessionPool, cancel: threading
         if cancel.is_set() or job.cancel_requested:  # read with the group, or seen since
             raise Cancelled()
         _export(run, sessions, pool)
+        run.finished_at = timezone.now()  # its group is recorded later
         ended_well = True
         log.info("complete: %s rows, %s bytes", run.rows_written, run.bytes_written)
         return True

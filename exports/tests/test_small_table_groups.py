@@ -66,6 +66,10 @@ def test_small_tables_are_claimed_and_recorded_a_group_at_a_time(
     assert max(len(g) for g in groups) <= engine.GROUP_TABLES
     assert sorted(t for g in groups for t in g) == sorted(names.values())
     assert len(groups) <= 5  # 41 tables, not 41 claims
+    # Each table's time is its own, not its group's: from its start to its end.
+    spans = sorted(job.tables.values_list("started_at", "finished_at"))
+    assert all(start < end for start, end in spans)
+    assert all(end <= later for (_, end), (later, _) in zip(spans, spans[1:]))
     completed = [runs for runs, status in records if status == "complete"]
     assert sum(len(runs) for runs in completed) == 41 and len(completed) == len(groups)
 
