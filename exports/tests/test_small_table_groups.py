@@ -4,6 +4,7 @@ A table that is not known to be small is claimed alone; a group's tables stay ru
 beaten until recorded, so that a worker that dies mid-group leaves them to be queued again;
 a cancel stops the rest of a group."""
 
+import itertools
 import time
 from datetime import timedelta
 
@@ -69,7 +70,7 @@ def test_small_tables_are_claimed_and_recorded_a_group_at_a_time(
     # Each table's time is its own, not its group's: from its start to its end.
     spans = sorted(job.tables.values_list("started_at", "finished_at"))
     assert all(start < end for start, end in spans)
-    assert all(end <= later for (_, end), (later, _) in zip(spans, spans[1:]))
+    assert all(end <= later for (_, end), (later, _) in itertools.pairwise(spans))
     completed = [runs for runs, status in records if status == "complete"]
     assert sum(len(runs) for runs in completed) == 41 and len(completed) == len(groups)
 
