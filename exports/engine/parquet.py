@@ -228,6 +228,11 @@ class TableWriter:
 
     def _open(self, magic: bool = True):
         if self.max_file_bytes:
+            if not self.files:
+                # Parts of an attempt whose worker died (this one owns the table): a
+                # reader of the folder's part-*.parquet must not find them beside the new.
+                for stale in self.target.glob("part-*.parquet*"):
+                    stale.unlink(missing_ok=True)
             self._path = self.target / f"part-{len(self.files):05d}.parquet"
         else:
             self._path = self.target.with_name(self.target.name + ".parquet")

@@ -162,3 +162,17 @@ def test_columns_are_dictionary_encoded_only_where_values_repeat():
     assert parquet.dictionary_columns(schema, distinct, None) == ["id", "flag", "note"]
     many = {"id": 6_000_000, "flag": 3, "note": 60_000}
     assert parquet.dictionary_columns(schema, many, 6_000_000) == ["flag"]
+
+
+def test_parts_a_dead_worker_left_are_gone_when_the_table_is_written_again(tmp_path):
+    schema = pa.schema([("i", pa.int32())])
+    target = tmp_path / "schema" / "t"
+    target.mkdir(parents=True)
+    # An attempt that died after three parts (the table had more rows in its snapshot).
+    for name in ("part-00000.parquet", "part-00001.parquet", "part-00002.parquet.part"):
+        (target / name).write_bytes(b"old rows")
+    writer = TableWriter(schema, target, max_file_bytes=1 << 20)
+    writer.write(pa.record_batch([pa.array([1, 2], pa.int32())], schema=schema))
+    [written] = writer.close()
+    assert sorted(p.name for p in target.iterdir()) == ["part-00000.parquet"]
+    assert pq.read_table(written.path).column("i").to_pylist() == [1, 2]
