@@ -5,6 +5,7 @@ Needs only the export folder: no source database and nothing from ADU's own data
 
 import hashlib
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,17 +46,33 @@ def read_manifest(folder: Path) -> dict:
 
 
 def verify(folder: Path) -> dict:
-    """{"manifest": path, "ok": bool, "tables": [{schema, table, status, detail}]}."""
+    """{"manifest": path, "ok": bool, "tables": [{schema, table, status, detail}],
+    "unlisted": [paths of files the manifest does not list, relative to the folder]}."""
     folder = Path(folder).resolve()
     manifest = read_manifest(folder)
     with ThreadPoolExecutor(4) as pool:  # hashing releases the GIL: files go in parallel
         tables = list(pool.map(lambda t: _verify_table(folder, t), manifest["tables"]))
+    unlisted = _unlisted(folder, manifest)
     return {
         "manifest": str(folder / MANIFEST),
         "job_id": manifest.get("job_id"),
-        "ok": all(t["status"] == OK for t in tables),
+        "ok": all(t["status"] == OK for t in tables) and not unlisted,
         "tables": tables,
+        "unlisted": unlisted,
     }
+
+
+def _unlisted(folder: Path, manifest: dict) -> list[str]:
+    """Files in the folder that no table of the manifest lists: a reader of a table's
+    folder (part-*.parquet) would take one for the table's rows."""
+    listed = {MANIFEST, *(e["path"] for t in manifest["tables"] for e in t.get("files", []))}
+    found = []
+    for parent, _, names in os.walk(folder):  # links to folders are not followed
+        for name in names:
+            path = Path(parent, name).relative_to(folder).as_posix()
+            if path not in listed:
+                found.append(path)
+    return sorted(found)
 
 
 def _verify_table(folder: Path, table: dict) -> dict:

@@ -35,8 +35,34 @@ def test_an_intact_export_passes(export_folder):
     assert verify(export_folder) == (0, {"a": "ok", "b": "ok"})
     out = io.StringIO()
     with pytest.raises(SystemExit):
+        call_command("adu_verify", str(export_folder), "--json", stdout=out)
+    assert json.loads(out.getvalue())["unlisted"] == []
+    out = io.StringIO()
+    with pytest.raises(SystemExit):
         call_command("adu_verify", str(export_folder), stdout=out)
     assert "2 table(s) checked, 0 not ok." in out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_the_manifest_does_not_list_fails_the_check(export_folder):
+    # A part an earlier attempt left, or a file put there on the way: a reader of the
+    # table's folder would take its rows for the table's.
+    (export_folder / "public" / "a").mkdir()
+    (export_folder / "public" / "a" / "part-00001.parquet").write_bytes(b"old rows")
+    (export_folder / "notes.txt").write_text("added on the way")
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("adu_verify", str(export_folder), "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert exit_info.value.code == 1 and report["ok"] is False
+    assert report["unlisted"] == ["notes.txt", "public/a/part-00001.parquet"]
+    assert {t["table"]: t["status"] for t in report["tables"]} == {"a": "ok", "b": "ok"}
+    out = io.StringIO()
+    with pytest.raises(SystemExit):
+        call_command("adu_verify", str(export_folder), stdout=out)
+    text = out.getvalue()
+    assert "public/a/part-00001.parquet" in text and "not in the manifest" in text
+    assert "2 table(s) checked, 0 not ok. 2 file(s) not in the manifest." in text
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,8 +11,9 @@ class Command(BaseCommand):
     help = (
         "Checks an export folder against its manifest.json: every file is present, has the "
         "recorded size and SHA-256, its Parquet footer has the recorded rows and schema, "
-        "and each table's rows add up to the source's count. Needs no database. Exit 0 "
-        "only when every table is ok."
+        "and each table's rows add up to the source's count, and no other file is in the "
+        "folder. Needs no database. Exit 0 only when every table is ok and no file is "
+        "unlisted."
     )
 
     def add_arguments(self, parser):
@@ -35,7 +36,12 @@ class Command(BaseCommand):
                 self.stdout.write(
                     self.style.SUCCESS(line) if table["status"] == OK else self.style.ERROR(line)
                 )
+            for path in report["unlisted"]:
+                self.stdout.write(self.style.ERROR(f"{path:40} {'not in the manifest':16}"))
             bad = sum(1 for t in report["tables"] if t["status"] != OK)
             summary = f"{len(report['tables'])} table(s) checked, {bad} not ok."
-            self.stdout.write(self.style.SUCCESS(summary) if not bad else self.style.ERROR(summary))
+            if report["unlisted"]:
+                summary += f" {len(report['unlisted'])} file(s) not in the manifest."
+            style = self.style.SUCCESS if report["ok"] else self.style.ERROR
+            self.stdout.write(style(summary))
         sys.exit(0 if report["ok"] else 1)
