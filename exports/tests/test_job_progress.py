@@ -2,7 +2,11 @@
 the API and in the commands; the history's live table; flash messages that end with the
 state they announce."""
 
+import io
+import json
+
 import pytest
+from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -47,6 +51,21 @@ def test_the_totals_take_one_query_however_many_tables(job, django_assert_num_qu
     with django_assert_num_queries(1):
         job.update_totals()
     assert (job.tables_total, job.tables_complete, job.rows_written) == (3, 2, 16)
+
+
+@pytest.mark.django_db
+def test_adu_jobs_counts_a_running_job_as_the_portal_does(job):
+    _set(job, a=("complete", 7, 7, 70), b=("running", 9, 4, 40), c=("failed", 9, 3, 30))
+    out = io.StringIO()
+    call_command("adu_jobs", "--json", "--as", "owner", stdout=out)
+    [listed] = json.loads(out.getvalue())
+    progress = job.progress()
+    assert (listed["tables_complete"], listed["tables_failed"], listed["rows"]) == (1, 1, 11)
+    assert listed["tables_total"] == progress["tables_total"] == 3
+    assert (listed["rows"], listed["bytes"]) == (
+        progress["rows_written"],
+        progress["bytes_written"],
+    )
 
 
 @pytest.mark.django_db

@@ -16,22 +16,26 @@ class Command(AduCommand):
         jobs = ExportJob.objects.visible_to(self.user(options)).select_related("connection")
         if options["status"]:
             jobs = jobs.filter(status=options["status"])
-        jobs = list(jobs[: options["limit"]])
-        rows = [
-            {
-                "job_id": job.pk,
-                "status": job.status,
-                "connection": job.connection.name,
-                "tables_total": job.tables_total,
-                "tables_complete": job.tables_complete,
-                "tables_failed": job.tables_failed,
-                "rows": job.rows_written,
-                "bytes": job.bytes_written,
-                "created_at": job.created_at.isoformat(),
-                "output_dir": str(job.folder()),
-            }
-            for job in jobs
-        ]
+        # The counts of a running job as the portal shows them (the stored totals are
+        # written when a job ends).
+        jobs = list(jobs.with_progress()[: options["limit"]])
+        rows = []
+        for job in jobs:
+            counts = job.progress()
+            rows.append(
+                {
+                    "job_id": job.pk,
+                    "status": job.status,
+                    "connection": job.connection.name,
+                    "tables_total": counts["tables_total"],
+                    "tables_complete": counts["tables_complete"],
+                    "tables_failed": counts["tables_failed"],
+                    "rows": counts["rows_written"],
+                    "bytes": counts["bytes_written"],
+                    "created_at": job.created_at.isoformat(),
+                    "output_dir": str(job.folder()),
+                }
+            )
         lines = [f"{'JOB':>6} {'STATUS':22} {'CONNECTION':24} {'TABLES':>9} {'ROWS':>12} SIZE"]
         lines += [
             f"{r['job_id']:>6} {r['status']:22} {r['connection'][:24]:24} "
