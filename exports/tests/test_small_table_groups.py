@@ -33,7 +33,7 @@ def schema_of_small_tables(source_db):
     return source_db
 
 
-def sizes(job) -> dict[int, str]:
+def names_by_pk(job) -> dict[int, str]:
     return {run.pk: run.table for run in job.tables.all()}
 
 
@@ -57,7 +57,7 @@ def test_small_tables_are_claimed_and_recorded_a_group_at_a_time(
         assert list(
             StatusChange.objects.filter(table_run=run).values_list("status", flat=True)
         ) == ["running", "complete"]
-    names = sizes(job)
+    names = names_by_pk(job)
     groups = [[names[pk] for pk in pks] for pks, _ in claims]
     # The first table is claimed alone (nothing is known of the sizes yet); the big table
     # is never in a group; each group is at most GROUP_TABLES.
