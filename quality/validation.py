@@ -458,10 +458,11 @@ def _plainly_valid(columns: dict, frame: pl.DataFrame) -> bool:
         return False
     if any(frame.schema[name] != column.dtype.type for name, column in columns.items()):
         return False
-    required = [name for name, column in columns.items() if not column.nullable]
-    if not required:
-        return True
-    return not any(frame.get_column(name).null_count() for name in required)
+    return not any(
+        frame.get_column(name).null_count()
+        for name, column in columns.items()
+        if not column.nullable
+    )
 
 
 def _readable(arrow_type: pa.DataType) -> bool:

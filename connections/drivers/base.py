@@ -184,6 +184,10 @@ class LinkReport:
 SMALL_PAGES = 128
 
 
+def is_small(pages: int | None) -> bool:
+    return pages is not None and pages <= SMALL_PAGES
+
+
 @dataclass
 class TableDescription:
     """A table as the source's catalog shows it in the job's snapshot."""
@@ -197,7 +201,7 @@ class TableDescription:
 
     @property
     def is_small(self) -> bool:
-        return self.pages is not None and self.pages <= SMALL_PAGES
+        return is_small(self.pages)
 
 
 @dataclass

@@ -29,7 +29,6 @@ class Profiler:
         """`ordered`: the columns whose min and max mean something (not bytes, not text
         standing for another type, where the order of strings would mislead)."""
         self.names = schema.names
-        self.ordered = ordered
         self.distinct: dict[str, pa.Array | None] = dict.fromkeys(schema.names)
         self.many: set[str] = set()
         # Lists and structs (Vertica's ARRAY, SET, ROW) have no distinct kernel and one

@@ -24,7 +24,7 @@ from psycopg2 import sql
 
 from connections.drivers import interrupt
 from connections.drivers.arrays import read_schema
-from connections.drivers.base import NATIVE, SMALL_PAGES, DoesNotFit
+from connections.drivers.base import NATIVE, DoesNotFit, is_small
 from connections.drivers.postgresql import selection
 
 CSV_BLOCK_BYTES = 2 << 20
@@ -86,7 +86,7 @@ def read_batches(
         )
         for conditions in ranges
     ]
-    if len(statements) == 1 and pages is not None and pages <= SMALL_PAGES:
+    if len(statements) == 1 and is_small(pages):
         # Read here: its rows are one batch, with nothing to overlap a thread with.
         yield from read(open_session(), statements[0])
         return
