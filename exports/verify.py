@@ -67,8 +67,9 @@ def _unlisted(folder: Path, manifest: dict) -> list[str]:
     folder (part-*.parquet) would take one for the table's rows."""
     listed = {MANIFEST, *(e["path"] for t in manifest["tables"] for e in t.get("files", []))}
     found = []
-    for parent, _, names in os.walk(folder):  # links to folders are not followed
-        for name in names:
+    for parent, folders, names in os.walk(folder):  # links to folders are not followed,
+        links = [name for name in folders if os.path.islink(os.path.join(parent, name))]
+        for name in [*names, *links]:  # but named like files
             path = Path(parent, name).relative_to(folder).as_posix()
             if path not in listed:
                 found.append(path)

@@ -24,6 +24,7 @@ from django.urls import reverse
 
 from audit.models import AuditEvent
 from connections.drivers import postgresql, user_sql
+from connections.drivers.postgresql import copy as postgresql_copy
 from connections.models import SavedQuery, SensitiveColumn
 from exports.engine.run import run_job
 from exports.jobs import BadRequest, create_job
@@ -33,6 +34,7 @@ from tests.factories import (
     Refused,
     assert_one_clean_sentence,
     build_canary,
+    calls_to,
     canary_fixtures,
     export_by_api,
     export_by_command,
@@ -146,6 +148,26 @@ def test_a_quote_trick_in_a_filter_runs_no_second_statement(
         run = outcome.tables.get(table="people")
         assert run.status == "complete", list(outcome.errors.values_list("message", flat=True))
         assert run.rows_written == 0  # a comparison with a constant no name equals
+    canary.assert_untouched()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("text", QUOTE_TRICKS)
+def test_a_small_table_read_without_a_reader_thread_keeps_its_filter_one_condition(
+    canary, owner, client, monkeypatch, text
+):
+    # Issue 20: a table of a few pages is read in its worker's thread (read_batches does
+    # not hand it to _merge); what reaches the server is the same deparsed condition.
+    reader_threads = calls_to(monkeypatch, postgresql_copy, "_merge")
+    outcome = filter_through("command", client, owner, canary.db.connection(owner), text)
+    if isinstance(outcome, Refused):
+        assert_one_clean_sentence(outcome)
+    else:
+        run = outcome.tables.get(table="people")
+        assert run.status == "complete", list(outcome.errors.values_list("message", flat=True))
+        assert run.rows_written == 0
+        assert run.rows_proof == "sent"  # the one COPY's own count
+        assert reader_threads == []
     canary.assert_untouched()
 
 

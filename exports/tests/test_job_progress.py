@@ -69,6 +69,17 @@ def test_adu_jobs_counts_a_running_job_as_the_portal_does(job):
 
 
 @pytest.mark.django_db
+def test_adu_jobs_counts_no_one_elses_job(job, outsider):
+    _set(job, a=("complete", 7, 7, 70), b=("running", 9, 4, 40))
+    out = io.StringIO()
+    call_command("adu_jobs", "--json", "--as", "outsider", stdout=out)
+    assert json.loads(out.getvalue()) == []
+    out = io.StringIO()
+    call_command("adu_jobs", "--status", "running", "--as", "outsider", stdout=out)
+    assert out.getvalue().strip() == "No jobs."
+
+
+@pytest.mark.django_db
 def test_the_bar_is_not_full_while_a_table_has_written_nothing(job):
     _set(job, a=("complete", 1000, 1000, 1), b=("running", None, 0, 0), c=("complete", 5, 5, 1))
     progress = job.progress()

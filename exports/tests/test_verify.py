@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 
 from exports.engine.run import run_job
 from exports.jobs import create_job
+from exports.manifest import CHECKSUM_KEY, checksum
 
 
 @pytest.fixture
@@ -63,6 +64,43 @@ def test_a_file_the_manifest_does_not_list_fails_the_check(export_folder):
     text = out.getvalue()
     assert "public/a/part-00001.parquet" in text and "not in the manifest" in text
     assert "2 table(s) checked, 0 not ok. 2 file(s) not in the manifest." in text
+
+
+def _resealed(folder, edit):
+    """The manifest edited and sealed again, as someone who knows the format could: its
+    checksum proves no more than that it was written whole."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    body = {k: v for k, v in manifest.items() if k != CHECKSUM_KEY}
+    path.write_text(json.dumps({**body, CHECKSUM_KEY: checksum(body)}))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_paths_that_leave_the_folder_are_never_read(export_folder, tmp_path):
+    secret = tmp_path / "outside" / "secret.parquet"
+    secret.parent.mkdir()
+    secret.write_bytes(b"SECRET-OUTSIDE-CONTENT")
+    # a.parquet's entry points out of the folder; b's file is swapped for a link out.
+    b = export_folder / "public" / "b.parquet"
+    b.unlink()
+    b.symlink_to(secret)
+    # A linked folder: what lies behind it is not listed either.
+    (export_folder / "public" / "elsewhere").symlink_to(secret.parent)
+    _resealed(
+        export_folder,
+        lambda m: m["tables"][0]["files"][0].update(path="../../outside/secret.parquet"),
+    )
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("adu_verify", str(export_folder), "--json", stdout=out)
+    text = out.getvalue()
+    report = json.loads(text)
+    assert exit_info.value.code == 1
+    assert {t["table"]: t["status"] for t in report["tables"]} == {"a": "missing", "b": "missing"}
+    assert "SECRET-OUTSIDE-CONTENT" not in text
+    # The folder's own a.parquet is no longer listed; the links are names, never followed.
+    assert report["unlisted"] == ["public/a.parquet", "public/elsewhere"]
 
 
 @pytest.mark.django_db(transaction=True)
