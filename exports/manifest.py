@@ -47,7 +47,7 @@ def table_entry(run) -> dict:
         "status": run.status,
         "attempt": run.attempt,
         "source_rows": run.rows_expected,
-        # "sent": the rows COPY reported sending; "count": a count(*) in the snapshot.
+        # "sent": the rows the COPYs reported sending; "count": a count(*) in the snapshot.
         "source_rows_proof": run.rows_proof or None,
         "rows_written": run.rows_written,
         "columns": run.columns,

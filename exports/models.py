@@ -511,7 +511,7 @@ class TableRun(models.Model):
     STOPPED = {Status.FAILED, Status.CANCELLED}
 
     class RowsProof(models.TextChoices):
-        SENT = "sent", "the rows the one COPY reading the table reported sending"
+        SENT = "sent", "the rows the COPYs reading the table reported sending"
         COUNT = "count", "a count(*) in the snapshot"
 
     job = models.ForeignKey(ExportJob, on_delete=models.CASCADE, related_name="tables")

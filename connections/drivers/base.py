@@ -39,6 +39,10 @@ class Driver(Protocol):
     CSV_BLOCK_BYTES: int
     # How many tables describe() is best asked about at once (1: it reads them one by one).
     TABLES_PER_DESCRIBE: int
+    # Whether read_batches appends to its `sent` the rows each of its statements reported
+    # sending (None where one did not say): their sum then proves the export complete and
+    # count_rows is not needed.
+    REPORTS_ROWS_SENT: bool
 
     def connect(self, connection) -> Any:
         """A DB-API session, read-only for its whole life; ConnectionFailed otherwise."""
@@ -72,11 +76,6 @@ class Driver(Protocol):
         sees the snapshot and nothing of the last table is left running on it."""
 
     def count_rows(self, db, schema: str, table: str) -> int: ...
-
-    def reads_whole(self, readers: int, pages: int | None) -> bool:
-        """Whether read_batches reads the table in one statement whose row count the server
-        reports (appended to its `sent`): that count then proves the export complete and
-        count_rows is not needed."""
 
     def check_filter(self, db, schema: str, table: str, expression: str) -> user_sql.CheckedFilter:
         """What runs and the columns it reads; BadSelection unless one allowed condition."""
@@ -112,7 +111,7 @@ class Driver(Protocol):
         readers: int = 1,
         pages: int | None = None,
         block_bytes: int = ...,
-        sent: list[int] | None = None,
+        sent: list[int | None] | None = None,
     ) -> Generator[pa.RecordBatch, None, None]:
         """Arrow record batches of bounded size, in the plans' read types; close() stops
         the reads."""

@@ -477,16 +477,16 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
         source_columns = chosen
         money_scale = _phase("describe", connection, pool.money_scale, first)
         run.rows_expected = None  # a count of an earlier attempt saw another snapshot
-        # What proves every row arrived: the rows the one COPY that reads the table in
-        # the snapshot reports having sent, or else a count(*) of its own. That count runs
-        # on the describe session, beside the read and in the same snapshot; without a
+        # What proves every row arrived: the rows the COPYs that read the table in the
+        # snapshot report having sent, or else a count(*) of its own. That count runs on
+        # the describe session, beside the read and in the same snapshot; without a
         # snapshot, the read's session is this one: count first.
-        whole = driver.reads_whole(int(job.option("readers")), described.pages)
-        run.rows_proof = TableRun.RowsProof.SENT if whole else TableRun.RowsProof.COUNT
+        sends = driver.REPORTS_ROWS_SENT
+        run.rows_proof = TableRun.RowsProof.SENT if sends else TableRun.RowsProof.COUNT
         count = functools.partial(
             _phase, "count", connection, driver.count_rows, first, *name, **narrowing
         )
-        if not whole:
+        if not sends:
             counter = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-count")
             counting = counter.submit(count)
             counter.shutdown(wait=False)
@@ -619,7 +619,7 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
         masked=set(masks),
     )
     reported = time.monotonic()
-    sent: list[int] = []  # the rows the server reports having sent, when one COPY reads all
+    sent: list[int | None] = []  # the rows each COPY reports having sent
     try:
         batches = source.driver.read_batches(
             source.open_session,
@@ -659,8 +659,8 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
             batches.close()  # its readers stop before their sessions close
         if run.rows_expected is None and counting:
             _expect(run, counting.result(), validator)
-        elif run.rows_expected is None and len(sent) == 1:
-            _expect(run, sent[0], validator)
+        elif run.rows_expected is None and sent and all(n is not None for n in sent):
+            _expect(run, sum(n for n in sent if n is not None), validator)
         elif run.rows_expected is None:
             # A server (or a pooler before it) that does not say how many rows its COPY
             # sent: the table is counted after all, in the same snapshot.

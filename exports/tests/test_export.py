@@ -157,8 +157,8 @@ def test_a_table_is_exported_once_even_if_two_workers_try(owner, source_db):
 def test_a_row_count_mismatch_fails_the_table_and_keeps_no_file(owner, source_db, monkeypatch):
     source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 10) AS i")
     connection = source_db.connection(owner)
-    # A table read by several COPYs is proven by a count(*) of its own.
-    monkeypatch.setattr(postgresql, "reads_whole", lambda readers, pages: False)
+    # A driver whose reads do not say what they sent proves a table by a count(*).
+    monkeypatch.setattr(postgresql, "REPORTS_ROWS_SENT", False)
     real_count = postgresql.count_rows
     monkeypatch.setattr(postgresql, "count_rows", lambda *args: real_count(*args) + 1)
     job = run_job(create_job(owner, connection, tables=["public.a"]).pk)
@@ -169,7 +169,7 @@ def test_a_row_count_mismatch_fails_the_table_and_keeps_no_file(owner, source_db
 
 
 def _no_count(*args, **kwargs):
-    raise AssertionError("a table read by one COPY needs no count(*)")
+    raise AssertionError("a table read by COPY needs no count(*)")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -231,15 +231,84 @@ def test_the_copy_proves_a_filtered_table_and_a_query(owner, source_db, monkeypa
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_table_split_between_readers_is_counted(owner, source_db, monkeypatch):
+@pytest.mark.parametrize("readers", [2, 3, 5])
+def test_a_table_split_between_readers_is_proven_by_what_its_ranges_sent(
+    owner, source_db, monkeypatch, readers
+):
+    monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
+    # The statistics see 1,000 rows; 20,000 more arrive after them, in pages past the
+    # estimate, which the last range (it has no end) reads.
+    source_db.execute("CREATE TABLE t AS SELECT i FROM generate_series(1, 1000) i")
+    source_db.execute("ANALYZE t")
+    source_db.execute("INSERT INTO t SELECT generate_series(1001, 21000)")
+    connection = source_db.connection(owner)
+    monkeypatch.setattr(postgresql, "count_rows", _no_count)
+    statements = []
+    real_merge = postgresql_copy._merge
+    monkeypatch.setattr(
+        postgresql_copy,
+        "_merge",
+        lambda read, jobs: statements.extend(s for _, s in jobs) or real_merge(read, jobs),
+    )
+    job = run_job(
+        create_job(owner, connection, tables=["public.t"], options={"readers": readers}).pk
+    )
+    run = job.tables.get()
+    assert (run.rows_expected, run.rows_written, run.rows_proof) == (21000, 21000, "sent")
+    assert len(statements) == readers
+    [entry] = run.files
+    values = pq.read_table(job.folder() / entry["path"]).column("i").to_pylist()
+    assert sorted(values) == list(range(1, 21001))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_lost_from_one_range_fails_the_split_table(owner, source_db, monkeypatch):
     monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
     source_db.execute("CREATE TABLE t AS SELECT i FROM generate_series(1, 20000) i")
     source_db.execute("ANALYZE t")
     connection = source_db.connection(owner)
-    counted = calls_to(monkeypatch, postgresql, "count_rows")
-    job = run_job(create_job(owner, connection, tables=["public.t"], options={"readers": 2}).pk)
-    run = job.tables.get()
-    assert (run.rows_expected, run.rows_proof, len(counted)) == (20000, "count", 1)
+    monkeypatch.setattr(postgresql, "count_rows", _no_count)
+    real_merge = postgresql_copy._merge
+    lost = []
+
+    def lose_a_row_of_the_last_range(read, jobs):
+        def read_one(session, statement):
+            for batch in read(session, statement):
+                if statement is jobs[-1][1] and not lost:
+                    lost.append(batch.num_rows)
+                    batch = batch.slice(1)
+                yield batch
+
+        return real_merge(read_one, jobs)
+
+    monkeypatch.setattr(postgresql_copy, "_merge", lose_a_row_of_the_last_range)
+    job = run_job(create_job(owner, connection, tables=["public.t"], options={"readers": 3}).pk)
+    assert lost
+    assert job.errors.get().message == "Wrote 19999 rows but the table holds 20000 in the snapshot."
+    assert not [p for p in job.folder().rglob("*") if p.suffix in (".parquet", ".part")]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("readers", [2, 3, 7])
+@pytest.mark.parametrize("pages", ["the table's", "too few"])
+def test_each_row_is_in_exactly_one_ctid_range(source_db, monkeypatch, readers, pages):
+    """The ranges are a partition of the table, even where its page count is stale."""
+    from psycopg2 import sql
+
+    monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
+    source_db.execute("CREATE TABLE t AS SELECT i FROM generate_series(1, 21000) i")
+    [(relpages,)] = source_db.execute("SELECT pg_relation_size('t') / 8192")
+    ranges = postgresql_copy.ctid_ranges(readers, relpages if pages == "the table's" else 9)
+    assert len(ranges) == readers
+    in_ranges = sql.SQL(" + ").join(
+        sql.SQL("(CASE WHEN {} THEN 1 ELSE 0 END)").format(sql.SQL(" AND ").join(conditions))
+        for conditions in ranges
+    )
+    [(outside_one,)] = source_db.execute(
+        sql.SQL("SELECT count(*) FROM t WHERE {} <> 1").format(in_ranges)
+    )
+    assert outside_one == 0
+    assert postgresql_copy.ctid_ranges(1, relpages) == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -336,8 +405,9 @@ def test_a_copy_whose_server_does_not_say_what_it_sent_is_counted_after_all(
     connection = source_db.connection(owner)
     real_read = postgresql.read_batches
 
-    def says_nothing(*args, sent=None, **kwargs):
-        yield from real_read(*args, sent=None, **kwargs)
+    def says_nothing(*args, sent, **kwargs):
+        yield from real_read(*args, sent=sent, **kwargs)
+        sent[:] = [None] * len(sent)  # what the driver appends for a COPY without its n
 
     monkeypatch.setattr(postgresql, "read_batches", says_nothing)
     real_count = postgresql.count_rows

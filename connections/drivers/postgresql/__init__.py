@@ -15,7 +15,7 @@ from connections.drivers.postgresql.catalog import (
     schemas,
     tables,
 )
-from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, read_batches, reads_whole
+from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, REPORTS_ROWS_SENT, read_batches
 from connections.drivers.postgresql.errors import explain
 from connections.drivers.postgresql.selection import (
     check_filter,
@@ -38,6 +38,7 @@ from connections.drivers.postgresql.types import plan
 
 __all__ = [
     "CSV_BLOCK_BYTES",
+    "REPORTS_ROWS_SENT",
     "TABLES_PER_DESCRIBE",
     "check_filter",
     "check_query",
@@ -56,7 +57,6 @@ __all__ = [
     "preview",
     "query_columns",
     "read_batches",
-    "reads_whole",
     "relatives",
     "schemas",
     "tables",

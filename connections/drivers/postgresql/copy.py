@@ -27,6 +27,7 @@ from connections.drivers.arrays import read_schema
 from connections.drivers.base import NATIVE, DoesNotFit, is_small
 from connections.drivers.postgresql import selection
 
+REPORTS_ROWS_SENT = True  # each COPY's "COPY n" (see read_batches)
 CSV_BLOCK_BYTES = 2 << 20
 PIPE_BYTES = 1 << 20
 # Below this many pages (8 kB each) one reader is as fast as several.
@@ -42,40 +43,33 @@ def read_batches(
     readers: int = 1,
     pages: int | None = None,
     block_bytes: int = CSV_BLOCK_BYTES,
-    sent: list[int] | None = None,
+    sent: list[int | None] | None = None,
     row_filter: str = "",
     query: str = "",
 ) -> Generator[pa.RecordBatch, None, None]:
     """Arrow batches of the table (or of `query`'s result) for its column plans, read over
     `readers` sessions opened by `open_session`, keeping only rows that meet `row_filter`
-    (checked before). When one COPY reads it all (see reads_whole), the rows the server
-    reports having sent are appended to `sent` once that COPY has ended well.
+    (checked before). As each COPY ends well, the rows the server reports it sent ("COPY
+    n", or None from a server or pooler that leaves it out) are appended to `sent`.
+
+    The COPYs together read each row of the snapshot once: one reads the whole table, or
+    each reads a ctid range, the ranges running from the first page to past the last one
+    with no gap or overlap. So once every COPY has ended, the sum of `sent` is the rows of
+    the table in the snapshot, as a count(*) beside it would find, with no second scan.
 
     Each session must already see the job's snapshot. Batches of several readers
     interleave; their order carries no meaning. A row longer than `block_bytes` raises
     ArrowInvalid ("straddling object"): read again with larger blocks.
     """
     relation = selection.from_clause(schema, table, query)
-    if query or pages is None or reads_whole(readers, pages):
-        ranges: list[list[sql.Composed]] = [[]]
-    else:
-        bounds = [pages * i // readers for i in range(readers + 1)]
-        ranges = [
-            [sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({bounds[i]},0)"))]
-            + (
-                [sql.SQL("ctid < {}::tid").format(sql.Literal(f"({bounds[i + 1]},0)"))]
-                if i < readers - 1
-                else []
-            )
-            for i in range(readers)
-        ]
+    ranges = [] if query or pages is None else ctid_ranges(readers, pages)
     kinds = [binary_kind(p) for p in plans]
     if None in kinds:
         # A column only the server's text output carries exactly: every column as CSV.
-        read = _read_csv(read_schema(plans), block_bytes, sent if len(ranges) == 1 else None)
+        read = _read_csv(read_schema(plans), block_bytes, sent)
         form = "csv"
     else:
-        read = _read_binary(plans, kinds, block_bytes, sent if len(ranges) == 1 else None)
+        read = _read_binary(plans, kinds, block_bytes, sent)
         form = "binary"
     statements = [
         sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT {})").format(
@@ -84,7 +78,7 @@ def read_batches(
             selection.where_clause(row_filter, conditions),
             sql.SQL(form),
         )
-        for conditions in ranges
+        for conditions in ranges or [[]]
     ]
     if len(statements) == 1 and is_small(pages):
         # Read here: its rows are one batch, with nothing to overlap a thread with.
@@ -95,12 +89,18 @@ def read_batches(
     yield from _merge(read, [(open_session, statement) for statement in statements])
 
 
-def reads_whole(readers: int, pages: int | None) -> bool:
-    """Whether read_batches reads the table (with its filter) in one COPY, one statement of
-    the snapshot: then the rows that COPY reports having sent are exactly the rows there,
-    as a count(*) beside it would find, and prove the export complete without a second
-    scan. A query's result has no pages: one COPY reads it."""
-    return readers <= 1 or not pages or pages < SPLIT_MIN_PAGES
+def ctid_ranges(readers: int, pages: int) -> list[list[sql.Composed]]:
+    """The conditions of each reader's ctid range, or [] when one COPY reads the table.
+
+    Between two neighbours lies one bound, the end of one range and the start of the next;
+    the first range starts at the first page and the last has no end (pages is an estimate
+    and the table may have grown), so every row is in exactly one range."""
+    if readers <= 1 or pages < SPLIT_MIN_PAGES:
+        return []
+    bounds = [sql.Literal(f"({pages * i // readers},0)") for i in range(1, readers)]
+    starts = [[sql.SQL("ctid >= {}::tid").format(bound)] for bound in bounds]
+    ends = [[sql.SQL("ctid < {}::tid").format(bound)] for bound in bounds]
+    return [a + b for a, b in zip([[], *starts], [*ends, []], strict=True)]
 
 
 # The types decoded from COPY's binary form by adu_pgcopy (native/). On lineitem that
@@ -166,7 +166,7 @@ def _libpq() -> str:
     raise RuntimeError("psycopg2's libpq is not loaded")
 
 
-def _read_binary(plans, kinds, block_bytes: int, sent: list[int] | None):
+def _read_binary(plans, kinds, block_bytes: int, sent: list[int | None] | None):
     names = [p.name for p in plans]
     arrow_types = [p.arrow_type for p in plans]
 
@@ -183,7 +183,7 @@ def _read_binary(plans, kinds, block_bytes: int, sent: list[int] | None):
                     [_array(t, rows, *c) for t, c in zip(arrow_types, columns, strict=True)],
                     names=names,
                 )
-            if sent is not None and decoder.sent() is not None:
+            if sent is not None:
                 sent.append(decoder.sent())
         except adu_pgcopy.DoesNotFit as error:
             column, reason = error.args
@@ -203,14 +203,16 @@ def _array(arrow_type, rows: int, validity, values, offsets, nulls: int) -> pa.A
     return pa.Array.from_buffers(arrow_type, rows, buffers, nulls)
 
 
-def _read_csv(arrow_types: pa.Schema, block_bytes: int, sent: list[int] | None):
+def _read_csv(arrow_types: pa.Schema, block_bytes: int, sent: list[int | None] | None):
     def read(db, statement) -> Iterator[pa.RecordBatch]:
         return _read_copy(db, statement, arrow_types, block_bytes, sent)
 
     return read
 
 
-def _read_copy(db, statement, arrow_types: pa.Schema, block_bytes: int, sent: list[int] | None):
+def _read_copy(
+    db, statement, arrow_types: pa.Schema, block_bytes: int, sent: list[int | None] | None
+):
     """Stream one COPY through an OS pipe into pyarrow's CSV reader.
 
     psycopg2 pushes COPY data into a file object; pyarrow pulls from one. A pipe joins
@@ -229,8 +231,8 @@ def _read_copy(db, statement, arrow_types: pa.Schema, block_bytes: int, sent: li
         try:
             with db.cursor() as cur:
                 cur.copy_expert(statement, sink)
-                if sent is not None and cur.rowcount >= 0:
-                    sent.append(cur.rowcount)  # from the server's "COPY n"
+                if sent is not None:  # from the server's "COPY n"
+                    sent.append(cur.rowcount if cur.rowcount >= 0 else None)
         except BaseException as error:  # handed to the reading thread
             failure.append(error)
         finally:

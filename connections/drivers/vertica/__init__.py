@@ -21,9 +21,9 @@ from connections.drivers.vertica.errors import explain
 from connections.drivers.vertica.reads import (
     BATCH_BYTES,
     CSV_BLOCK_BYTES,
+    REPORTS_ROWS_SENT,
     count_rows,
     read_batches,
-    reads_whole,
 )
 from connections.drivers.vertica.selection import (
     check_filter,
@@ -49,6 +49,7 @@ from connections.drivers.vertica.types import plan
 __all__ = [
     "BATCH_BYTES",
     "CSV_BLOCK_BYTES",
+    "REPORTS_ROWS_SENT",
     "TABLES_PER_DESCRIBE",
     "TLS_STATE_SQL",
     "WRITE_ACCESS_SQL",
@@ -71,7 +72,6 @@ __all__ = [
     "preview",
     "query_columns",
     "read_batches",
-    "reads_whole",
     "relatives",
     "schemas",
     "tables",

@@ -17,18 +17,15 @@ from connections.drivers.vertica.types import Read, build_batch
 BATCH_BYTES = 4 << 20
 MAX_BATCH_ROWS = 16384
 CSV_BLOCK_BYTES = BATCH_BYTES  # the engine's name for a driver's read budget
+# vertica-python does not say how many rows a SELECT sent: count_rows proves the export
+# complete.
+REPORTS_ROWS_SENT = False
 
 
 def count_rows(db: Session, schema: str, table: str) -> int:
     with db.cursor() as cur:
         cur.execute(f"{db.at()}SELECT COUNT(*) FROM {relation(schema, table)}")
         return int(cur.fetchone()[0])
-
-
-def reads_whole(readers: int, pages: int | None) -> bool:
-    """Never: vertica-python does not say how many rows a SELECT sent, so count_rows proves
-    the export complete."""
-    return False
 
 
 def read_batches(
@@ -39,7 +36,7 @@ def read_batches(
     readers: int = 1,
     pages: int | None = None,
     block_bytes: int = BATCH_BYTES,
-    sent: list[int] | None = None,
+    sent: list[int | None] | None = None,
 ) -> Generator[pa.RecordBatch, None, None]:
     """Arrow batches of the table at the session's epoch, of bounded size.
 
