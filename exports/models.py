@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
@@ -681,16 +681,48 @@ class TableRun(models.Model):
         if not runs:
             return
         now = timezone.now()
+        for run in runs:
+            # A table of a group may have ended before the group is recorded.
+            run.status, run.finished_at = status, run.finished_at or now
+            if status != cls.Status.COMPLETE:
+                run.files, run.profile, run.warnings = [], [], []
         with transaction.atomic():
-            for run in runs:
-                # A table of a group may have ended before the group is recorded.
-                run.status, run.finished_at = status, run.finished_at or now
-                if status != cls.Status.COMPLETE:
-                    run.files, run.profile, run.warnings = [], [], []
-                run.save()
+            _save_all(runs)
             StatusChange.objects.bulk_create(
                 StatusChange(job_id=run.job_id, table_run=run, status=status, at=now, note=note)
                 for run in runs
+            )
+
+
+def _save_all(instances: list[models.Model]):
+    """What save() would write of each instance (the fields it loaded), as one statement run
+    for them all: a group of small tables recorded by save() spent a tenth of its export
+    building the same UPDATE again for each table. Call it in a transaction."""
+    model = type(instances[0])
+    db = router.db_for_write(model)
+    connection = connections[db]
+    quote = connection.ops.quote_name
+    by_fields: dict[frozenset, list] = collections.defaultdict(list)
+    for instance in instances:
+        by_fields[frozenset(instance.get_deferred_fields())].append(instance)
+    for deferred, group in by_fields.items():
+        fields = [
+            f
+            for f in model._meta.concrete_fields
+            if not f.primary_key and f.attname not in deferred
+        ]
+        statement = "UPDATE {} SET {} WHERE {} = %s".format(
+            quote(model._meta.db_table),
+            ", ".join(f"{quote(f.column)} = %s" for f in fields),
+            quote(model._meta.pk.column),
+        )
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                statement,
+                [
+                    [f.get_db_prep_save(f.pre_save(i, False), connection) for f in fields] + [i.pk]
+                    for i in group
+                ],
             )
 
 

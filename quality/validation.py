@@ -25,6 +25,7 @@ import numpy as np
 import pandera.polars as pandera
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from django.conf import settings
 
 from quality.models import Rule, typed_value
@@ -174,9 +175,7 @@ class Validator:
             if not nullable.get(name, True) and name not in self._masked:
                 not_null = self._add("not_null", name, "source: NOT NULL", "error", "")
                 not_null.description = f"{name} is never null"
-            columns[name] = pandera.Column(
-                _polars_type(types[name]), nullable=not_null is None, checks=checks
-            )
+            columns[name] = _Column(_polars_type(types[name]), not_null is None, checks)
         for constraint in constraints:
             if constraint["kind"] == "check" and not any(
                 c.origin == f"source: CHECK {constraint['name']}" for c in self.checks
@@ -255,9 +254,7 @@ class Validator:
             except ValueError as error:
                 check.skip("not applicable", str(error))
         schema = {
-            name: pandera.Column(
-                _polars_type(types[name]), nullable=spec["nullable"], checks=spec["checks"]
-            )
+            name: _Column(_polars_type(types[name]), spec["nullable"], spec["checks"])
             for name, spec in columns.items()
         }
         return schema or None
@@ -333,7 +330,16 @@ class Validator:
         if not needed:
             return
         needed = [*needed, *(k for k in self._primary_key if k not in needed)]
-        frame = _frame(pa.Table.from_batches(batches).select(needed))
+        table = pa.Table.from_batches(batches).select(needed)
+        only_automatic = self._rules is None and not self._periods
+        if sampled and only_automatic and final and not first_row:
+            # The table's only chunk (most tables of a schema): when Arrow tells at once
+            # that it passes, polars and pandera are not needed (they cost more).
+            assert self._auto is not None  # sampled
+            if _whole_and_plainly_valid(self._auto, self._keys, table):
+                self.rows_checked += table.num_rows
+                return
+        frame = _frame(table)
         if sampled:
             self.rows_checked += frame.height
             self._validate(self._auto, frame, first_row, "source")
@@ -358,7 +364,12 @@ class Validator:
             return
         # Built when first needed: it costs more than a small table's checks.
         if origin not in self._schemas:
-            self._schemas[origin] = pandera.DataFrameSchema(columns)
+            self._schemas[origin] = pandera.DataFrameSchema(
+                {
+                    name: pandera.Column(c.dtype, nullable=c.nullable, checks=c.checks)
+                    for name, c in columns.items()
+                }
+            )
         schema = self._schemas[origin]
         try:
             schema.validate(frame.select(list(schema.columns)), lazy=True)
@@ -440,23 +451,63 @@ class _KeySet:
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:
-    columns = [
-        column.cast(column.type.storage_type)
-        if isinstance(column.type, pa.BaseExtensionType)
-        else column
-        for column in table.columns
-    ]
+    columns = [_storage(column) for column in table.columns]
     return pl.from_arrow(pa.table(columns, names=table.column_names), rechunk=False)
 
 
-def _plainly_valid(columns: dict, frame: pl.DataFrame) -> bool:
-    """Whether the frame passes pandera columns of types and NOT NULLs alone, told without
+def _storage(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """An extension type's values (uuid) as their storage type, which polars reads."""
+    if isinstance(column.type, pa.BaseExtensionType):
+        return column.cast(column.type.storage_type)
+    return column
+
+
+def _whole_and_plainly_valid(
+    columns: dict[str, "_Column"], keys: list[_KeySet], table: pa.Table
+) -> bool:
+    """Whether a table read in one chunk passes the automatic checks, told from Arrow alone:
+    no column has a check of values, no NOT NULL column holds a null, and no key repeats.
+    A column's type is the one its check was planned from (see _polars_type). Any doubt
+    (a key with a NULL, a type Arrow cannot count) is False: the chunk is then checked as
+    every other, which names the failures."""
+    if any(column.checks for column in columns.values()):
+        return False
+    if any(table.column(n).null_count for n, column in columns.items() if not column.nullable):
+        return False
+    for key in keys:
+        values = [_storage(table.column(k)) for k in key.columns]
+        if any(v.null_count for v in values):
+            return False  # NULLs never repeat: polars tells them from the rest
+        try:
+            if len(values) == 1:
+                distinct = pc.count_distinct(values[0]).as_py()
+            else:
+                groups = pa.table(values, names=key.columns).group_by(key.columns)
+                distinct = groups.aggregate([]).num_rows
+        except pa.ArrowNotImplementedError:
+            return False
+        if distinct != table.num_rows:
+            return False
+    return True
+
+
+@dataclass
+class _Column:
+    """What pandera checks of a column (its pandera.Column is built only when needed)."""
+
+    dtype: pl.DataType
+    nullable: bool
+    checks: list
+
+
+def _plainly_valid(columns: dict[str, _Column], frame: pl.DataFrame) -> bool:
+    """Whether the frame passes columns of types and NOT NULLs alone, told without
     pandera, whose every call costs some milliseconds (most of a small table's export).
     Any doubt (a column with checks, another type, a null where none may be) is False:
     pandera then checks the frame and names the failures as always."""
     if any(column.checks for column in columns.values()):
         return False
-    if any(frame.schema[name] != column.dtype.type for name, column in columns.items()):
+    if any(frame.schema[name] != column.dtype for name, column in columns.items()):
         return False
     return not any(
         frame.get_column(name).null_count()
@@ -476,7 +527,9 @@ def _readable(arrow_type: pa.DataType) -> bool:
 
 
 @functools.cache  # the same few types in every table: 2 ms a table (measured)
-def _polars_type(arrow_type: pa.DataType):
+@functools.lru_cache(maxsize=256)
+def _polars_type(arrow_type: pa.DataType) -> pl.DataType:
+    """The type of a polars column read from Arrow values of this type (see _frame)."""
     if isinstance(arrow_type, pa.BaseExtensionType):
         arrow_type = arrow_type.storage_type
     return pl.from_arrow(pa.array([], type=arrow_type)).dtype

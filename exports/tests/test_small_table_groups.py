@@ -173,3 +173,39 @@ def test_a_group_is_beaten_until_each_table_is_recorded(owner, source_db):
     TableRun.beat([a.pk, b.pk, c.pk])
     beaten = {r.table: r.heartbeat_at > old for r in job.tables.all()}
     assert beaten == {"a": True, "b": True, "c": False}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_is_recorded_as_save_would_have_recorded_each_table(owner, source_db):
+    """finish_all writes the group in one statement: what each table's export set, and
+    nothing of what it did not read (the fields the worker deferred keep their values)."""
+    for name in ("a", "b", "c"):
+        source_db.execute(f"CREATE TABLE {name} AS SELECT 1 AS i")
+    job = create_job(
+        owner, source_db.connection(owner), tables=["public.a", "public.b", "public.c"]
+    )
+    job.tables.update(validation={"kept": "as it was"}, rows_expected=7)
+    runs = list(job.tables.order_by("pk").defer(*engine.WRITTEN_ANEW))
+    for n, run in enumerate(runs):
+        run.files = [{"path": f"public/{run.table}.parquet", "rows": n, "sha256": "é" * 3}]
+        run.profile, run.columns, run.warnings = [{"name": "i", "nulls": n}], [], []
+        run.rows_written, run.bytes_written = n, 100 + n
+    TableRun.finish_all(runs[::2], TableRun.Status.COMPLETE)
+    TableRun.finish_all(runs[1:2], TableRun.Status.FAILED)
+    stored = {r.table: r for r in job.tables.all()}
+    assert [stored[t].status for t in "abc"] == ["complete", "failed", "complete"]
+    assert stored["a"].files == [{"path": "public/a.parquet", "rows": 0, "sha256": "ééé"}]
+    assert stored["c"].files[0]["rows"] == 2 and stored["c"].bytes_written == 102
+    assert stored["b"].files == [] and stored["b"].profile == []  # a failure clears them
+    assert [stored[t].profile for t in "ac"] == [
+        [{"name": "i", "nulls": 0}],
+        [{"name": "i", "nulls": 2}],
+    ]
+    assert {stored[t].validation["kept"] for t in "abc"} == {"as it was"}  # deferred: kept
+    assert {stored[t].rows_expected for t in "abc"} == {7}
+    assert all(stored[t].finished_at is not None for t in "abc")
+    assert list(job.changes.filter(table_run__isnull=False).values_list("status", flat=True)) == [
+        "complete",
+        "complete",
+        "failed",
+    ]
