@@ -12,6 +12,9 @@ class ExportsConfig(AppConfig):
 
 def load_the_engine(sender, proc_name, **kwargs):
     """A task cluster's worker loads the export engine (pyarrow, polars, pandera: about half
-    a second) as it starts, not while a job's first tables wait for it. The commands and
-    the portal never load it before an export runs (tests/test_startup.py)."""
+    a second) and the sources' drivers (60 ms more) as it starts, not while a job's first
+    tables wait for them. The commands and the portal never load them before an export
+    runs (tests/test_startup.py)."""
+    import connections.drivers.postgresql  # noqa: F401
+    import connections.drivers.vertica  # noqa: F401
     import exports.engine.run  # noqa: F401

@@ -81,13 +81,20 @@ django.setup()
 before = sorted(m for m in {HEAVY!r} if m in sys.modules)
 from django_q.signals import post_spawn
 post_spawn.send(sender="django_q", proc_name="Process-1")
-print(json.dumps({{"before": before, "after": sorted(m for m in {HEAVY!r} if m in sys.modules)}}))
+after = sorted(m for m in {HEAVY!r} if m in sys.modules)
+drivers = [m for m in ("connections.drivers.postgresql", "connections.drivers.vertica")
+           if m in sys.modules]
+print(json.dumps({{"before": before, "after": after, "drivers": drivers}}))
 """
 
 
 def test_a_cluster_worker_loads_the_engine_as_it_starts():
     # Django-Q2 sends post_spawn in each worker process it starts.
-    assert probe(SPAWN_PROBE) == {"before": [], "after": ["numpy", "pandera", "polars", "pyarrow"]}
+    assert probe(SPAWN_PROBE) == {
+        "before": [],
+        "after": ["numpy", "pandera", "polars", "pyarrow"],
+        "drivers": ["connections.drivers.postgresql", "connections.drivers.vertica"],
+    }
 
 
 def test_commands_start_without_pydantic_ninja_or_cryptography(tmp_path):
