@@ -92,7 +92,7 @@ def test_a_cluster_worker_loads_the_engine_as_it_starts():
     # Django-Q2 sends post_spawn in each worker process it starts.
     assert probe(SPAWN_PROBE) == {
         "before": [],
-        "after": ["numpy", "pandera", "polars", "pyarrow"],
+        "after": ["numpy", "pandera", "pglast", "polars", "pyarrow"],
         "drivers": ["connections.drivers.postgresql", "connections.drivers.vertica"],
     }
 
