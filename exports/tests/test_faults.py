@@ -212,6 +212,68 @@ def test_session_killed_mid_stream(owner, two_tables):
     assert_no_final_file(ExportJob.objects.get(pk=output["job_id"]), "slow")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_range_whose_session_is_killed_fails_its_table_alone(owner, two_tables, monkeypatch):
+    """A large table read in ctid ranges: the server ends one range's session mid-COPY.
+    The table fails with one sentence and keeps no file (what the other ranges sent proves
+    nothing without it); the other table completes."""
+    from connections.drivers.postgresql import copy as postgresql_copy
+
+    monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
+    two_tables.execute(
+        "CREATE TABLE big AS SELECT i, md5(i::text) AS t FROM generate_series(1, 300000) i"
+    )
+    two_tables.execute("ANALYZE big")
+    real_merge = postgresql_copy._merge
+
+    def slow_reader(read, jobs):
+        def read_slowly(session, statement):
+            for batch in read(session, statement):
+                time.sleep(0.1)  # the server waits on its socket: the COPY stays running
+                yield batch
+
+        return real_merge(read_slowly, jobs)
+
+    monkeypatch.setattr(postgresql_copy, "_merge", slow_reader)
+    connection = two_tables.connection(owner)
+    killer_db = two_tables.server.connect(two_tables.name)
+    killed = []
+
+    def kill():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed:
+            with killer_db.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'adu' AND query LIKE 'COPY%%big%%ctid >=%%' "
+                    "LIMIT 1"
+                )
+                killed.extend(row for row in cur.fetchall() if row[0])
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill)
+    killer.start()
+    code, output = run_export(
+        connection.name, "--tables", "public.big,public.good", "--readers", "3"
+    )
+    killer.join()
+    killer_db.close()
+    assert killed
+    tables = {t["table"]: t for t in output["tables"]}
+    assert code == 1
+    assert tables["good"]["status"] == "complete"
+    assert tables["big"]["status"] == "failed"
+    assert re.fullmatch(
+        r"The database server ended the session exporting public\.big .*|"
+        r"The connection to 127\.0\.0\.1:\d+ was lost while exporting public\.big; "
+        r"retry the job\.",
+        tables["big"]["error"],
+    )
+    job = ExportJob.objects.get(pk=output["job_id"])
+    assert job.tables.get(table="big").rows_expected is None  # no sum of the ranges kept
+    assert_no_final_file(job, "big")
+
+
 def _mount_tmpfs(path, options):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
