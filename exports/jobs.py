@@ -74,7 +74,7 @@ def create_job(
     if not chosen and not queries:
         found = []
         for schema in schemas or [None]:
-            found += connection.driver().tables(connection, schema)
+            found += connection.driver().tables(connection, schema, sizes=False)
         chosen = [(t.schema, t.name) for t in found if t.kind != "external table"]
         if schemas and not chosen:
             raise BadRequest(f"No tables found in schema(s) {', '.join(schemas)}.", "schemas")
@@ -100,8 +100,12 @@ def create_job(
         user=owner,
         obj=job,
         tables=len(chosen),
-        # What leaves, table by table: columns, filter, masks, query, policies applied.
-        selection=[{"table": str(run), **run.spec} for run in job.tables.all()],
+        # What leaves, table by table: columns, filter, masks, query, policies applied
+        # (each table's spec as its TableRun got it, in the job's order of tables).
+        selection=[
+            {"table": f"{schema}.{table}", **specs.get((schema, table), {})}
+            for schema, table in sorted(chosen)
+        ],
         options=options,
         **({"sensitive_allowed_unmasked": sorted(allowed)} if allowed else {}),
     )

@@ -54,7 +54,9 @@ class Driver(Protocol):
     def schemas(self, connection) -> list[str]:
         """Schema names the login may use, system schemas left out."""
 
-    def tables(self, connection, schema: str | None = None) -> list[TableInfo]: ...
+    def tables(self, connection, schema: str | None = None, sizes: bool = True) -> list[TableInfo]:
+        """Tables and views with estimated rows, and their size on disk unless `sizes` is
+        False (then size is None: a job's creation needs only the names)."""
 
     def columns(self, db, schema: str, table: str) -> list[SourceColumn]: ...
 

@@ -158,7 +158,7 @@ def test_external_tables_are_listed_but_exported_only_when_named(owner, source_d
         TableInfo("public", "facts", "table", 10, 8192),
         TableInfo("public", "ext_feed", "external table", None, None),
     ]
-    monkeypatch.setattr(postgresql, "tables", lambda connection, schema=None: found)
+    monkeypatch.setattr(postgresql, "tables", lambda connection, schema=None, sizes=True: found)
     connection = source_db.connection(owner, kind="greenplum")
     job = create_job(owner, connection)
     assert list(job.tables.values_list("table", flat=True)) == ["facts"]

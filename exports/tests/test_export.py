@@ -437,3 +437,31 @@ def test_describe_tells_each_table_its_own_statistics_sizes_and_keys(owner, sour
         {"id": 7}, 7, [["id"]]
     )  # fmt: skip
     assert (v.pages, v.distinct, [c.name for c in v.columns]) == (None, {}, ["id"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_lists_its_tables_without_asking_their_sizes(owner, source_db, monkeypatch):
+    """Sizes are for the connection's pages; a job needs the names (and asking every
+    table's files for their size cost 80-190 ms for 2,000 tables)."""
+    source_db.execute("CREATE TABLE a AS SELECT generate_series(1, 100) AS i")
+    source_db.execute("CREATE VIEW v AS SELECT i FROM a")
+    connection = source_db.connection(owner)
+    with_sizes = postgresql.tables(connection, "public")
+    without = postgresql.tables(connection, "public", sizes=False)
+    assert [(t.name, t.kind, t.bytes is not None) for t in with_sizes] == [
+        ("a", "table", True),
+        ("v", "view", False),
+    ]
+    assert [(t.name, t.kind, t.rows_estimate, t.bytes) for t in without] == [
+        (t.name, t.kind, t.rows_estimate, None) for t in with_sizes
+    ]
+    listed = []
+    real_tables = postgresql.tables
+    monkeypatch.setattr(
+        postgresql,
+        "tables",
+        lambda *args, **kwargs: listed.append(kwargs) or real_tables(*args, **kwargs),
+    )
+    job = create_job(owner, connection, schemas=["public"])
+    assert listed == [{"sizes": False}]
+    assert sorted(job.tables.values_list("table", flat=True)) == ["a", "v"]

@@ -35,8 +35,10 @@ _RELKINDS = {
 }
 
 
-def tables(connection, schema: str | None = None) -> list[TableInfo]:
-    """Tables and views with estimated rows and size; partitions are left to their root.
+def tables(connection, schema: str | None = None, sizes: bool = True) -> list[TableInfo]:
+    """Tables and views with estimated rows and size (None without `sizes`: asking every
+    table's files for their size took 80-190 ms for 2,000 tables); partitions are left to
+    their root.
 
     Greenplum: its legacy partitions (pg_partition_rule) are left to their root too, and
     its external tables are listed as "external table" (not exported by default).
@@ -46,7 +48,7 @@ def tables(connection, schema: str | None = None) -> list[TableInfo]:
         with db.cursor() as cur:
             cur.execute(CATALOG_FEATURES_SQL)
             features = dict(zip(CATALOG_FEATURES, cur.fetchone(), strict=True))
-            cur.execute(tables_sql(features), {"schema": schema})
+            cur.execute(tables_sql(features, sizes), {"schema": schema})
             return [
                 TableInfo(nsp, name, kind, rows, size)
                 for nsp, name, kind, rows, size in cur.fetchall()
@@ -69,7 +71,7 @@ SELECT EXISTS (SELECT 1 FROM pg_attribute
 """
 
 
-def tables_sql(features: dict) -> str:
+def tables_sql(features: dict, sizes: bool = True) -> str:
     """The discovery query for a server with these catalog features."""
     external = ["false"]
     if features["relstorage"]:
@@ -84,6 +86,11 @@ def tables_sql(features: dict) -> str:
         root.append("EXISTS (SELECT 1 FROM pg_partition pp WHERE pp.parrelid = c.oid)")
         hidden.append("EXISTS (SELECT 1 FROM pg_partition_rule pr WHERE pr.parchildrelid = c.oid)")
     is_root = " OR ".join(root)
+    size = f"""CASE WHEN {is_root} THEN (
+                        SELECT sum(pg_total_relation_size(tree.rel))::bigint
+                        FROM tree WHERE tree.root = c.oid)
+                    WHEN c.relkind IN ('r', 'm') AND NOT ({" OR ".join(external)})
+                        THEN pg_total_relation_size(c.oid) END"""
     return f"""
         WITH RECURSIVE tree(root, rel) AS (
             SELECT inhparent, inhrelid FROM pg_inherits
@@ -103,11 +110,7 @@ def tables_sql(features: dict) -> str:
                         WHERE tree.root = c.oid AND p.relkind IN ('r', 'm'))
                     WHEN c.relkind IN ('r', 'm') AND c.reltuples >= 0
                         THEN c.reltuples::bigint END,
-               CASE WHEN {is_root} THEN (
-                        SELECT sum(pg_total_relation_size(tree.rel))::bigint
-                        FROM tree WHERE tree.root = c.oid)
-                    WHEN c.relkind IN ('r', 'm') AND NOT ({" OR ".join(external)})
-                        THEN pg_total_relation_size(c.oid) END
+               {size if sizes else "NULL::bigint"}
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
           AND NOT ({" OR ".join(hidden)})

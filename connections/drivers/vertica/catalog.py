@@ -62,8 +62,9 @@ ORDER BY 1, 2
 """
 
 
-def tables(connection, schema: str | None = None) -> list[TableInfo]:
-    """Tables, external tables and views with estimated rows and size."""
+def tables(connection, schema: str | None = None, sizes: bool = True) -> list[TableInfo]:
+    """Tables, external tables and views with estimated rows and size (the sizes come
+    with the rows from v_monitor.projection_storage, whatever `sizes` says)."""
     session = connect(connection)
     try:
         with session.cursor() as cur:
