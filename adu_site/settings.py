@@ -332,8 +332,10 @@ elif BROKER == "orm":
         )
     Q_CLUSTER["orm"] = "default"
     # Seconds between looks at an empty queue (a read of one small table): a job, and the
-    # helper tasks its coordinator queues, start within this.
-    Q_CLUSTER["poll"] = 0.2
+    # helper tasks its coordinator queues, start within this. At 0.1 an idle cluster takes
+    # 2.0% of a core (1.2% at 0.2, 4.3% at 0.05) and a job of 300 small tables ends 13-16%
+    # sooner than at 0.2 (measured). The Redis broker waits without looking.
+    Q_CLUSTER["poll"] = 0.1
 else:
     _stop("ADU_BROKER must be 'orm' or 'redis'.")
 Q_CLUSTER["queue_limit"] = 1
