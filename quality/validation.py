@@ -527,7 +527,6 @@ def _readable(arrow_type: pa.DataType) -> bool:
 
 
 @functools.cache  # the same few types in every table: 2 ms a table (measured)
-@functools.lru_cache(maxsize=256)
 def _polars_type(arrow_type: pa.DataType) -> pl.DataType:
     """The type of a polars column read from Arrow values of this type (see _frame)."""
     if isinstance(arrow_type, pa.BaseExtensionType):
