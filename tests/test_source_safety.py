@@ -34,7 +34,6 @@ from tests.factories import (
     Refused,
     assert_one_clean_sentence,
     build_canary,
-    calls_to,
     canary_fixtures,
     export_by_api,
     export_by_command,
@@ -152,13 +151,27 @@ def test_a_quote_trick_in_a_filter_runs_no_second_statement(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("read", ["in its worker's thread", "in ctid ranges"])
 @pytest.mark.parametrize("text", QUOTE_TRICKS)
-def test_a_small_table_read_without_a_reader_thread_keeps_its_filter_one_condition(
-    canary, owner, client, monkeypatch, text
+def test_a_filter_stays_one_condition_however_its_table_is_read(
+    canary, owner, client, monkeypatch, text, read
 ):
     # Issue 20: a table of a few pages is read in its worker's thread (read_batches does
-    # not hand it to _merge); what reaches the server is the same deparsed condition.
-    reader_threads = calls_to(monkeypatch, postgresql_copy, "_merge")
+    # not hand it to _merge); a large one in ctid ranges, each COPY the filter ANDed with
+    # its range, proven by what the ranges sent. What reaches the server is the same
+    # deparsed condition either way.
+    if read == "in ctid ranges":
+        monkeypatch.setattr(postgresql_copy, "SPLIT_MIN_PAGES", 1)
+        canary.db.execute("ANALYZE people")  # its pages, which the ranges divide
+    reader_threads = []
+    real_merge = postgresql_copy._merge
+    monkeypatch.setattr(
+        postgresql_copy,
+        "_merge",
+        lambda read_one, jobs: (
+            reader_threads.extend(s for _, s in jobs) or real_merge(read_one, jobs)
+        ),
+    )
     outcome = filter_through("command", client, owner, canary.db.connection(owner), text)
     if isinstance(outcome, Refused):
         assert_one_clean_sentence(outcome)
@@ -166,8 +179,14 @@ def test_a_small_table_read_without_a_reader_thread_keeps_its_filter_one_conditi
         run = outcome.tables.get(table="people")
         assert run.status == "complete", list(outcome.errors.values_list("message", flat=True))
         assert run.rows_written == 0
-        assert run.rows_proof == "sent"  # the one COPY's own count
-        assert reader_threads == []
+        assert run.rows_proof == "sent"  # the COPYs' own counts
+        if read == "in ctid ranges":
+            conn = canary.db.server.connect(canary.db.name)
+            texts = [s.as_string(conn) for s in reader_threads]
+            conn.close()
+            assert len(texts) == 2 and all("ctid" in t and ") AND ctid" in t for t in texts)
+        else:
+            assert reader_threads == []
     canary.assert_untouched()
 
 

@@ -170,15 +170,11 @@ def test_table_dropped_between_discovery_and_export(owner, two_tables, export):
     assert error.context["phase"] == "describe"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_session_killed_mid_stream(owner, two_tables):
-    # A view that streams slowly, so the COPY is surely running when it is killed.
-    two_tables.execute(
-        "CREATE VIEW slow AS SELECT i FROM generate_series(1, 300000) i "
-        "WHERE i % 1000 <> 0 OR pg_sleep(0.01) IS NOT NULL"
-    )
-    connection = two_tables.connection(owner)
-    killer_db = two_tables.server.connect(two_tables.name)
+def export_while_killing(source_db, copy_like: str, connection, *args):
+    """adu_export --sync --json of `args` while the server ends the first session whose
+    COPY statement, still running, is LIKE `copy_like` (an idle session shows its last
+    statement too): (exit code, output by table, job)."""
+    killer_db = source_db.server.connect(source_db.name)
     killed = []
 
     def kill():
@@ -187,29 +183,49 @@ def test_session_killed_mid_stream(owner, two_tables):
             with killer_db.cursor() as cur:
                 cur.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'adu' AND query LIKE 'COPY%%slow%%'"
+                    "WHERE application_name = 'adu' AND state = 'active' AND query LIKE %s "
+                    "LIMIT 1",
+                    [copy_like],
                 )
                 killed.extend(row for row in cur.fetchall() if row[0])
-            time.sleep(0.05)
+            time.sleep(0.02)
 
     killer = threading.Thread(target=kill)
     killer.start()
-    code, output = run_export(connection.name, "--tables", "public.slow,public.good")
+    code, output = run_export(connection.name, *args)
     killer.join()
     killer_db.close()
     assert killed
-    tables = {t["table"]: t for t in output["tables"]}
+    job = ExportJob.objects.get(pk=output["job_id"])
+    return code, {t["table"]: t for t in output["tables"]}, job
+
+
+def assert_ended_by_the_server(table: dict, name: str):
+    # libpq reports either the server's termination notice or the lost connection.
+    assert table["status"] == "failed"
+    assert re.fullmatch(
+        rf"The database server ended the session exporting public\.{name} .*|"
+        rf"The connection to 127\.0\.0\.1:\d+ was lost while exporting public\.{name}; "
+        r"retry the job\.",
+        table["error"],
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_session_killed_mid_stream(owner, two_tables):
+    # A view that streams slowly, so the COPY is surely running when it is killed.
+    two_tables.execute(
+        "CREATE VIEW slow AS SELECT i FROM generate_series(1, 300000) i "
+        "WHERE i % 1000 <> 0 OR pg_sleep(0.01) IS NOT NULL"
+    )
+    connection = two_tables.connection(owner)
+    code, tables, job = export_while_killing(
+        two_tables, "COPY%slow%", connection, "--tables", "public.slow,public.good"
+    )
     assert code == 1
     assert tables["good"]["status"] == "complete"
-    assert tables["slow"]["status"] == "failed"
-    # libpq reports either the server's termination notice or the lost connection.
-    assert re.fullmatch(
-        r"The database server ended the session exporting public\.slow .*|"
-        r"The connection to 127\.0\.0\.1:\d+ was lost while exporting public\.slow; "
-        r"retry the job\.",
-        tables["slow"]["error"],
-    )
-    assert_no_final_file(ExportJob.objects.get(pk=output["job_id"]), "slow")
+    assert_ended_by_the_server(tables["slow"], "slow")
+    assert_no_final_file(job, "slow")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -236,40 +252,18 @@ def test_a_range_whose_session_is_killed_fails_its_table_alone(owner, two_tables
 
     monkeypatch.setattr(postgresql_copy, "_merge", slow_reader)
     connection = two_tables.connection(owner)
-    killer_db = two_tables.server.connect(two_tables.name)
-    killed = []
-
-    def kill():
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not killed:
-            with killer_db.cursor() as cur:
-                cur.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE application_name = 'adu' AND query LIKE 'COPY%%big%%ctid >=%%' "
-                    "LIMIT 1"
-                )
-                killed.extend(row for row in cur.fetchall() if row[0])
-            time.sleep(0.02)
-
-    killer = threading.Thread(target=kill)
-    killer.start()
-    code, output = run_export(
-        connection.name, "--tables", "public.big,public.good", "--readers", "3"
+    code, tables, job = export_while_killing(
+        two_tables,
+        "COPY%big%ctid >=%",
+        connection,
+        "--tables",
+        "public.big,public.good",
+        "--readers",
+        "3",
     )
-    killer.join()
-    killer_db.close()
-    assert killed
-    tables = {t["table"]: t for t in output["tables"]}
     assert code == 1
     assert tables["good"]["status"] == "complete"
-    assert tables["big"]["status"] == "failed"
-    assert re.fullmatch(
-        r"The database server ended the session exporting public\.big .*|"
-        r"The connection to 127\.0\.0\.1:\d+ was lost while exporting public\.big; "
-        r"retry the job\.",
-        tables["big"]["error"],
-    )
-    job = ExportJob.objects.get(pk=output["job_id"])
+    assert_ended_by_the_server(tables["big"], "big")
     assert job.tables.get(table="big").rows_expected is None  # no sum of the ranges kept
     assert_no_final_file(job, "big")
 
