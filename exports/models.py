@@ -551,13 +551,13 @@ class TableRun(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["job", "schema", "table"], name="one_run_per_table")
         ]
-        # A table's earlier runs (the anomaly checks ask for the last one, for every table
-        # exported): found by name, not by reading every run of every job.
-        # A job's queued (or running) tables, in order: a worker looks for the next ones
-        # after every group it exports, and scanning every run of the job each time made
-        # a job of thousands of tables slower a table the more tables it had.
         indexes = [
+            # A table's earlier runs (the anomaly checks ask for the last one, for every
+            # table exported): found by name, not by reading every run of every job.
             models.Index(fields=["schema", "table", "finished_at"], name="runs_of_a_table"),
+            # A job's queued (or running) tables, in order: a worker looks for the next
+            # ones after every group it exports, and scanning every run of the job each
+            # time made a job of thousands of tables slower a table the more it had.
             models.Index(fields=["job", "status"], name="tables_of_a_job_by_status"),
         ]
 

@@ -657,10 +657,11 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
                         raise Cancelled()
         finally:
             batches.close()  # its readers stop before their sessions close
+        said = [n for n in sent if n is not None]  # by the COPYs that said how many
         if run.rows_expected is None and counting:
             _expect(run, counting.result(), validator)
-        elif run.rows_expected is None and sent and all(n is not None for n in sent):
-            _expect(run, sum(n for n in sent if n is not None), validator)
+        elif run.rows_expected is None and sent and len(said) == len(sent):
+            _expect(run, sum(said), validator)
         elif run.rows_expected is None:
             # A server (or a pooler before it) that does not say how many rows its COPY
             # sent: the table is counted after all, in the same snapshot.
