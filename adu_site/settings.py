@@ -163,6 +163,7 @@ INSTALLED_APPS = [
     "accounts",
     "connections",
     "exports",
+    "loads",
     "quality",
     "audit",
     "api",

@@ -128,6 +128,13 @@ class Connection(models.Model):
     options = models.JSONField(
         default=dict, blank=True, help_text="Extra driver options, e.g. application_name."
     )
+    # Every session of an export is read-only whatever this says; a load writes only to
+    # a connection someone marked so, on purpose.
+    is_target = models.BooleanField(
+        "load target",
+        default=False,
+        help_text="ADU may create schemas and tables here and load exports into them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

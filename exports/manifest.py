@@ -51,6 +51,9 @@ def table_entry(run) -> dict:
         "source_rows_proof": run.rows_proof or None,
         "rows_written": run.rows_written,
         "columns": run.columns,
+        # Keys, checks and the definitions of user types: what a load recreates.
+        "constraints": (run.catalog or {}).get("constraints", []),
+        "types": (run.catalog or {}).get("types", {}),
         "profile": run.profile,
         "warnings": run.warnings,
         # What of the source this is: columns, filter, masking, query text.

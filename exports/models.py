@@ -527,6 +527,10 @@ class TableRun(models.Model):
     files = models.JSONField(default=list, blank=True)
     # [{"name", "source_type", "arrow_type", "nullable", "representation"}]
     columns = models.JSONField(default=list, blank=True)
+    # What a load on the far side recreates besides the columns (source catalog, in the
+    # snapshot): {"constraints": [{"name", "kind", "columns", "definition"}], "types":
+    # {"columns": {...}, "definitions": [...]}} (connections.drivers.base.TableDescription)
+    catalog = models.JSONField(default=dict, blank=True)
     # [{"name", "nulls", "min", "max", "distinct"}], computed while streaming
     profile = models.JSONField(default=list, blank=True)
     # [{"check": "rows" | "nulls", "message"}]: against the table's last successful export

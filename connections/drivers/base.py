@@ -198,6 +198,9 @@ class TableDescription:
     rows_estimate: int | None = None  # the server's statistics; None: never gathered
     distinct: dict[str, int] = field(default_factory=dict)  # the server's estimates
     constraints: list[dict] = field(default_factory=list)  # [{name, kind, columns, definition}]
+    # The column types that are not the server's own, and their definitions: {"columns":
+    # {name: {schema, name, array}}, "definitions": [...]} (postgresql.catalog.user_types)
+    types: dict = field(default_factory=dict)
     problem: str = ""  # one sentence when the table cannot be read (then nothing else)
 
     @property

@@ -546,6 +546,7 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
         }
         for p in plans
     ]
+    run.catalog = {"constraints": described.constraints, "types": described.types}
     run.files = [
         {
             "path": str(f.path.relative_to(job.folder())),

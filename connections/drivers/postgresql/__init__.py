@@ -29,6 +29,7 @@ from connections.drivers.postgresql.selection import (
 )
 from connections.drivers.postgresql.session import (
     connect,
+    connect_target,
     join_snapshot,
     may_reuse,
     open_snapshot,
@@ -45,6 +46,7 @@ __all__ = [
     "check_view",
     "columns",
     "connect",
+    "connect_target",
     "count_rows",
     "describe",
     "explain",

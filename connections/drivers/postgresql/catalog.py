@@ -132,7 +132,7 @@ TABLES_PER_DESCRIBE = 100
 
 
 def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDescription]:
-    """What the engine needs to know of each of `names` before reading it, in five queries
+    """What the engine needs to know of each of `names` before reading it, in six queries
     whatever their number: a schema of small tables would otherwise spend more on the
     catalog than on its rows. A table that is not there gets only a `problem`."""
     schemas_, tables_ = [s for s, _ in names], [t for _, t in names]
@@ -150,6 +150,7 @@ def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDes
             constraints.setdefault((s, t), []).append(
                 {"name": con, "kind": _KINDS[kind], "columns": list(keys), "definition": definition}
             )
+    types = user_types(db, names)
     return {
         name: TableDescription(
             columns=found[name],
@@ -157,6 +158,7 @@ def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDes
             rows_estimate=sizes[name][1],
             distinct=distinct.get(name, {}),
             constraints=constraints.get(name, []),
+            types=types.get(name, {}),
         )
         if name in found
         else TableDescription(
@@ -218,6 +220,135 @@ ORDER BY u.ord, con.contype, con.conname
 """
 
 _KINDS = {"p": "primary key", "u": "unique", "c": "check"}
+
+# The types of each table's columns that are not PostgreSQL's own (enums, domains,
+# composites, ranges, an extension's), and the types those are made of, through domain
+# bases, composite fields, range subtypes and array elements: what a load on the far
+# side must create before the table. A type refers to another by its format_type() text
+# and its element type's oid (its own where it is no array).
+_USED_TYPES = f"""
+WITH RECURSIVE used(ord, oid) AS (
+    SELECT u.ord, CASE WHEN t.typcategory = 'A' AND t.typelem <> 0 THEN t.typelem ELSE t.oid END
+    {_NAMED}
+    JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+    JOIN pg_type t ON t.oid = a.atttypid
+  UNION
+    SELECT used.ord,
+           CASE WHEN d.typcategory = 'A' AND d.typelem <> 0 THEN d.typelem ELSE d.oid END
+    FROM used
+    JOIN pg_type t ON t.oid = used.oid
+    JOIN LATERAL (
+        SELECT t.typbasetype WHERE t.typtype = 'd'
+      UNION ALL
+        SELECT a.atttypid FROM pg_attribute a
+        WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0
+          AND NOT a.attisdropped
+      UNION ALL
+        SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = t.oid
+    ) deps(oid) ON true
+    JOIN pg_type d ON d.oid = deps.oid
+)
+SELECT used.ord, t.oid, tn.nspname, t.typname, t.typtype,
+       ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid
+             ORDER BY e.enumsortorder),
+       CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END,
+       t.typbasetype, t.typnotnull, pg_get_expr(t.typdefaultbin, 0),
+       ARRAY(SELECT ARRAY[con.conname::text, pg_get_constraintdef(con.oid)]
+             FROM pg_constraint con WHERE con.contypid = t.oid AND con.contype = 'c'
+             ORDER BY con.conname),
+       ARRAY(SELECT ARRAY[a.attname::text, format_type(a.atttypid, a.atttypmod),
+                          (CASE WHEN f.typcategory = 'A' AND f.typelem <> 0
+                                THEN f.typelem ELSE f.oid END)::text]
+             FROM pg_attribute a JOIN pg_type f ON f.oid = a.atttypid
+             WHERE t.typtype = 'c' AND a.attrelid = t.typrelid AND a.attnum > 0
+               AND NOT a.attisdropped
+             ORDER BY a.attnum),
+       (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid),
+       (SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = t.oid)
+FROM used
+JOIN pg_type t ON t.oid = used.oid
+JOIN pg_namespace tn ON tn.oid = t.typnamespace
+WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY used.ord, t.oid
+"""
+
+# Each table's columns whose type (or its element type) is not PostgreSQL's own.
+_USER_TYPED_COLUMNS = f"""
+SELECT u.nsp, u.rel, a.attname, tn.nspname, e.typname, t.oid <> e.oid
+{_NAMED}
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type t ON t.oid = a.atttypid
+JOIN pg_type e ON e.oid = CASE WHEN t.typcategory = 'A' AND t.typelem <> 0
+                               THEN t.typelem ELSE t.oid END
+JOIN pg_namespace tn ON tn.oid = e.typnamespace
+WHERE tn.nspname NOT IN ('pg_catalog', 'information_schema')
+"""
+
+_TYPE_KINDS = {"e": "enum", "d": "domain", "c": "composite", "r": "range", "b": "base"}
+
+
+def user_types(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """For each of `names` with a column of a type that is not PostgreSQL's own:
+    {"columns": {column: {"schema", "name", "array"}}, "definitions": [every such type
+    it needs, those it is made of first]}. A type is named by its schema and name; the
+    types a definition refers to, by a reference ({"sql"} for PostgreSQL's own, with
+    "schema", "name" and "array" for another: the far side's schemas may have other
+    names, so the text is not enough)."""
+    schemas_, tables_ = [s for s, _ in names], [t for _, t in names]
+    with db.cursor() as cur:
+        cur.execute(_USER_TYPED_COLUMNS, [schemas_, tables_])
+        columns = cur.fetchall()
+        if not columns:
+            return {}
+        cur.execute(_USED_TYPES, [schemas_, tables_])
+        rows = cur.fetchall()
+    known = {oid: (nsp, name) for _, oid, nsp, name, *_ in rows}
+
+    def reference(sql_text: str, element: int) -> dict:
+        if element not in known:
+            return {"sql": sql_text}
+        nsp, name = known[element]
+        return {"sql": sql_text, "schema": nsp, "name": name, "array": sql_text.endswith("]")}
+
+    by_ord: dict[int, list[dict]] = {}
+    for (
+        ord_,
+        _oid,
+        nsp,
+        name,
+        kind,
+        labels,
+        base,
+        base_oid,
+        notnull,
+        default,
+        checks,
+        fields,
+        subtype,
+        subtype_oid,
+    ) in rows:
+        definition: dict = {"schema": nsp, "name": name, "kind": _TYPE_KINDS.get(kind, kind)}
+        if kind == "e":
+            definition["labels"] = list(labels)
+        elif kind == "d":
+            definition["base"] = reference(base, base_oid)
+            definition["not_null"] = notnull
+            definition["default"] = default
+            definition["checks"] = [{"name": n, "definition": d} for n, d in checks]
+        elif kind == "c":
+            definition["fields"] = [{"name": n, "type": reference(t, int(e))} for n, t, e in fields]
+        elif kind == "r":
+            definition["subtype"] = reference(subtype, subtype_oid)
+        by_ord.setdefault(ord_, []).append(definition)
+    found: dict[tuple[str, str], dict] = {}
+    for nsp, rel, column, type_schema, type_name, is_array in columns:
+        entry = found.setdefault((nsp, rel), {"columns": {}, "definitions": []})
+        entry["columns"][column] = {"schema": type_schema, "name": type_name, "array": is_array}
+    for ord_, definitions in by_ord.items():
+        entry = found.get(names[ord_ - 1])
+        if entry is not None:
+            entry["definitions"] = _dependencies_first(definitions)
+    return found
 
 
 def _columns(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], list[SourceColumn]]:
@@ -284,3 +415,34 @@ def money_scale(db) -> int:
     with db.cursor() as cur:
         cur.execute("SELECT scale(0::money::numeric)")
         return cur.fetchone()[0]
+
+
+def _dependencies_first(definitions: list[dict]) -> list[dict]:
+    """The definitions ordered so that each comes after the types it refers to."""
+    by_name = {(d["schema"], d["name"]): d for d in definitions}
+    ordered: list[dict] = []
+    placed: set[tuple[str, str]] = set()
+
+    def place(key: tuple[str, str]):
+        if key in placed or key not in by_name:
+            return
+        placed.add(key)
+        for ref in type_references(by_name[key]):
+            if "schema" in ref:
+                place((ref["schema"], ref["name"]))
+        ordered.append(by_name[key])
+
+    for key in by_name:
+        place(key)
+    return ordered
+
+
+def type_references(definition: dict) -> list[dict]:
+    """The references a user type's definition makes to other types."""
+    if definition["kind"] == "domain":
+        return [definition["base"]]
+    if definition["kind"] == "composite":
+        return [f["type"] for f in definition["fields"]]
+    if definition["kind"] == "range":
+        return [definition["subtype"]]
+    return []

@@ -35,13 +35,20 @@ def connect(
     session_settings: bool = True,
     long_reads: bool = False,
     lock_timeout: int | None = None,
+    writable: bool = False,
 ):
     """An open read-only psycopg2 connection, or ConnectionFailed with one clear sentence.
 
     Its statements stop after settings.SOURCE_STATEMENT_TIMEOUT seconds (no limit for
     `long_reads`: an export's sessions) and wait at most `lock_timeout` seconds (default
-    settings.SOURCE_LOCK_TIMEOUT) for another session's lock.
+    settings.SOURCE_LOCK_TIMEOUT) for another session's lock. `writable`: a load's session
+    on a connection marked as a load target (connect_target), the only one that may write.
     """
+    if writable and not connection.is_target:
+        raise ConnectionFailed(
+            f"Connection {connection.name} is not marked as a load target: ADU writes only "
+            "to a connection marked so."
+        )
     params = {
         "host": connection.host,
         "port": connection.port,
@@ -54,7 +61,8 @@ def connect(
         "client_encoding": "UTF8",
     }
     params.update({k: v for k, v in connection.driver_options().items() if k not in params})
-    startup = {**SAFE_SESSION, **(SESSION_SETTINGS if session_settings else {})}
+    safe = {**SAFE_SESSION, "default_transaction_read_only": "off"} if writable else SAFE_SESSION
+    startup = {**safe, **(SESSION_SETTINGS if session_settings else {})}
     params["options"] = " ".join(
         f"-c {name}={value.replace(' ', '')}" for name, value in startup.items()
     )
@@ -108,6 +116,12 @@ def _limit(db, long_reads: bool, lock_timeout: int):
             },
         )
     db.commit()
+
+
+def connect_target(connection):
+    """A session of a load: it may write, its COPYs have no time limit, and it reads
+    values in the form exports write them (SESSION_SETTINGS)."""
+    return connect(connection, long_reads=True, writable=True)
 
 
 def test(connection) -> LinkReport:

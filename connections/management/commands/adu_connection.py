@@ -45,6 +45,11 @@ class Command(AduCommand):
         add.add_argument(
             "--ca-file", metavar="PEM", help="CA certificate for sslmode verify-ca/verify-full."
         )
+        add.add_argument(
+            "--target",
+            action="store_true",
+            help="Mark it as a load target: adu_load may create tables in it and write to them.",
+        )
         for name in ("list", "test", "remove"):
             sub = actions.add_parser(name)
             if name != "list":
@@ -90,6 +95,7 @@ class Command(AduCommand):
                 sslmode=options["sslmode"],
                 connect_timeout=options["connect_timeout"],
                 ca_certificate=ca_certificate,
+                is_target=options["target"],
             )
         except IntegrityError:
             raise CommandError(f"You already have a connection named '{options['name']}'.")
@@ -150,5 +156,6 @@ def _describe(connection: Connection, where: bool = True) -> dict:
         "database": connection.database if where else None,
         "username": connection.username if where else None,
         "sslmode": connection.sslmode if where else None,
+        "load_target": connection.is_target,
         "owner": connection.owner.username,
     }

@@ -1,0 +1,112 @@
+"""Creating a load: the export's manifest read and the user's choices checked, then a
+queued load recorded with its tables (loads.engine.run_load runs it)."""
+
+import re
+from pathlib import Path
+
+from audit.models import AuditEvent, record
+from connections.models import Connection
+from exports.selection import BadRequest
+from loads.models import Load, TableLoad
+
+# A schema map, as the command and the API take it: "src=dst".
+_MAPPING = re.compile(r"^([^=\s][^=]*)=([^=\s][^=]*)$")
+
+
+def parse_schema_map(pairs) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        found = _MAPPING.match(pair.strip())
+        if not found:
+            raise BadRequest(f"--schema-map takes SOURCE=TARGET, not {pair!r}.", "schema_map")
+        mapping[found[1].strip()] = found[2].strip()
+    return mapping
+
+
+def create_load(owner, folder, target: Connection, tables=(), **options) -> Load:
+    """Check the export and the user's choices and record the queued load; BadRequest with
+    one sentence otherwise. The same export already loaded into the same target (by its
+    manifest's checksum) is refused unless `if_exists` is replace or append."""
+    from exports.verify import BadManifest, read_manifest  # pyarrow: not at a command's start
+
+    if not Connection.objects.usable_by(owner).filter(pk=target.pk).exists():
+        raise BadRequest(f"There is no connection named '{target.name}'.", "target")
+    if not target.is_target:
+        raise BadRequest(
+            f"Connection '{target.name}' is not marked as a load target: ADU writes only to a "
+            "connection marked so (adu_connection ... --target, or its page).",
+            "target",
+        )
+    if target.kind == Connection.Kind.VERTICA:
+        raise BadRequest(
+            "ADU loads into PostgreSQL and Greenplum; Vertica is not supported yet.", "target"
+        )
+    folder = Path(folder).expanduser().resolve()
+    try:
+        manifest = read_manifest(folder)
+    except BadManifest as error:
+        raise BadRequest(str(error), "folder") from None
+    if_exists = options.get("if_exists") or Load.IfExists.FAIL
+    if if_exists not in Load.IfExists.values:
+        raise BadRequest(f"--if-exists is one of {', '.join(Load.IfExists.values)}.", "if_exists")
+    earlier = (
+        Load.objects.filter(manifest_sha256=manifest["manifest_sha256"], target=target)
+        .exclude(status__in=[Load.Status.FAILED, Load.Status.CANCELLED])
+        .first()
+    )
+    if earlier and if_exists == Load.IfExists.FAIL:
+        raise BadRequest(
+            f"This export (job {manifest.get('job_id')}) was loaded into '{target.name}' "
+            f"on {earlier.created_at:%Y-%m-%d %H:%M} UTC as load {earlier.pk} "
+            f"({earlier.status}); choose --if-exists replace or append to load it again.",
+            "folder",
+        )
+    exported = [(t["schema"], t["table"]) for t in manifest["tables"]]
+    chosen = exported
+    if tables:
+        chosen = []
+        for name in tables:
+            schema, _, table = name.strip().partition(".")
+            if (schema, table) not in exported:
+                raise BadRequest(f"The export has no table {name.strip()}.", "tables")
+            chosen.append((schema, table))
+    schema_map = options.get("schema_map") or {}
+    unknown = sorted(set(schema_map) - {s for s, _ in exported})
+    if unknown:
+        raise BadRequest(
+            f"--schema-map names schema {unknown[0]}, which the export does not have.", "schema_map"
+        )
+    parallel = options.get("parallel")
+    parallel = 2 if parallel is None else int(parallel)
+    if not 1 <= parallel <= 32:
+        raise BadRequest("--parallel is between 1 and 32.", "parallel")
+    load = Load.objects.create(
+        owner=owner,
+        target=target,
+        folder=str(folder),
+        manifest_sha256=manifest["manifest_sha256"],
+        source_job_id=manifest.get("job_id"),
+        options={
+            "schema_map": schema_map,
+            "tables": [f"{s}.{t}" for s, t in chosen] if tables else [],
+            "if_exists": if_exists,
+            "parallel": parallel,
+            "create_only": bool(options.get("create_only")),
+        },
+    )
+    TableLoad.objects.bulk_create(
+        TableLoad(load=load, schema=s, table=t, target_schema=schema_map.get(s, s))
+        for s, t in dict.fromkeys(chosen)
+    )
+    record(
+        AuditEvent.Action.LOAD_CREATE,
+        user=owner,
+        obj=load,
+        folder=str(folder),
+        manifest_sha256=load.manifest_sha256,
+        source_job=load.source_job_id,
+        target=target.name,
+        tables=len(chosen),
+        options=load.options,
+    )
+    return load

@@ -1,0 +1,224 @@
+"""The target's definitions, made from an export's manifest: schemas, user types, tables,
+and after the rows the keys and checks.
+
+The manifest is read as hostile, like any SQL a user types: it crossed the gap on media
+anyone could have handled. Names go out as quoted identifiers; a type written as text
+is parsed by PostgreSQL's own parser (pglast) and must be one type name and nothing
+else; a CHECK is sent only if it passes the same checker as a row filter. What is sent
+is the deparsed tree, never the manifest's text.
+"""
+
+from dataclasses import dataclass, field
+
+from pglast import ast, parser
+from pglast.stream import RawStream
+from psycopg2 import sql
+
+from connections.drivers import user_sql
+from connections.drivers.base import BadSelection
+
+
+class LoadRefused(Exception):
+    """One sentence: why this table (or the whole load) cannot go into the target."""
+
+
+def type_name(text: str) -> str:
+    """`text` as one PostgreSQL type name (with its modifiers and array brackets), deparsed
+    from its parse tree; LoadRefused if it is anything more."""
+    refused = LoadRefused(f"The manifest names a column type ADU does not accept: {text[:80]!r}.")
+    if not text or len(text) > 200 or "\x00" in text:
+        raise refused
+    try:
+        [statement] = parser.parse_sql(f"SELECT NULL::{text}")
+    except (parser.ParseError, ValueError):
+        raise refused from None
+    select = statement.stmt
+    if not isinstance(select, ast.SelectStmt) or len(select.targetList or ()) != 1:
+        raise refused
+    others = {
+        name: getattr(select, name)
+        for name in select.__slots__
+        if name not in ("targetList", "limitOption", "op", "all", "groupDistinct")
+    }
+    cast = select.targetList[0].val
+    if any(others.values()) or select.targetList[0].name or not isinstance(cast, ast.TypeCast):
+        raise refused
+    if not isinstance(cast.arg, ast.A_Const) or not cast.arg.isnull:
+        raise refused
+    typ = cast.typeName
+    modifiers = typ.typmods or ()
+    if typ.setof or typ.pct_type or not all(_is_integer(m) for m in modifiers):
+        raise refused
+    return RawStream()(typ)
+
+
+def _is_integer(node) -> bool:
+    return isinstance(node, ast.A_Const) and isinstance(node.val, ast.Integer)
+
+
+def type_sql(ref: dict, schema_map: dict[str, str]) -> sql.Composable:
+    """A type reference of the manifest ({"sql"} for the server's own, with "schema",
+    "name" and "array" for a user type) as the target names it."""
+    if "schema" in ref:
+        name = sql.SQL("{}.{}").format(
+            sql.Identifier(schema_map.get(ref["schema"], ref["schema"])),
+            sql.Identifier(ref["name"]),
+        )
+        return sql.SQL("{}[]").format(name) if ref.get("array") else name
+    return sql.SQL(type_name(ref["sql"]))
+
+
+def column_type(column: dict, user_columns: dict, schema_map: dict[str, str]) -> sql.Composable:
+    """The type a column of the manifest gets in the target: its source type, or for a
+    masked column the type its masked values have in the file."""
+    if "masking" in column:
+        return sql.SQL(MASKED_TYPES.get(column["arrow_type"], "text"))
+    if column["name"] in user_columns:
+        return type_sql(user_columns[column["name"]], schema_map)
+    return type_sql({"sql": column["source_type"]}, schema_map)
+
+
+# A masked column holds what its mask made (a keyed hash is text, a truncated date is a
+# date): the source's type may not take it.
+MASKED_TYPES = {
+    "string": "text",
+    "int64": "bigint",
+    "int32": "integer",
+    "int16": "smallint",
+    "double": "double precision",
+    "date32[day]": "date",
+    "timestamp[us]": "timestamp",
+    "timestamp[us, tz=UTC]": "timestamptz",
+}
+
+
+def create_type(definition: dict, schema_map: dict[str, str]) -> tuple[sql.Composed, list[str]]:
+    """CREATE TYPE/DOMAIN for a user type of the manifest, and what it leaves out (a
+    domain's CHECK or default ADU does not send), each in one sentence."""
+    name = type_sql({**definition, "array": False}, schema_map)
+    kind = definition["kind"]
+    notes: list[str] = []
+    if kind == "enum":
+        labels = sql.SQL(", ").join(sql.Literal(label) for label in definition["labels"])
+        return sql.SQL("CREATE TYPE {} AS ENUM ({})").format(name, labels), notes
+    if kind == "composite":
+        fields = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(f["name"]), type_sql(f["type"], schema_map))
+            for f in definition["fields"]
+        )
+        return sql.SQL("CREATE TYPE {} AS ({})").format(name, fields), notes
+    if kind == "range":
+        subtype = type_sql(definition["subtype"], schema_map)
+        return sql.SQL("CREATE TYPE {} AS RANGE (subtype = {})").format(name, subtype), notes
+    if kind == "domain":
+        parts = [
+            sql.SQL("CREATE DOMAIN {} AS {}").format(name, type_sql(definition["base"], schema_map))
+        ]
+        if definition.get("default"):
+            try:
+                default = user_sql.check_filter(definition["default"]).sql
+                parts.append(sql.SQL("DEFAULT {}").format(sql.SQL(default)))
+            except BadSelection as error:
+                notes.append(f"the default of domain {definition['name']} ({error})")
+        if definition.get("not_null"):
+            parts.append(sql.SQL("NOT NULL"))
+        for check in definition.get("checks", []):
+            condition = check_condition(check["definition"])
+            if isinstance(condition, str):
+                notes.append(f"check {check['name']} of domain {definition['name']} ({condition})")
+            else:
+                parts.append(
+                    sql.SQL("CONSTRAINT {} CHECK ({})").format(
+                        sql.Identifier(check["name"]), condition
+                    )
+                )
+        return sql.SQL(" ").join(parts), notes
+    raise LoadRefused(
+        f"Type {definition['schema']}.{definition['name']} ({kind}) is not PostgreSQL's own: "
+        "create it in the target (its extension, say) before loading."
+    )
+
+
+def check_condition(definition: str) -> sql.Composable | str:
+    """The condition of a "CHECK (...)" definition, checked as a row filter is; a
+    sentence saying why not otherwise."""
+    text = definition.strip()
+    if text.endswith(" NOT VALID"):
+        text = text[: -len(" NOT VALID")]
+    if text.endswith(" NO INHERIT"):
+        text = text[: -len(" NO INHERIT")]
+    if not (text.startswith("CHECK (") and text.endswith(")")):
+        return "not a CHECK"
+    try:
+        return sql.SQL(user_sql.check_filter(text[len("CHECK (") : -1]).sql)
+    except BadSelection as error:
+        return str(error).rstrip(".")
+
+
+def create_table(
+    schema: str, table: str, columns: list[dict], user_columns: dict, schema_map: dict[str, str]
+) -> sql.Composed:
+    """The table with its columns and types; no NOT NULL, key or check before its rows."""
+    definitions = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c["name"]), column_type(c, user_columns, schema_map))
+        for c in columns
+    )
+    return sql.SQL("CREATE TABLE {}.{} ({})").format(
+        sql.Identifier(schema), sql.Identifier(table), definitions
+    )
+
+
+@dataclass
+class AfterRows:
+    statements: list[sql.Composed] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what is left out, and why
+
+
+def after_rows(schema: str, table: str, columns: list[dict], constraints: list[dict]) -> AfterRows:
+    """NOT NULL, primary key, unique and check constraints, added once the rows are in
+    (one index build each, not an index kept up row by row). A key or check on a column
+    the export left out or masked is left out with a note: the rows would not keep it."""
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    present = {c["name"] for c in columns}
+    masked = {c["name"] for c in columns if "masking" in c}
+    result = AfterRows()
+    not_null = [
+        c["name"] for c in columns if not c.get("nullable", True) and c["name"] not in masked
+    ]
+    if not_null:
+        result.statements.append(
+            sql.SQL("ALTER TABLE {} {}").format(
+                target,
+                sql.SQL(", ").join(
+                    sql.SQL("ALTER COLUMN {} SET NOT NULL").format(sql.Identifier(n))
+                    for n in not_null
+                ),
+            )
+        )
+    for constraint in constraints:
+        name, kind = constraint["name"], constraint["kind"]
+        keys = constraint.get("columns") or []
+        outside = [k for k in keys if k not in present or k in masked]
+        if outside:
+            result.notes.append(
+                f"{kind} {name}: column {outside[0]} was "
+                f"{'masked' if outside[0] in masked else 'not exported'}"
+            )
+            continue
+        if kind in ("primary key", "unique"):
+            clause = sql.SQL("PRIMARY KEY" if kind == "primary key" else "UNIQUE")
+            body = sql.SQL("{} ({})").format(clause, sql.SQL(", ").join(map(sql.Identifier, keys)))
+        elif kind == "check":
+            condition = check_condition(constraint["definition"])
+            if isinstance(condition, str):
+                result.notes.append(f"check {name}: {condition}")
+                continue
+            body = sql.SQL("CHECK ({})").format(condition)
+        else:
+            continue
+        result.statements.append(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+                target, sql.Identifier(name), body
+            )
+        )
+    return result

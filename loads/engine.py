@@ -1,0 +1,290 @@
+"""A load's work: check the export, create what its tables need in the target, and load
+each table in a transaction of its own, proven by content fingerprints before it commits.
+
+A table either commits whole, with its rows, keys and a target fingerprint equal to its
+file's, or leaves nothing: a failure, a cancel or a dead worker rolls its transaction
+back, and a load run again takes only the tables not yet committed.
+"""
+
+import logging
+import time
+from concurrent import futures
+from pathlib import Path
+
+import psycopg2
+import pyarrow.parquet as pq
+from django.db import close_old_connections
+from django.utils import timezone
+from psycopg2 import sql
+
+from audit.models import AuditEvent, record
+from connections.models import ConnectionFailed
+from exports import verify as export_verify
+from loads import ddl, fingerprint
+from loads.copy import CsvStream
+from loads.models import Load, TableLoad
+
+log = logging.getLogger("adu.loads")
+
+BATCH_ROWS = 65_536  # rows read from the file at once: memory holds a few such batches
+CANCEL_CHECK_SECONDS = 1.0
+
+
+class Cancelled(Exception):
+    pass
+
+
+def run_load(load_id: int) -> Load:
+    """Run the load to its end, in this process; its status says how it went."""
+    load = Load.objects.select_related("target", "owner").get(pk=load_id)
+    if load.status in Load.FINISHED:
+        return load
+    load.status, load.started_at = Load.Status.RUNNING, load.started_at or timezone.now()
+    load.save(update_fields=["status", "started_at"])
+    try:
+        manifest = export_verify.read_manifest(Path(load.folder))
+        checked = {
+            (t["schema"], t["table"]): t for t in export_verify.verify(Path(load.folder))["tables"]
+        }
+        entries = {(t["schema"], t["table"]): t for t in manifest["tables"]}
+        runs = list(load.tables.exclude(status__in=TableLoad.DONE))
+        _prepare(load, [entries[(r.schema, r.table)] for r in runs])
+    except (export_verify.BadManifest, ddl.LoadRefused, ConnectionFailed) as error:
+        return _fail(load, str(error))
+    except psycopg2.Error as error:
+        return _fail(load, load.target.driver().explain(error, load.target))
+    with futures.ThreadPoolExecutor(max(1, int(load.option("parallel"))), "adu-load") as pool:
+        for run in runs:
+            pool.submit(_table_in_thread, load, run, entries[(run.schema, run.table)], checked)
+    load.refresh_from_db(fields=["cancel_requested"])
+    load.finish()
+    record(AuditEvent.Action.LOAD_FINISH, user=load.owner, obj=load, status=load.status)
+    return load
+
+
+def _fail(load: Load, message: str) -> Load:
+    load.error = message
+    load.tables.filter(status=TableLoad.Status.QUEUED).update(
+        status=TableLoad.Status.FAILED, error=message
+    )
+    load.save(update_fields=["error"])
+    load.finish()
+    record(
+        AuditEvent.Action.LOAD_FINISH, user=load.owner, obj=load, status=load.status, error=message
+    )
+    return load
+
+
+def _prepare(load: Load, entries: list[dict]):
+    """The target schemas and user types the tables need, in one transaction before any
+    table: tables loading side by side must not each create them."""
+    schema_map = load.option("schema_map") or {}
+    definitions: dict[tuple[str, str], dict] = {}
+    for entry in entries:
+        for definition in (entry.get("types") or {}).get("definitions", []):
+            definitions.setdefault((definition["schema"], definition["name"]), definition)
+    schemas = {load.target_schema(e["schema"]) for e in entries}
+    schemas |= {schema_map.get(s, s) for s, _ in definitions}
+    db = load.target.driver().connect_target(load.target)
+    try:
+        with db.cursor() as cur:
+            for schema in sorted(schemas):
+                cur.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+                )
+            cur.execute(
+                "SELECT n.nspname, t.typname FROM pg_type t "
+                "JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = ANY(%s)",
+                [sorted(schemas)],
+            )
+            existing = set(cur.fetchall())
+            for (schema, name), definition in definitions.items():
+                if (schema_map.get(schema, schema), name) in existing:
+                    continue  # made by an earlier load, or by the target's owner
+                statement, notes = ddl.create_type(definition, schema_map)
+                cur.execute(statement)
+                for note in notes:
+                    log.warning("load %s: left out %s", load.pk, note)
+        db.commit()
+    finally:
+        db.close()
+
+
+def _table_in_thread(load: Load, run: TableLoad, entry: dict, checked: dict):
+    try:
+        _load_table(load, run, entry, checked.get((run.schema, run.table), {}))
+    except Exception:  # the table fails, the others go on; the log has the traceback
+        log.exception("load %s: table %s.%s", load.pk, run.schema, run.table)
+        _finish(
+            run, TableLoad.Status.FAILED, error="ADU failed to load this table; its log says why."
+        )
+    finally:
+        close_old_connections()
+
+
+def _load_table(load: Load, run: TableLoad, entry: dict, check: dict):
+    if entry["status"] != "complete":
+        return _finish(
+            run, TableLoad.Status.SKIPPED, error=f"The export of this table {entry['status']}."
+        )
+    if check.get("status") != export_verify.OK:
+        detail = check.get("detail", "")
+        return _finish(
+            run,
+            TableLoad.Status.FAILED,
+            error=f"The export's files of this table do not check out ({check.get('status')}: {detail}).",
+        )
+    if load.cancel_requested:
+        return
+    run.status, run.started_at = TableLoad.Status.LOADING, timezone.now()
+    run.save(update_fields=["status", "started_at"])
+    target = load.target
+    try:
+        db = target.driver().connect_target(target)
+    except ConnectionFailed as error:
+        return _finish(run, TableLoad.Status.FAILED, error=str(error))
+    try:
+        _load_in_transaction(load, run, entry, db)
+    except (ddl.LoadRefused, ConnectionFailed) as error:
+        db.rollback()
+        _finish(run, TableLoad.Status.FAILED, error=str(error))
+    except Cancelled:
+        db.rollback()
+        _finish(
+            run,
+            TableLoad.Status.QUEUED,
+            error="Cancelled before it committed: nothing of it is in the target.",
+        )
+    except psycopg2.Error as error:
+        if not db.closed:
+            db.rollback()
+        _finish(
+            run,
+            TableLoad.Status.FAILED,
+            error=target.driver().explain(error, target, f"{run.target_schema}.{run.table}"),
+        )
+    finally:
+        db.close()
+
+
+def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
+    schema, table, columns = run.target_schema, run.table, entry["columns"]
+    schema_map = load.option("schema_map") or {}
+    user_columns = (entry.get("types") or {}).get("columns", {})
+    name = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    if_exists = load.option("if_exists")
+    with db.cursor() as cur:
+        # Names in a domain's default or check resolve in the target's schema first.
+        path = sql.SQL("{}, public").format(sql.Identifier(schema)).as_string(cur)
+        cur.execute("SELECT set_config('search_path', %s, true)", [path])
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s)",
+            [schema, table],
+        )
+        exists = cur.fetchone()[0]
+        if exists and if_exists == Load.IfExists.FAIL:
+            raise ddl.LoadRefused(
+                f"Table {schema}.{table} is already in the target; choose --if-exists replace "
+                "or append to load it anyway."
+            )
+        if exists and if_exists == Load.IfExists.REPLACE:
+            cur.execute(sql.SQL("DROP TABLE {}").format(name))
+        before = fingerprint.Fingerprint(0, "0" * 16)
+        if exists and if_exists == Load.IfExists.APPEND:
+            before = fingerprint.of_table(cur, schema, table, columns)
+        else:
+            cur.execute(ddl.create_table(schema, table, columns, user_columns, schema_map))
+        if load.option("create_only"):
+            after = ddl.after_rows(schema, table, columns, entry.get("constraints") or [])
+            for statement in after.statements:
+                cur.execute(statement)
+            db.commit()
+            return _finish(run, TableLoad.Status.CREATED, notes=after.notes)
+        accumulator = fingerprint.Accumulator(columns)
+        batches = _file_batches(load, run, entry, accumulator)
+        cur.copy_expert(
+            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+                name, sql.SQL(", ").join(sql.Identifier(c["name"]) for c in columns)
+            ),
+            CsvStream(batches),
+            size=1 << 20,
+        )
+        added = not exists or if_exists != Load.IfExists.APPEND
+        after = (
+            ddl.after_rows(schema, table, columns, entry.get("constraints") or [])
+            if added
+            else ddl.AfterRows()
+        )
+        for statement in after.statements:
+            cur.execute(statement)
+        in_file = accumulator.result()
+        in_target = _added(fingerprint.of_table(cur, schema, table, columns), before)
+        source = entry.get("source_fingerprint") or {}
+        if in_target != in_file:
+            db.rollback()
+            return _finish(
+                run,
+                TableLoad.Status.FAILED,
+                error=(
+                    f"The rows in the target differ from the file ({in_target.rows} rows, digest "
+                    f"{in_target.digest}; the file: {in_file.rows}, {in_file.digest}): nothing was kept."
+                ),
+                file_fingerprint=in_file.as_dict(),
+                target_fingerprint=in_target.as_dict(),
+            )
+        if source and source != in_file.as_dict():
+            db.rollback()
+            return _finish(
+                run,
+                TableLoad.Status.FAILED,
+                error="The file's rows differ from what the source held when it was exported: nothing was kept.",
+                file_fingerprint=in_file.as_dict(),
+                source_fingerprint=source,
+            )
+    db.commit()
+    _finish(
+        run,
+        TableLoad.Status.VERIFIED if source else TableLoad.Status.LOADED,
+        rows=in_file.rows,
+        file_fingerprint=in_file.as_dict(),
+        target_fingerprint=in_target.as_dict(),
+        source_fingerprint=source,
+        notes=after.notes,
+    )
+
+
+def _added(
+    after: fingerprint.Fingerprint, before: fingerprint.Fingerprint
+) -> fingerprint.Fingerprint:
+    """The fingerprint of the rows a load appended: a sum of the rows' hashes, so the
+    table's after less its before."""
+    digest = (int(after.digest, 16) - int(before.digest, 16)) % 2**64
+    return fingerprint.Fingerprint(after.rows - before.rows, f"{digest:016x}")
+
+
+def _file_batches(load: Load, run: TableLoad, entry: dict, accumulator):
+    """The table's rows from its files, row group by row group, each counted into the
+    file's fingerprint on the way; Cancelled when the load is cancelled."""
+    folder = Path(load.folder)
+    checked_at = time.monotonic()
+    rows = 0
+    for file in entry["files"]:
+        parquet = pq.ParquetFile(folder / file["path"])
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+            accumulator.add(batch)
+            rows += batch.num_rows
+            yield batch
+            if time.monotonic() - checked_at >= CANCEL_CHECK_SECONDS:
+                checked_at = time.monotonic()
+                TableLoad.objects.filter(pk=run.pk).update(rows=rows)
+                if Load.objects.filter(pk=load.pk, cancel_requested=True).exists():
+                    raise Cancelled()
+
+
+def _finish(run: TableLoad, status: str, **fields):
+    run.status = status
+    for key, value in fields.items():
+        setattr(run, key, value)
+    run.finished_at = timezone.now() if status != TableLoad.Status.QUEUED else None
+    run.save()

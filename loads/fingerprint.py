@@ -1,0 +1,373 @@
+"""An order-independent fingerprint of a table's content, computed two ways that must agree:
+in PostgreSQL over a loaded table (`sql`, `of_table`) and in Python over the Parquet files
+ADU exported (`Accumulator`, `of_files`).
+
+A fingerprint is (rows, digest). The digest is the sum, modulo 2**64, over the rows of the
+first 8 bytes (big-endian, unsigned) of SHA-256 of the row's canonical bytes, written as 16
+lowercase hex digits. A sum, not a XOR: a row twice is not the same as the row absent.
+SHA-256, not md5: md5() fails on FIPS servers.
+
+Canonical bytes of a row: for each column in manifest order, b"N" for NULL, otherwise
+b"V" + the decimal byte length of the value's canonical bytes + b":" + those bytes. The
+length prefix makes the concatenation unambiguous without escaping anything.
+
+Canonical bytes of a value follow how the file holds the column (its manifest entry's
+"arrow_type" and "representation"):
+
+- string (a native string, or any text form: arrays, enums, intervals, json, ranges,
+  composites, fallbacks...): the text as stored, UTF-8. The database side reads the type's
+  output function, as COPY did, through format('%s', col) (col::text differs for bool,
+  inet, char(n)); xml was exported as col::text (which keeps an XML declaration) and
+  money's text fallback as col::numeric, and are read so here.
+- int16/int32/int64: decimal text.
+- decimal128/decimal256(p, s): decimal text with exactly s digits after the point (no
+  exponent), as numeric(p, s) prints; money is read as col::numeric, as exported.
+- float/double: the IEEE 754 bit pattern read as a signed integer (int32/int64), in decimal;
+  every NaN counts as the one pattern 0x7fc00000 / 0x7ff8000000000000; -0 stays -0.
+- bool: "true" or "false".
+- date32: days since 1970-01-01, decimal.
+- timestamp[us] (with or without a time zone): microseconds since 1970-01-01 00:00, decimal.
+- time64[us]: microseconds since midnight, decimal.
+- binary: the raw bytes.
+- uuid: its 16 raw bytes.
+
+The database session must run with connections.drivers.postgresql.session.SESSION_SETTINGS
+(the settings of the export's reads): text forms such as intervals and timestamps print by
+them. `of_table` checks them.
+"""
+
+import hashlib
+import pathlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from psycopg2 import sql as pgsql
+
+from connections.drivers.postgresql.session import SESSION_SETTINGS
+
+# The representations (connections/drivers/postgresql/types.py) whose text the export read
+# through a cast rather than the output function.
+XML_TEXT = "XML text"
+MONEY_TEXT = "decimal text"
+
+# The one bit pattern every NaN counts as (the quiet NaN with no payload, sign clear).
+FLOAT_NAN_BITS = 0x7FC00000
+DOUBLE_NAN_BITS = 0x7FF8000000000000
+
+_NULL = b"N"
+_BINARY = pa.large_binary()  # 64-bit offsets: a batch of long values cannot overflow them
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    rows: int
+    digest: str  # 16 lowercase hex digits
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "digest": self.digest}
+
+
+# -- The database side ---------------------------------------------------------------------
+
+
+def sql(
+    schema: str, table: str, columns: list[dict], where: pgsql.Composable | None = None
+) -> pgsql.Composed:
+    """One SELECT returning one row (rows bigint, digest text) over "schema"."table", or the
+    rows of it that meet `where`. Run it with SESSION_SETTINGS set on the session."""
+    values = [_value_sql(column) for column in columns]
+    names = [pgsql.Identifier(f"v{i}") for i in range(len(columns))]
+    # Each value is computed once in the inner SELECT: it appears twice in its piece.
+    inner = pgsql.SQL("SELECT {} FROM {}.{}{}").format(
+        pgsql.SQL(", ").join(
+            pgsql.SQL("{} AS {}").format(value, name)
+            for value, name in zip(values, names, strict=True)
+        )
+        if columns
+        else pgsql.SQL("1"),
+        pgsql.Identifier(schema),
+        pgsql.Identifier(table),
+        pgsql.SQL(" WHERE {}").format(where) if where is not None else pgsql.SQL(""),
+    )
+    row = (
+        pgsql.SQL(" || ").join(
+            pgsql.SQL(
+                "coalesce('\\x56'::bytea || convert_to(octet_length({0})::text || ':', 'UTF8')"
+                " || {0}, '\\x4e'::bytea)"
+            ).format(name)
+            for name in names
+        )
+        if columns
+        else pgsql.SQL("'\\x'::bytea")
+    )
+    # sum(bigint) is exact (numeric); the modulo and the hex digits are done here too, so
+    # that the caller only reads two values.
+    return pgsql.SQL(
+        "SELECT row_count AS rows, lpad(to_hex((CASE WHEN total >= 9223372036854775808"
+        " THEN total - 18446744073709551616 ELSE total END)::bigint), 16, '0') AS digest"
+        " FROM (SELECT count(*)::bigint AS row_count,"
+        " mod(mod(coalesce(sum(prefix), 0), 18446744073709551616) + 18446744073709551616,"
+        " 18446744073709551616) AS total"
+        " FROM (SELECT ('x' || encode(substr(sha256({row}), 1, 8), 'hex'))::bit(64)::bigint"
+        " AS prefix FROM ({inner} OFFSET 0) AS fingerprint_values) AS prefixes) AS totals"
+    ).format(row=row, inner=inner)
+
+
+def of_table(cursor, schema: str, table: str, columns: list[dict]) -> Fingerprint:
+    """The fingerprint of a table, on a psycopg2 cursor whose session has SESSION_SETTINGS."""
+    _check_settings(cursor)
+    cursor.execute(sql(schema, table, columns))
+    rows, digest = cursor.fetchone()
+    return Fingerprint(int(rows), digest)
+
+
+def _check_settings(cursor):
+    # Under other settings intervals, dates and timestamps print otherwise than in the file:
+    # the fingerprints would differ for no fault of the data.
+    names = list(SESSION_SETTINGS)
+    cursor.execute(
+        pgsql.SQL("SELECT {}").format(
+            pgsql.SQL(", ").join(
+                pgsql.SQL("current_setting({})").format(pgsql.Literal(n)) for n in names
+            )
+        )
+    )
+    found = dict(zip(names, cursor.fetchone(), strict=True))
+    wrong = [n for n in names if _normal(found[n]) != _normal(SESSION_SETTINGS[n])]
+    if wrong:
+        raise ValueError(
+            "The session must have ADU's export settings: "
+            + ", ".join(f"{n} is {found[n]!r}, not {SESSION_SETTINGS[n]!r}" for n in wrong)
+        )
+
+
+def _normal(setting: str) -> str:
+    return setting.replace(" ", "").lower()
+
+
+def _value_sql(column: dict) -> pgsql.Composable:
+    """The canonical bytes of the column's value as a bytea expression, NULL for NULL."""
+    col = pgsql.Identifier(column["name"])
+    arrow = column["arrow_type"]
+    if arrow in ("binary", "large_binary"):
+        return pgsql.SQL("{}::bytea").format(col)
+    if _is_uuid(arrow):
+        return pgsql.SQL("uuid_send({})").format(col)
+    if arrow in ("string", "large_string"):
+        text = _text_sql(col, column)
+    else:
+        text = _number_sql(col, arrow)
+    return pgsql.SQL("convert_to({}, 'UTF8')").format(text)
+
+
+def _is_uuid(arrow_type: str) -> bool:
+    return arrow_type in (str(pa.uuid()), "uuid", "extension<arrow.uuid>")
+
+
+def _text_sql(col: pgsql.Composable, column: dict) -> pgsql.Composable:
+    representation = column.get("representation")
+    if representation == XML_TEXT:
+        return pgsql.SQL("{}::text").format(col)
+    if representation == MONEY_TEXT and column.get("fallback"):
+        return pgsql.SQL("{}::numeric::text").format(col)
+    # format() calls the output function but gives '' for NULL; `col IS NULL` would be
+    # true for a composite whose fields are all NULL, "(,)" in the file. pg_column_size is
+    # strict: NULL exactly when the value is.
+    return pgsql.SQL(
+        "CASE WHEN pg_column_size({0}) IS NULL THEN NULL ELSE format('%s', {0}) END"
+    ).format(col)
+
+
+def _number_sql(col: pgsql.Composable, arrow: str) -> pgsql.Composable:
+    if arrow in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"):
+        return pgsql.SQL("{}::text").format(col)
+    if arrow.startswith(("decimal128(", "decimal256(")):
+        return pgsql.SQL("{}::numeric::text").format(col)
+    if arrow == "bool":
+        return pgsql.SQL("{}::text").format(col)
+    if arrow == "float":
+        return _float_sql(col, "float4", 32, "int4", FLOAT_NAN_BITS)
+    if arrow == "double":
+        return _float_sql(col, "float8", 64, "bigint", DOUBLE_NAN_BITS)
+    if arrow == "date32[day]":
+        return pgsql.SQL("({} - date '1970-01-01')::text").format(col)
+    if arrow.startswith("timestamp[us"):
+        # extract() gives float8 before PostgreSQL 14: whole seconds and the microseconds
+        # of the minute are each exact in a float8, their combination would not be.
+        # date_trunc floors (calendar fields are positive), so pre-1970 values add up too.
+        return pgsql.SQL(
+            "(extract(epoch from date_trunc('second', {0}))::bigint * 1000000"
+            " + extract(microseconds from {0})::bigint % 1000000)::text"
+        ).format(col)
+    if arrow == "time64[us]":
+        return pgsql.SQL(
+            "((extract(hour from {0})::bigint * 60 + extract(minute from {0})::bigint)"
+            " * 60000000 + extract(microseconds from {0})::bigint)::text"
+        ).format(col)
+    raise ValueError(f"no canonical form for a column held as {arrow}")
+
+
+def _float_sql(col, name: str, bits: int, integer: str, nan: int) -> pgsql.Composable:
+    # NaN = NaN is true in PostgreSQL, whatever the NaN's bits.
+    return pgsql.SQL(
+        "(CASE WHEN {col} = 'NaN'::{float} THEN {nan}::{integer}"
+        " ELSE ('x' || encode({send}({col}), 'hex'))::bit({bits})::{integer} END)::text"
+    ).format(
+        col=col,
+        float=pgsql.SQL(name),
+        nan=pgsql.Literal(_signed(nan, bits)),
+        integer=pgsql.SQL(integer),
+        send=pgsql.SQL(name + "send"),
+        bits=pgsql.SQL(str(bits)),
+    )
+
+
+def _signed(value: int, bits: int) -> int:
+    return value - (1 << bits) if value >= 1 << (bits - 1) else value
+
+
+# -- The file side -------------------------------------------------------------------------
+
+
+class Accumulator:
+    """The fingerprint of record batches (columns in manifest order, types as in the file),
+    fed one at a time: memory stays that of one batch."""
+
+    def __init__(self, columns: list[dict]):
+        self.columns = columns
+        self.rows = 0
+        self.total = np.uint64(0)
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_columns != len(self.columns):
+            raise ValueError(
+                f"the batch has {batch.num_columns} columns, the manifest {len(self.columns)}"
+            )
+        if not batch.num_rows:
+            return
+        rows = _row_bytes(batch)
+        self.total = _add_wrapping(self.total, _prefix_sum(rows))
+        self.rows += batch.num_rows
+
+    def result(self) -> Fingerprint:
+        return Fingerprint(self.rows, f"{int(self.total):016x}")
+
+
+def of_files(paths: list[pathlib.Path], columns: list[dict]) -> Fingerprint:
+    """The fingerprint of Parquet files, read one row group's batches at a time."""
+    accumulator = Accumulator(columns)
+    names = [column["name"] for column in columns]
+    for path in paths:
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(columns=names):
+                accumulator.add(batch)
+    return accumulator.result()
+
+
+def _add_wrapping(a: np.uint64, b: np.uint64) -> np.uint64:
+    with np.errstate(over="ignore"):
+        return np.uint64(a + b)
+
+
+def _row_bytes(batch: pa.RecordBatch) -> pa.Array:
+    """Each row's canonical bytes, as one large_binary array."""
+    pieces = [_piece(_value_bytes(column)) for column in batch.columns]
+    if not pieces:
+        return pa.array([b""] * batch.num_rows, _BINARY)
+    return pc.binary_join_element_wise(*pieces, pa.scalar(b"", _BINARY))
+
+
+def _piece(values: pa.Array) -> pa.Array:
+    lengths = _ascii(pc.binary_length(values))
+    joined = pc.binary_join_element_wise(
+        pa.scalar(b"V", _BINARY), lengths, pa.scalar(b":", _BINARY), values, pa.scalar(b"", _BINARY)
+    )
+    return pc.fill_null(joined, pa.scalar(_NULL, _BINARY))
+
+
+def _ascii(array: pa.Array) -> pa.Array:
+    """Integers or text as large_binary (text is already UTF-8: a cast of the type only)."""
+    return pc.cast(pc.cast(array, pa.large_string()), _BINARY)
+
+
+def _value_bytes(array: pa.Array) -> pa.Array:
+    """The canonical bytes of each value of a column (NULL stays NULL)."""
+    kind = array.type
+    if isinstance(kind, pa.ExtensionType) or isinstance(array, pa.ExtensionArray):
+        return _value_bytes(array.storage)  # uuid: its 16 bytes
+    if pa.types.is_dictionary(kind):
+        return _value_bytes(array.dictionary_decode())
+    if pa.types.is_null(kind):
+        return pa.nulls(len(array), _BINARY)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pc.cast(array, _BINARY)
+    if pa.types.is_fixed_size_binary(kind):
+        return pc.cast(array, _BINARY)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return pc.cast(array, _BINARY)
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        return _ascii(array)
+    if pa.types.is_decimal(kind):
+        return _ascii(_decimal_text(array))
+    if pa.types.is_float32(kind):
+        return _ascii(_float_bits(array, pa.int32(), FLOAT_NAN_BITS, 32))
+    if pa.types.is_float64(kind):
+        return _ascii(_float_bits(array, pa.int64(), DOUBLE_NAN_BITS, 64))
+    if pa.types.is_date32(kind):
+        return _ascii(pc.cast(array, pa.int32()))
+    if pa.types.is_timestamp(kind):
+        # safe casts: a coarser unit scales up exactly, a finer one must lose nothing
+        micros = pc.cast(array, pa.timestamp("us", kind.tz), safe=True)
+        return _ascii(pc.cast(micros, pa.int64()))
+    if pa.types.is_time(kind):
+        return _ascii(pc.cast(pc.cast(array, pa.time64("us"), safe=True), pa.int64()))
+    raise ValueError(f"no canonical form for a column held as {kind}")
+
+
+def _decimal_text(array: pa.Array) -> pa.Array:
+    """numeric(p, s)'s text: exactly s digits after the point. Arrow's own cast to string
+    writes 1E-10 for 0.0000000001, so the unscaled integer is printed and the point put in."""
+    scale = array.type.scale
+    whole_type = pa.decimal128(38, 0) if array.type.bit_width == 128 else pa.decimal256(76, 0)
+    unscaled = pa.Array.from_buffers(
+        whole_type, len(array), array.buffers(), array.null_count, array.offset
+    )
+    text = pc.cast(unscaled, pa.string())
+    if scale <= 0:
+        return text
+    negative = pc.starts_with(text, "-")
+    digits = pc.utf8_lpad(pc.utf8_ltrim(text, "-"), scale + 1, "0")
+    return pc.binary_join_element_wise(
+        pc.if_else(negative, "-", ""),
+        pc.utf8_slice_codeunits(digits, 0, -scale),
+        ".",
+        pc.utf8_slice_codeunits(digits, -scale),
+        "",
+    )
+
+
+def _float_bits(array: pa.Array, integer: pa.DataType, nan: int, bits: int) -> pa.Array:
+    """The floats' bit patterns as signed integers, every NaN as `nan`."""
+    raw = pa.Array.from_buffers(
+        integer, len(array), array.buffers()[:2], array.null_count, array.offset
+    )
+    return pc.if_else(pc.is_nan(array), pa.scalar(_signed(nan, bits), integer), raw)
+
+
+def _prefix_sum(rows: pa.Array) -> np.uint64:
+    """The sum, wrapping at 2**64, of the 8-byte prefixes of each row's SHA-256."""
+    _, offsets_buffer, data_buffer = rows.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int64, len(rows) + 1, rows.offset * 8)
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    sha256 = hashlib.sha256
+    prefixes = b"".join(
+        [
+            sha256(data[start:end]).digest()[:8]
+            for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
+        ]
+    )
+    # numpy's uint64 sum wraps at 2**64, which is the modulo of the digest
+    return np.frombuffer(prefixes, ">u8").sum(dtype=np.uint64)

@@ -1,0 +1,130 @@
+"""A load: an export's folder, checked, written into a target database on the far side of
+the gap, each table proven equal to its file (and to its source, where the export took
+the source's fingerprint) by content fingerprints (loads.fingerprint)."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Load(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        # Every table loaded, each equal to its file and to its source.
+        VERIFIED = "verified"
+        # Every table loaded and equal to its file; the export carried no source fingerprint
+        # for some table, so nothing compares them with the source.
+        COMPLETE = "complete"
+        COMPLETE_WITH_ERRORS = "complete_with_errors", "Complete with errors"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = {
+        Status.VERIFIED,
+        Status.COMPLETE,
+        Status.COMPLETE_WITH_ERRORS,
+        Status.FAILED,
+        Status.CANCELLED,
+    }
+
+    class IfExists(models.TextChoices):
+        FAIL = "fail", "Fail: a table that is already there fails"
+        REPLACE = "replace", "Replace: drop the table that is there and load it again"
+        APPEND = "append", "Append: add the rows to the table that is there"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="loads"
+    )
+    target = models.ForeignKey(
+        "connections.Connection", on_delete=models.PROTECT, related_name="loads"
+    )
+    folder = models.CharField(max_length=1000, help_text="The export's folder on this side.")
+    # What identifies the export whatever folder it sits in: its sealed manifest.
+    manifest_sha256 = models.CharField(max_length=64)
+    source_job_id = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=24, choices=Status, default=Status.QUEUED)
+    # {"schema_map": {src: dst}, "tables": [...], "if_exists", "parallel", "create_only"}
+    options = models.JSONField(default=dict, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    error = models.TextField(blank=True)  # one sentence when the whole load failed
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["manifest_sha256", "target"], name="loads_of_an_export")]
+
+    def __str__(self) -> str:
+        return f"load {self.pk} of job {self.source_job_id} into {self.target}"
+
+    def option(self, name: str):
+        return (self.options or {}).get(name, DEFAULTS[name])
+
+    def target_schema(self, schema: str) -> str:
+        return (self.option("schema_map") or {}).get(schema, schema)
+
+    def finish(self):
+        """The load's status from its tables'."""
+        from django.utils import timezone
+
+        statuses = list(self.tables.values_list("status", flat=True))
+        if self.cancel_requested and TableLoad.Status.QUEUED in statuses:
+            self.status = Load.Status.CANCELLED
+        elif statuses and all(s == TableLoad.Status.VERIFIED for s in statuses):
+            self.status = Load.Status.VERIFIED
+        elif statuses and all(s in TableLoad.DONE for s in statuses):
+            self.status = Load.Status.COMPLETE
+        elif any(s in TableLoad.DONE for s in statuses):
+            self.status = Load.Status.COMPLETE_WITH_ERRORS
+        else:
+            self.status = Load.Status.FAILED
+        self.finished_at = timezone.now()
+        self.save(update_fields=["status", "finished_at"])
+
+
+DEFAULTS = {
+    "schema_map": {},
+    "tables": [],
+    "if_exists": Load.IfExists.FAIL,
+    "parallel": 2,
+    "create_only": False,
+}
+
+
+class TableLoad(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        LOADING = "loading"
+        VERIFIED = "verified"  # target = file = source
+        LOADED = "loaded"  # target = file; no source fingerprint in the manifest
+        CREATED = "created"  # --create-only: the table, empty
+        FAILED = "failed"
+        SKIPPED = "skipped"  # not exported (the manifest says why)
+
+    DONE = {Status.VERIFIED, Status.LOADED, Status.CREATED}
+
+    load = models.ForeignKey(Load, on_delete=models.CASCADE, related_name="tables")
+    schema = models.CharField(max_length=255)  # at the source, as in the manifest
+    table = models.CharField(max_length=255)
+    target_schema = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=Status, default=Status.QUEUED)
+    rows = models.BigIntegerField(default=0)
+    # {"rows", "digest"} each (loads.fingerprint.Fingerprint.as_dict), or empty
+    file_fingerprint = models.JSONField(default=dict, blank=True)
+    target_fingerprint = models.JSONField(default=dict, blank=True)
+    source_fingerprint = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    # Constraints left out of the target, and why (a masked column's key, say).
+    notes = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["load", "schema", "table"], name="one_table_per_load")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.table} -> {self.target_schema}.{self.table}"

@@ -1,0 +1,257 @@
+"""Loading an export into a second database of the same server, and proving it equal.
+
+Each test exports from a real source database and loads into a real target database.
+Equality is checked apart from ADU's own fingerprints: every row of both sides in its
+text form (under the same session settings) as multisets, and the catalog (column types,
+NOT NULL, keys and checks) compared query by query.
+"""
+
+import collections
+import json
+
+import pytest
+from django.core.management import call_command
+
+from exports.models import ExportJob
+from exports.selection import BadRequest
+from loads.creation import create_load
+from loads.engine import run_load
+from loads.models import Load, TableLoad
+from tests.factories import (
+    COLUMNS,
+    ORDINARY_ROWS,
+    SPECIAL_ROWS,
+    TYPES_SQL,
+    throwaway_database,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SETTINGS = (
+    "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'iso_8601'; SET TimeZone = 'UTC';"
+    "SET extra_float_digits = 3; SET bytea_output = 'hex'"
+)
+
+
+@pytest.fixture
+def wide_source(source_db):
+    source_db.execute(TYPES_SQL)
+    for table in ("ordinary", "special"):
+        source_db.execute(f"CREATE TABLE {table} ({COLUMNS})")
+    source_db.execute(ORDINARY_ROWS.replace("{table}", "ordinary"))
+    source_db.execute(SPECIAL_ROWS.replace("{table}", "special"))
+    source_db.execute(
+        "CREATE TABLE keyed (a int NOT NULL, b text NOT NULL, c numeric(9,3) CHECK (c > 0),"
+        " d mood[], PRIMARY KEY (a, b), UNIQUE (c));"
+        "INSERT INTO keyed SELECT i, 'k' || i, i / 7.0, ARRAY['ok', 'sad']::mood[]"
+        " FROM generate_series(1, 5000) i;"
+        "CREATE TABLE empty_one (x int PRIMARY KEY);"
+    )
+    return source_db
+
+
+@pytest.fixture
+def target_db(source_server):
+    with throwaway_database(source_server) as db:
+        yield db
+
+
+@pytest.fixture
+def target(target_db, owner):
+    return target_db.connection(owner, name="far", is_target=True)
+
+
+def rows_as_text(db, schema, table):
+    conn = db.server.connect(db.name)
+    with conn.cursor() as cur:
+        cur.execute(SETTINGS)
+        cur.execute(f'SELECT t::text FROM "{schema}"."{table}" t')
+        found = collections.Counter(r for (r,) in cur.fetchall())
+    conn.close()
+    return found
+
+
+CATALOG = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+KEYS = """
+SELECT contype, pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conrelid = %s::regclass ORDER BY contype, pg_get_constraintdef(oid)
+"""
+
+
+def assert_same_table(source, target, table, target_schema="public"):
+    assert rows_as_text(source, "public", table) == rows_as_text(target, target_schema, table)
+    # Type names as the source shows them: unqualified where the schema is on the path.
+    target.execute(f'SET search_path = "{target_schema}", public')
+    for query in (CATALOG, KEYS):
+        assert source.execute(query, [f"public.{table}"]) == target.execute(
+            query, [f'"{target_schema}".{table}']
+        )
+    target.execute("RESET search_path")
+
+
+def test_every_type_round_trips_into_the_target(wide_source, target_db, target, owner, export):
+    job = export(wide_source.connection(owner), schemas=["public"])
+    assert job.status == ExportJob.Status.COMPLETE
+    load = run_load(create_load(owner, job.folder(), target).pk)
+
+    tables = {t.table: t for t in load.tables.all()}
+    assert {t: r.status for t, r in tables.items()} == dict.fromkeys(
+        ["empty_one", "keyed", "ordinary", "special"], TableLoad.Status.LOADED
+    ), [t.error for t in tables.values()]
+    assert load.status == Load.Status.COMPLETE
+    for name in tables:
+        assert_same_table(wide_source, target_db, name)
+    assert tables["keyed"].rows == 5000
+    assert tables["keyed"].file_fingerprint == tables["keyed"].target_fingerprint
+    assert tables["keyed"].target_fingerprint["rows"] == 5000
+    # The user types came over with their definitions: the enum's labels in their order.
+    assert target_db.execute("SELECT enum_range(NULL::mood)::text") == [("{sad,ok,happy}",)]
+    assert target_db.execute(
+        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_type t "
+        "ON t.oid = c.contypid WHERE t.typname = 'price'"
+    ) == [("CHECK ((VALUE >= (0)::numeric))",)]
+
+
+def test_a_schema_map_and_a_choice_of_tables(wide_source, target_db, target, owner, export):
+    job = export(wide_source.connection(owner), tables=["public.keyed", "public.ordinary"])
+    load = run_load(
+        create_load(
+            owner, job.folder(), target, tables=["public.keyed"], schema_map={"public": "landed"}
+        ).pk
+    )
+    assert load.status == Load.Status.COMPLETE, load.tables.values_list("error", flat=True)
+    assert_same_table(wide_source, target_db, "keyed", target_schema="landed")
+    assert target_db.execute("SELECT to_regclass('landed.ordinary')") == [(None,)]
+    # The enum of keyed.d went into the mapped schema with the table.
+    assert target_db.execute("SELECT to_regtype('landed.mood')::text") == [("landed.mood",)]
+
+
+def test_the_same_export_twice_is_refused_unless_replaced_or_appended(
+    wide_source, target_db, target, owner, export
+):
+    job = export(wide_source.connection(owner), tables=["public.keyed"])
+    first = run_load(create_load(owner, job.folder(), target).pk)
+    assert first.status == Load.Status.COMPLETE
+    with pytest.raises(BadRequest, match=f"was loaded into 'far' on .* as load {first.pk}"):
+        create_load(owner, job.folder(), target)
+
+    replaced = run_load(create_load(owner, job.folder(), target, if_exists="replace").pk)
+    assert replaced.status == Load.Status.COMPLETE
+    assert_same_table(wide_source, target_db, "keyed")
+
+    # Appending the same rows breaks the primary key: the table fails, keeps what it had.
+    appended = run_load(create_load(owner, job.folder(), target, if_exists="append").pk)
+    [run] = appended.tables.all()
+    assert run.status == TableLoad.Status.FAILED
+    assert "duplicate" in run.error.lower() or "key" in run.error.lower()
+    assert target_db.execute("SELECT count(*) FROM keyed") == [(5000,)]
+
+
+def test_appending_proves_the_rows_it_added(source_db, target_db, target, owner, export):
+    source_db.execute("CREATE TABLE log (at int, what text); INSERT INTO log VALUES (1, 'a')")
+    job = export(source_db.connection(owner), tables=["public.log"])
+    target_db.execute("CREATE TABLE log (at int, what text); INSERT INTO log VALUES (0, 'old')")
+    load = run_load(create_load(owner, job.folder(), target, if_exists="append").pk)
+    [run] = load.tables.all()
+    assert run.status == TableLoad.Status.LOADED, run.error
+    assert run.target_fingerprint == run.file_fingerprint
+    assert run.target_fingerprint["rows"] == 1
+    assert sorted(target_db.execute("SELECT at, what FROM log")) == [(0, "old"), (1, "a")]
+
+
+def test_a_table_already_there_fails_alone(wide_source, target_db, target, owner, export):
+    job = export(wide_source.connection(owner), tables=["public.keyed", "public.empty_one"])
+    target_db.execute("CREATE TABLE keyed (kept int); INSERT INTO keyed VALUES (42)")
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    runs = {t.table: t for t in load.tables.all()}
+    assert runs["keyed"].status == TableLoad.Status.FAILED
+    assert runs["keyed"].error == (
+        "Table public.keyed is already in the target; choose --if-exists replace or append "
+        "to load it anyway."
+    )
+    assert runs["empty_one"].status == TableLoad.Status.LOADED
+    assert load.status == Load.Status.COMPLETE_WITH_ERRORS
+    assert target_db.execute("SELECT kept FROM keyed") == [(42,)]
+
+
+def test_a_damaged_file_fails_its_table_and_nothing_of_it_lands(
+    wide_source, target_db, target, owner, export
+):
+    job = export(wide_source.connection(owner), tables=["public.keyed", "public.ordinary"])
+    manifest = json.loads(job.manifest_path().read_text())
+    [keyed] = [t for t in manifest["tables"] if t["table"] == "keyed"]
+    path = job.folder() / keyed["files"][0]["path"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    runs = {t.table: t for t in load.tables.all()}
+    assert runs["keyed"].status == TableLoad.Status.FAILED
+    assert "do not check out (corrupt" in runs["keyed"].error
+    assert runs["ordinary"].status == TableLoad.Status.LOADED
+    assert target_db.execute("SELECT to_regclass('public.keyed')") == [(None,)]
+
+
+def test_create_only_makes_empty_tables_with_their_keys(
+    wide_source, target_db, target, owner, export
+):
+    job = export(wide_source.connection(owner), tables=["public.keyed"])
+    load = run_load(create_load(owner, job.folder(), target, create_only=True).pk)
+    [run] = load.tables.all()
+    assert run.status == TableLoad.Status.CREATED, run.error
+    assert target_db.execute("SELECT count(*) FROM keyed") == [(0,)]
+    assert wide_source.execute(KEYS, ["public.keyed"]) == target_db.execute(KEYS, ["public.keyed"])
+
+
+def test_a_connection_not_marked_as_a_target_is_never_written(
+    wide_source, target_db, owner, export
+):
+    job = export(wide_source.connection(owner), tables=["public.keyed"])
+    plain = target_db.connection(owner, name="plain")
+    with pytest.raises(BadRequest, match="'plain' is not marked as a load target"):
+        create_load(owner, job.folder(), plain)
+    # Even a load recorded for it (by a hand, a bug) cannot open a writable session.
+    load = Load.objects.create(
+        owner=owner, target=plain, folder=str(job.folder()), manifest_sha256="x"
+    )
+    TableLoad.objects.create(load=load, schema="public", table="keyed", target_schema="public")
+    load = run_load(load.pk)
+    assert load.status == Load.Status.FAILED
+    assert "not marked as a load target" in load.error
+    assert target_db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'public'")
+
+
+def test_bad_choices_get_one_sentence(wide_source, target, owner, export, tmp_path):
+    job = export(wide_source.connection(owner), tables=["public.keyed"])
+    cases = [
+        (dict(folder=tmp_path), "There is no manifest.json in"),
+        (dict(tables=["public.nope"]), "The export has no table public.nope."),
+        (dict(schema_map={"nope": "x"}), "--schema-map names schema nope"),
+        (dict(if_exists="merge"), "--if-exists is one of fail, replace, append."),
+        (dict(parallel=0), "--parallel is between 1 and 32."),
+    ]
+    for choice, message in cases:
+        folder = choice.pop("folder", job.folder())
+        with pytest.raises(BadRequest, match=message.replace(".", r"\.")):
+            create_load(owner, folder, target, **choice)
+    assert not Load.objects.exists()
+
+
+def test_the_command_loads_and_prints_json(wide_source, target_db, target, owner, export, capsys):
+    job = export(wide_source.connection(owner), tables=["public.keyed"])
+    with pytest.raises(SystemExit) as exit_:
+        call_command(
+            "adu_load", str(job.folder()), "far", "--sync", "--json", "--as", owner.username,
+            "--schema-map", "public=copy",
+        )  # fmt: skip
+    assert exit_.value.code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["status"] == "complete"
+    [table] = data["tables"]
+    assert table["target"] == "copy.keyed" and table["rows"] == 5000
+    assert table["file_fingerprint"] == table["target_fingerprint"]
+    assert_same_table(wide_source, target_db, "keyed", target_schema="copy")
