@@ -48,14 +48,20 @@ def run_load(load_id: int) -> Load:
         }
         entries = {(t["schema"], t["table"]): t for t in manifest["tables"]}
         runs = list(load.tables.exclude(status__in=TableLoad.DONE))
-        _prepare(load, [entries[(r.schema, r.table)] for r in runs])
+        type_notes = _prepare(load, [entries[(r.schema, r.table)] for r in runs])
     except (export_verify.BadManifest, ddl.LoadRefused, ConnectionFailed) as error:
         return _fail(load, str(error))
     except psycopg2.Error as error:
         return _fail(load, load.target.driver().explain(error, load.target))
     with futures.ThreadPoolExecutor(max(1, int(load.option("parallel"))), "adu-load") as pool:
         for run in runs:
-            pool.submit(_table_in_thread, load, run, entries[(run.schema, run.table)], checked)
+            entry = entries[(run.schema, run.table)]
+            run.notes = [
+                note
+                for d in (entry.get("types") or {}).get("definitions", [])
+                for note in type_notes.get((d["schema"], d["name"]), [])
+            ]
+            pool.submit(_table_in_thread, load, run, entry, checked)
     load.refresh_from_db(fields=["cancel_requested"])
     load.finish()
     record(AuditEvent.Action.LOAD_FINISH, user=load.owner, obj=load, status=load.status)
@@ -75,9 +81,10 @@ def _fail(load: Load, message: str) -> Load:
     return load
 
 
-def _prepare(load: Load, entries: list[dict]):
+def _prepare(load: Load, entries: list[dict]) -> dict[tuple[str, str], list[str]]:
     """The target schemas and user types the tables need, in one transaction before any
-    table: tables loading side by side must not each create them."""
+    table: tables loading side by side must not each create them. Returns what each
+    type's definition left out, and why."""
     schema_map = load.option("schema_map") or {}
     definitions: dict[tuple[str, str], dict] = {}
     for entry in entries:
@@ -98,14 +105,14 @@ def _prepare(load: Load, entries: list[dict]):
                 [sorted(schemas)],
             )
             existing = set(cur.fetchall())
+            left_out = {}
             for (schema, name), definition in definitions.items():
                 if (schema_map.get(schema, schema), name) in existing:
                     continue  # made by an earlier load, or by the target's owner
-                statement, notes = ddl.create_type(definition, schema_map)
+                statement, left_out[(schema, name)] = ddl.create_type(definition, schema_map)
                 cur.execute(statement)
-                for note in notes:
-                    log.warning("load %s: left out %s", load.pk, note)
         db.commit()
+        return left_out
     finally:
         db.close()
 
@@ -200,7 +207,7 @@ def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
             for statement in after.statements:
                 cur.execute(statement)
             db.commit()
-            return _finish(run, TableLoad.Status.CREATED, notes=after.notes)
+            return _finish(run, TableLoad.Status.CREATED, notes=run.notes + after.notes)
         accumulator = fingerprint.Accumulator(columns)
         batches = _file_batches(load, run, entry, accumulator)
         cur.copy_expert(
@@ -250,7 +257,7 @@ def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
         file_fingerprint=in_file.as_dict(),
         target_fingerprint=in_target.as_dict(),
         source_fingerprint=source,
-        notes=after.notes,
+        notes=run.notes + after.notes,
     )
 
 

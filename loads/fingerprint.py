@@ -36,6 +36,7 @@ The database session must run with connections.drivers.postgresql.session.SESSIO
 them. `of_table` checks them.
 """
 
+import functools
 import hashlib
 import pathlib
 from dataclasses import dataclass
@@ -58,7 +59,6 @@ FLOAT_NAN_BITS = 0x7FC00000
 DOUBLE_NAN_BITS = 0x7FF8000000000000
 
 _NULL = b"N"
-_BINARY = pa.large_binary()  # 64-bit offsets: a batch of long values cannot overflow them
 
 
 @dataclass(frozen=True)
@@ -248,8 +248,8 @@ class Accumulator:
             )
         if not batch.num_rows:
             return
-        rows = _row_bytes(batch)
-        self.total = _add_wrapping(self.total, _prefix_sum(rows))
+        with np.errstate(over="ignore"):  # the sum wraps at 2**64: that is the modulo
+            self.total += _prefix_sum(_row_bytes(batch))
         self.rows += batch.num_rows
 
     def result(self) -> Fingerprint:
@@ -267,77 +267,88 @@ def of_files(paths: list[pathlib.Path], columns: list[dict]) -> Fingerprint:
     return accumulator.result()
 
 
-def _add_wrapping(a: np.uint64, b: np.uint64) -> np.uint64:
-    with np.errstate(over="ignore"):
-        return np.uint64(a + b)
+# Headers "V<length>:" of values shorter than this are looked up, not printed.
+_LOOKED_UP = 4096
+_MAX_HEADER = len(b"V:") + 20
 
 
 def _row_bytes(batch: pa.RecordBatch) -> pa.Array:
-    """Each row's canonical bytes, as one large_binary array."""
-    pieces = [_piece(_value_bytes(column)) for column in batch.columns]
-    if not pieces:
-        return pa.array([b""] * batch.num_rows, _BINARY)
-    return pc.binary_join_element_wise(*pieces, pa.scalar(b"", _BINARY))
+    """Each row's canonical bytes, as one binary (or large_binary) array."""
+    values = [_value_bytes(column) for column in batch.columns]
+    if not values:
+        return pa.array([b""] * batch.num_rows, pa.binary())
+    # 32-bit offsets are quicker; a batch of long values needs 64-bit ones.
+    bound = sum(v.nbytes for v in values) + batch.num_rows * len(values) * _MAX_HEADER
+    kind = pa.binary() if bound < 2**31 else pa.large_binary()
+    parts = []
+    for array in values:
+        array = array.cast(kind)
+        parts += [_headers(array, kind), pc.fill_null(array, pa.scalar(b"", kind))]
+    return pc.binary_join_element_wise(*parts, pa.scalar(b"", kind))
 
 
-def _piece(values: pa.Array) -> pa.Array:
-    lengths = _ascii(pc.binary_length(values))
-    joined = pc.binary_join_element_wise(
-        pa.scalar(b"V", _BINARY), lengths, pa.scalar(b":", _BINARY), values, pa.scalar(b"", _BINARY)
-    )
-    return pc.fill_null(joined, pa.scalar(_NULL, _BINARY))
+def _headers(values: pa.Array, kind: pa.DataType) -> pa.Array:
+    """b"V<byte length>:" for each value, b"N" for each NULL."""
+    lengths = pc.binary_length(values)
+    longest = pc.max(lengths).as_py()
+    if longest is None or longest < _LOOKED_UP:
+        return pc.take(_header_table(kind), pc.fill_null(lengths, _LOOKED_UP))
+    printed = pc.binary_join_element_wise(b"V", _ascii(lengths, kind), b":", pa.scalar(b"", kind))
+    return pc.fill_null(printed, pa.scalar(_NULL, kind))
 
 
-def _ascii(array: pa.Array) -> pa.Array:
-    """Integers or text as large_binary (text is already UTF-8: a cast of the type only)."""
-    return pc.cast(pc.cast(array, pa.large_string()), _BINARY)
+@functools.cache
+def _header_table(kind: pa.DataType) -> pa.Array:
+    return pa.array([b"V%d:" % n for n in range(_LOOKED_UP)] + [_NULL], kind)
+
+
+def _ascii(array: pa.Array, kind: pa.DataType | None = None) -> pa.Array:
+    """Integers or text as binary (text is already UTF-8: a cast of the type only)."""
+    return array.cast(pa.string()).cast(kind or pa.binary())
 
 
 def _value_bytes(array: pa.Array) -> pa.Array:
     """The canonical bytes of each value of a column (NULL stays NULL)."""
     kind = array.type
-    if isinstance(kind, pa.ExtensionType) or isinstance(array, pa.ExtensionArray):
+    if isinstance(array, pa.ExtensionArray):
         return _value_bytes(array.storage)  # uuid: its 16 bytes
     if pa.types.is_dictionary(kind):
         return _value_bytes(array.dictionary_decode())
     if pa.types.is_null(kind):
-        return pa.nulls(len(array), _BINARY)
-    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        return pc.cast(array, _BINARY)
-    if pa.types.is_fixed_size_binary(kind):
-        return pc.cast(array, _BINARY)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return pc.cast(array, _BINARY)
+        return pa.nulls(len(array), pa.binary())
+    if pa.types.is_large_binary(kind):
+        return array
+    if pa.types.is_large_string(kind):
+        return array.cast(pa.large_binary())
+    if pa.types.is_binary(kind) or pa.types.is_string(kind) or pa.types.is_fixed_size_binary(kind):
+        return array.cast(pa.binary())
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         return _ascii(array)
     if pa.types.is_decimal(kind):
-        return _ascii(_decimal_text(array))
+        return _decimal_text(array).cast(pa.binary())
     if pa.types.is_float32(kind):
         return _ascii(_float_bits(array, pa.int32(), FLOAT_NAN_BITS, 32))
     if pa.types.is_float64(kind):
         return _ascii(_float_bits(array, pa.int64(), DOUBLE_NAN_BITS, 64))
     if pa.types.is_date32(kind):
-        return _ascii(pc.cast(array, pa.int32()))
+        return _ascii(array.cast(pa.int32()))
     if pa.types.is_timestamp(kind):
         # safe casts: a coarser unit scales up exactly, a finer one must lose nothing
-        micros = pc.cast(array, pa.timestamp("us", kind.tz), safe=True)
-        return _ascii(pc.cast(micros, pa.int64()))
+        return _ascii(array.cast(pa.timestamp("us", kind.tz)).cast(pa.int64()))
     if pa.types.is_time(kind):
-        return _ascii(pc.cast(pc.cast(array, pa.time64("us"), safe=True), pa.int64()))
+        return _ascii(array.cast(pa.time64("us")).cast(pa.int64()))
     raise ValueError(f"no canonical form for a column held as {kind}")
 
 
 def _decimal_text(array: pa.Array) -> pa.Array:
     """numeric(p, s)'s text: exactly s digits after the point. Arrow's own cast to string
-    writes 1E-10 for 0.0000000001, so the unscaled integer is printed and the point put in."""
+    writes 1E-10 for 0.0000000001: the unscaled integer is printed and the point put in."""
     scale = array.type.scale
-    whole_type = pa.decimal128(38, 0) if array.type.bit_width == 128 else pa.decimal256(76, 0)
-    unscaled = pa.Array.from_buffers(
-        whole_type, len(array), array.buffers(), array.null_count, array.offset
-    )
-    text = pc.cast(unscaled, pa.string())
     if scale <= 0:
-        return text
+        return _unscaled(array).cast(pa.string())
+    if array.type.bit_width == 128 and array.type.precision <= 18:
+        return _small_decimal_text(array, scale)
+    text = _unscaled(array).cast(pa.string())
     negative = pc.starts_with(text, "-")
     digits = pc.utf8_lpad(pc.utf8_ltrim(text, "-"), scale + 1, "0")
     return pc.binary_join_element_wise(
@@ -349,6 +360,30 @@ def _decimal_text(array: pa.Array) -> pa.Array:
     )
 
 
+def _unscaled(array: pa.Array) -> pa.Array:
+    """The decimals' integers (1.50 in decimal(5, 2) is 150), on the same buffers."""
+    whole = pa.decimal128(38, 0) if array.type.bit_width == 128 else pa.decimal256(76, 0)
+    return pa.Array.from_buffers(whole, len(array), array.buffers(), array.null_count, array.offset)
+
+
+def _small_decimal_text(array: pa.Array, scale: int) -> pa.Array:
+    """_decimal_text for up to 18 digits, in int64 arithmetic (twice as fast): a decimal128
+    of that many digits is its low 64-bit word (little-endian two's complement)."""
+    words = np.frombuffer(array.buffers()[1], np.int64, 2 * (array.offset + len(array)))
+    unscaled = words[2 * array.offset :: 2]
+    magnitude = np.abs(unscaled)
+    whole = pa.array(magnitude // 10**scale).cast(pa.string())
+    # 10**scale added keeps the fraction's leading zeros: "1" + digits, the "1" becomes "."
+    fraction = pa.array(magnitude % 10**scale + 10**scale).cast(pa.string())
+    text = pc.binary_join_element_wise(whole, pc.utf8_replace_slice(fraction, 0, 1, "."), "")
+    negative = unscaled < 0
+    if negative.any():
+        text = pc.if_else(pa.array(negative), pc.binary_join_element_wise("-", text, ""), text)
+    if array.null_count:  # the words under a NULL are whatever the writer left there
+        text = pc.if_else(array.is_valid(), text, pa.scalar(None, pa.string()))
+    return text
+
+
 def _float_bits(array: pa.Array, integer: pa.DataType, nan: int, bits: int) -> pa.Array:
     """The floats' bit patterns as signed integers, every NaN as `nan`."""
     raw = pa.Array.from_buffers(
@@ -358,16 +393,18 @@ def _float_bits(array: pa.Array, integer: pa.DataType, nan: int, bits: int) -> p
 
 
 def _prefix_sum(rows: pa.Array) -> np.uint64:
-    """The sum, wrapping at 2**64, of the 8-byte prefixes of each row's SHA-256."""
+    """The sum, wrapping at 2**64, of the first 8 bytes of each row's SHA-256."""
     _, offsets_buffer, data_buffer = rows.buffers()
-    offsets = np.frombuffer(offsets_buffer, np.int64, len(rows) + 1, rows.offset * 8)
-    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    width = np.int64 if pa.types.is_large_binary(rows.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, width, len(rows) + 1, rows.offset * width(0).itemsize)
+    data = memoryview(data_buffer if data_buffer is not None else b"")
     sha256 = hashlib.sha256
+    bounds = offsets.tolist()
     prefixes = b"".join(
         [
             sha256(data[start:end]).digest()[:8]
-            for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
+            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
         ]
     )
-    # numpy's uint64 sum wraps at 2**64, which is the modulo of the digest
-    return np.frombuffer(prefixes, ">u8").sum(dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return np.frombuffer(prefixes, ">u8").sum(dtype=np.uint64)
