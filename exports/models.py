@@ -531,6 +531,9 @@ class TableRun(models.Model):
     # snapshot): {"constraints": [{"name", "kind", "columns", "definition"}], "types":
     # {"columns": {...}, "definitions": [...]}} (connections.drivers.base.TableDescription)
     catalog = models.JSONField(default=dict, blank=True)
+    # {"rows", "digest"} of the table's rows in the snapshot (loads.fingerprint), with the
+    # job's option "fingerprint"; or {"skipped": why}; empty when not asked for.
+    fingerprint = models.JSONField(default=dict, blank=True)
     # [{"name", "nulls", "min", "max", "distinct"}], computed while streaming
     profile = models.JSONField(default=list, blank=True)
     # [{"check": "rows" | "nulls", "message"}]: against the table's last successful export

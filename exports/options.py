@@ -18,6 +18,7 @@ VALIDATION_MODES = ("off", "sample", "full")
 # "job" (only within the job) or "site" (across connections: ADU Admins only, since an
 # operator could then build a lookup table through a source of their own).
 MASKING_KEYS = ("connection", "job", "site")
+FINGERPRINT_MODES = ("off", "on")
 
 
 class Option(typing.NamedTuple):
@@ -55,6 +56,14 @@ OPTIONS = {
         "this job alone, or the site's (tokens match across connections), which only ADU "
         "Admins may choose.",
         choices=MASKING_KEYS,
+    ),
+    "fingerprint": Option(
+        "off",
+        "Take each table's content fingerprint in the snapshot (one more scan of it), so "
+        "that a load on the far side proves the target equal to the source, not only to "
+        "the files.",
+        choices=FINGERPRINT_MODES,
+        title="Source fingerprint",
     ),
     # None: settings.SOURCE_LOCK_TIMEOUT.
     "lock_timeout": Option(

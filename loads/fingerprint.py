@@ -80,7 +80,9 @@ def sql(
     rows of it that meet `where`. Run it with SESSION_SETTINGS set on the session."""
     values = [_value_sql(column) for column in columns]
     names = [pgsql.Identifier(f"v{i}") for i in range(len(columns))]
-    # Each value is computed once in the inner SELECT: it appears twice in its piece.
+    # The inner SELECT names the values; the planner pulls it up, so a value is computed
+    # twice (its length, its bytes). A fence (OFFSET 0) would compute it once but stop
+    # parallel workers, and on Greenplum send every row to the coordinator.
     inner = pgsql.SQL("SELECT {} FROM {}.{}{}").format(
         pgsql.SQL(", ").join(
             pgsql.SQL("{} AS {}").format(value, name)
@@ -112,7 +114,7 @@ def sql(
         " mod(mod(coalesce(sum(prefix), 0), 18446744073709551616) + 18446744073709551616,"
         " 18446744073709551616) AS total"
         " FROM (SELECT ('x' || encode(substr(sha256({row}), 1, 8), 'hex'))::bit(64)::bigint"
-        " AS prefix FROM ({inner} OFFSET 0) AS fingerprint_values) AS prefixes) AS totals"
+        " AS prefix FROM ({inner}) AS fingerprint_values) AS prefixes) AS totals"
     ).format(row=row, inner=inner)
 
 
@@ -325,7 +327,7 @@ def _value_bytes(array: pa.Array) -> pa.Array:
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         return _ascii(array)
     if pa.types.is_decimal(kind):
-        return _decimal_text(array).cast(pa.binary())
+        return array.cast(pa.string()).cast(pa.binary())
     if pa.types.is_float32(kind):
         return _ascii(_float_bits(array, pa.int32(), FLOAT_NAN_BITS, 32))
     if pa.types.is_float64(kind):
@@ -400,11 +402,12 @@ def _prefix_sum(rows: pa.Array) -> np.uint64:
     data = memoryview(data_buffer if data_buffer is not None else b"")
     sha256 = hashlib.sha256
     bounds = offsets.tolist()
-    prefixes = b"".join(
+    digests = b"".join(
         [
-            sha256(data[start:end]).digest()[:8]
+            sha256(data[start:end]).digest()
             for start, end in zip(bounds[:-1], bounds[1:], strict=True)
         ]
     )
+    # Each digest is four big-endian 64-bit words; the first is the row's prefix.
     with np.errstate(over="ignore"):
-        return np.frombuffer(prefixes, ">u8").sum(dtype=np.uint64)
+        return np.frombuffer(digests, ">u8")[::4].sum(dtype=np.uint64)

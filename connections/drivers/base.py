@@ -79,6 +79,12 @@ class Driver(Protocol):
 
     def count_rows(self, db, schema: str, table: str) -> int: ...
 
+    def fingerprint(
+        self, db, schema: str, table: str, columns: list[dict], row_filter: str = ""
+    ) -> tuple[int, str] | None:
+        """(rows, digest) of the table's rows in the session's snapshot, as a load
+        fingerprints its target (loads.fingerprint); None where the kind has none."""
+
     def check_filter(self, db, schema: str, table: str, expression: str) -> user_sql.CheckedFilter:
         """What runs and the columns it reads; BadSelection unless one allowed condition."""
 

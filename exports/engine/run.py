@@ -432,6 +432,7 @@ PHASES = {
     "read": "reading",
     "verify": "checking the row count",
     "validate": "validating its rows",
+    "fingerprint": "taking its fingerprint",
     "export": "exporting",
 }
 
@@ -558,6 +559,14 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
     ]
     run.rows_written = writer.rows
     run.bytes_written = sum(f.bytes for f in writer.files)
+    if job.option("fingerprint") == "on":
+        try:
+            run.fingerprint = _phase(
+                "fingerprint", connection, _source_fingerprint, run, driver, first, narrowing
+            )
+        except BaseException:
+            writer.abort()  # a table that fails keeps no file
+            raise
     run.warnings = anomalies(run, pool.last_complete_run(run)) + [
         {"check": "validation", "message": message}
         for message in validation.warning_messages(run.validation)
@@ -679,6 +688,27 @@ def _write(run, plans, target, source: _Source, block_bytes: int) -> TableWriter
         raise
     run.profile = profiler.result()
     return writer
+
+
+def _source_fingerprint(run: TableRun, driver, session, narrowing: dict) -> dict:
+    """The content fingerprint of what the table's file holds, taken from the source in
+    the job's snapshot: a load on the far side compares its target with it. Rows a mask
+    changed or a query made have none to compare with at the source."""
+    if (run.spec or {}).get("masks"):
+        return {"skipped": "masked columns differ from the source by design"}
+    if narrowing.get("query"):
+        return {"skipped": "a query's rows have no table to fingerprint"}
+    found = driver.fingerprint(session, run.schema, run.table, run.columns, **narrowing)
+    if found is None:
+        return {"skipped": "this kind of source has no fingerprint yet"}
+    rows, digest = found
+    if rows != run.rows_written:
+        raise TableFailed(
+            f"The fingerprint of the source saw {rows} rows where the file has "
+            f"{run.rows_written} in the same snapshot.",
+            "fingerprint",
+        )
+    return {"rows": int(rows), "digest": digest}
 
 
 def _expect(run, rows: int, validator: Validator, show: bool = False):

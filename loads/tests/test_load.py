@@ -255,3 +255,66 @@ def test_the_command_loads_and_prints_json(wide_source, target_db, target, owner
     assert table["target"] == "copy.keyed" and table["rows"] == 5000
     assert table["file_fingerprint"] == table["target_fingerprint"]
     assert_same_table(wide_source, target_db, "keyed", target_schema="copy")
+
+
+def test_a_source_fingerprint_makes_the_load_verified(
+    wide_source, target_db, target, owner, export
+):
+    connection = wide_source.connection(owner)
+    job = export(connection, schemas=["public"], fingerprint="on")
+    manifest = json.loads(job.manifest_path().read_text())
+    taken = {t["table"]: t["source_fingerprint"] for t in manifest["tables"]}
+    assert taken["keyed"]["rows"] == 5000 and len(taken["keyed"]["digest"]) == 16
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    assert load.status == Load.Status.VERIFIED, list(load.tables.values_list("error", flat=True))
+    for run in load.tables.all():
+        assert run.source_fingerprint == run.file_fingerprint == run.target_fingerprint
+        assert run.source_fingerprint == taken[run.table]
+
+
+def test_a_filtered_table_is_fingerprinted_with_its_filter_and_a_masked_one_is_not(
+    wide_source, target_db, target, owner, export
+):
+    from exports.jobs import create_job
+
+    job = create_job(
+        owner,
+        wide_source.connection(owner),
+        tables=["public.keyed", "public.ordinary"],
+        options={"fingerprint": "on"},
+        selections={
+            ("public", "keyed"): {"filter": "a <= 100"},
+            ("public", "ordinary"): {"masks": {"c_text": {"method": "hash"}}},
+        },
+    )
+    from exports.engine.run import run_job
+
+    job = run_job(job.pk)
+    manifest = json.loads(job.manifest_path().read_text())
+    taken = {t["table"]: t["source_fingerprint"] for t in manifest["tables"]}
+    assert taken["keyed"]["rows"] == 100
+    assert taken["ordinary"] == {"skipped": "masked columns differ from the source by design"}
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    runs = {t.table: t for t in load.tables.all()}
+    assert runs["keyed"].status == TableLoad.Status.VERIFIED, runs["keyed"].error
+    assert runs["ordinary"].status == TableLoad.Status.LOADED, runs["ordinary"].error
+    assert load.status == Load.Status.COMPLETE
+    assert target_db.execute("SELECT count(*), max(a) FROM keyed") == [(100, 100)]
+
+
+def test_a_file_that_differs_from_the_source_fingerprint_is_refused(
+    wide_source, target_db, target, owner, export
+):
+    from exports.manifest import CHECKSUM_KEY, checksum
+
+    job = export(wide_source.connection(owner), tables=["public.keyed"], fingerprint="on")
+    path = job.manifest_path()
+    manifest = json.loads(path.read_text())
+    manifest["tables"][0]["source_fingerprint"]["digest"] = "0" * 16
+    manifest[CHECKSUM_KEY] = checksum({k: v for k, v in manifest.items() if k != CHECKSUM_KEY})
+    path.write_text(json.dumps(manifest))
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    [run] = load.tables.all()
+    assert run.status == TableLoad.Status.FAILED
+    assert run.error.startswith("The file's rows differ from what the source held")
+    assert target_db.execute("SELECT to_regclass('public.keyed')") == [(None,)]

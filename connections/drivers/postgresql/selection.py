@@ -32,6 +32,21 @@ def count_rows(db, schema: str, table: str, row_filter: str = "", query: str = "
         return cur.fetchone()[0]
 
 
+def fingerprint(db, schema: str, table: str, columns: list[dict], row_filter: str = ""):
+    """(rows, digest): the content fingerprint of the table's rows (those the filter
+    keeps) as a load computes it over its target (loads.fingerprint), in this session's
+    snapshot."""
+    from loads import fingerprint as content
+
+    where = sql.SQL(user_sql.check_filter(row_filter).sql) if row_filter else None
+    with db.cursor() as cur:
+        if db.server_version >= 90600:
+            cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cur.execute(content.sql(schema, table, columns, where))
+        rows, digest = cur.fetchone()
+    return int(rows), digest
+
+
 def from_clause(schema: str, table: str, query: str) -> sql.Composable:
     """What a count, a preview or a COPY reads: the table, or the checked query's result."""
     if query:

@@ -38,5 +38,10 @@ def query_columns(db, query: str) -> list[SourceColumn]:
     check_query(db, query)
 
 
+def fingerprint(db, schema: str, table: str, columns: list[dict], row_filter: str = ""):
+    """None: Vertica's SQL has no fingerprint of the form a load computes yet."""
+    return None
+
+
 def preview(db, query: str, limit: int) -> list[tuple]:
     check_query(db, query)
