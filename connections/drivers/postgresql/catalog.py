@@ -345,9 +345,8 @@ def user_types(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
         entry = found.setdefault((nsp, rel), {"columns": {}, "definitions": []})
         entry["columns"][column] = {"schema": type_schema, "name": type_name, "array": is_array}
     for ord_, definitions in by_ord.items():
-        entry = found.get(names[ord_ - 1])
-        if entry is not None:
-            entry["definitions"] = _dependencies_first(definitions)
+        if names[ord_ - 1] in found:
+            found[names[ord_ - 1]]["definitions"] = _dependencies_first(definitions)
     return found
 
 
