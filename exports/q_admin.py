@@ -19,8 +19,11 @@ from django.utils.module_loading import import_string
 from django_q import admin as q_admin
 from django_q.models import Failure, OrmQ, Schedule, Success
 
-# ADU's task functions (exports.tasks): all a schedule or a resubmitted task may call.
-TASKS = frozenset({"exports.tasks.sweep", "exports.tasks.coordinate", "exports.tasks.work"})
+# ADU's task functions (exports.tasks, loads.tasks): all a schedule or a resubmitted task
+# may call.
+TASKS = frozenset(
+    {"exports.tasks.sweep", "exports.tasks.coordinate", "exports.tasks.work", "loads.tasks.run"}
+)
 
 
 def task_refused(func: str) -> str:

@@ -14,6 +14,7 @@ from django_q.tasks import async_task
 from audit.models import AuditEvent, record
 from exports.joblog import job_log
 from exports.models import ExportJob, JobError, TableRun
+from loads.tasks import sweep_loads
 
 MAX_RECOVERIES = 1
 # A coordinator task not started this many heartbeat timeouts after it was queued is
@@ -81,6 +82,7 @@ def sweep():
     A table whose worker stopped beating is queued again once (its coordinator takes it),
     then failed. A job whose coordinator stopped beating (its cluster was killed) is
     resumed once under a new snapshot, keeping the tables already exported; then failed.
+    Loads whose worker stopped are resumed likewise (loads.tasks.sweep_loads).
     """
     from exports.engine import run as engine
 
@@ -112,6 +114,7 @@ def sweep():
         log.error("%s", message)
         engine.finish_job(job.pk)
     requeue_lost_coordinators()
+    sweep_loads()
 
 
 def requeue_lost_coordinators():

@@ -7,12 +7,15 @@ back, and a load run again takes only the tables not yet committed.
 """
 
 import logging
+import threading
 import time
 from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
 import pyarrow.parquet as pq
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 from psycopg2 import sql
@@ -37,10 +40,53 @@ class Cancelled(Exception):
 def run_load(load_id: int) -> Load:
     """Run the load to its end, in this process; its status says how it went."""
     load = Load.objects.select_related("target", "owner").get(pk=load_id)
-    if load.status in Load.FINISHED:
+    if not load.claim():
+        return load  # ended, or another worker runs it
+    with _watching(load):
+        return _run(load)
+
+
+# The target sessions of each running load in this process: a cancel interrupts them.
+_SESSIONS: dict[int, set] = {}
+_SESSIONS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _watching(load: Load):
+    """While the load runs: beat for it, so the sweep knows its worker lives, and on a
+    cancel interrupt its COPYs (a table stops within a second, not at its next batch)."""
+    stop = threading.Event()
+    _SESSIONS[load.pk] = set()
+
+    def watch():
+        beaten = time.monotonic()
+        while not stop.wait(CANCEL_CHECK_SECONDS):
+            if time.monotonic() - beaten >= settings.HEARTBEAT_SECONDS:
+                beaten = time.monotonic()
+                Load.objects.filter(pk=load.pk, status=Load.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+            if Load.objects.filter(pk=load.pk, cancel_requested=True).exists():
+                with _SESSIONS_LOCK:
+                    for db in _SESSIONS[load.pk]:
+                        db.cancel()
+        close_old_connections()
+
+    thread = threading.Thread(target=watch, daemon=True, name=f"adu-load-{load.pk}-watch")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        with _SESSIONS_LOCK:
+            del _SESSIONS[load.pk]
+
+
+def _run(load: Load) -> Load:
+    if load.cancel_requested:
+        load.finish()
         return load
-    load.status, load.started_at = Load.Status.RUNNING, load.started_at or timezone.now()
-    load.save(update_fields=["status", "started_at"])
     try:
         manifest = export_verify.read_manifest(Path(load.folder))
         checked = {
@@ -141,8 +187,8 @@ def _load_table(load: Load, run: TableLoad, entry: dict, check: dict):
             TableLoad.Status.FAILED,
             error=f"The export's files of this table do not check out ({check.get('status')}: {detail}).",
         )
-    if load.cancel_requested:
-        return
+    if Load.objects.filter(pk=load.pk, cancel_requested=True).exists():
+        return _finish(run, TableLoad.Status.CANCELLED, error="Cancelled before it started.")
     run.status, run.started_at = TableLoad.Status.LOADING, timezone.now()
     run.save(update_fields=["status", "started_at"])
     target = load.target
@@ -150,6 +196,8 @@ def _load_table(load: Load, run: TableLoad, entry: dict, check: dict):
         db = target.driver().connect_target(target)
     except ConnectionFailed as error:
         return _finish(run, TableLoad.Status.FAILED, error=str(error))
+    with _SESSIONS_LOCK:
+        _SESSIONS[load.pk].add(db)
     try:
         _load_in_transaction(load, run, entry, db)
     except (ddl.LoadRefused, ConnectionFailed) as error:
@@ -157,21 +205,24 @@ def _load_table(load: Load, run: TableLoad, entry: dict, check: dict):
         _finish(run, TableLoad.Status.FAILED, error=str(error))
     except Cancelled:
         db.rollback()
-        _finish(
-            run,
-            TableLoad.Status.QUEUED,
-            error="Cancelled before it committed: nothing of it is in the target.",
-        )
+        _finish(run, TableLoad.Status.CANCELLED, error=CANCELLED)
     except psycopg2.Error as error:
         if not db.closed:
             db.rollback()
+        if Load.objects.filter(pk=load.pk, cancel_requested=True).exists():
+            return _finish(run, TableLoad.Status.CANCELLED, error=CANCELLED)
         _finish(
             run,
             TableLoad.Status.FAILED,
             error=target.driver().explain(error, target, f"{run.target_schema}.{run.table}"),
         )
     finally:
+        with _SESSIONS_LOCK:
+            _SESSIONS[load.pk].discard(db)
         db.close()
+
+
+CANCELLED = "Cancelled before it committed: nothing of it is in the target."
 
 
 def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
@@ -295,5 +346,5 @@ def _finish(run: TableLoad, status: str, **fields):
     run.status = status
     for key, value in fields.items():
         setattr(run, key, value)
-    run.finished_at = timezone.now() if status != TableLoad.Status.QUEUED else None
+    run.finished_at = timezone.now()
     run.save()

@@ -97,13 +97,13 @@ def sql(
     row = (
         pgsql.SQL(" || ").join(
             pgsql.SQL(
-                "coalesce('\\x56'::bytea || convert_to(octet_length({0})::text || ':', 'UTF8')"
-                " || {0}, '\\x4e'::bytea)"
+                "coalesce('V'::bytea || convert_to(octet_length({0})::text || ':', 'UTF8')"
+                " || {0}, 'N'::bytea)"
             ).format(name)
             for name in names
         )
         if columns
-        else pgsql.SQL("'\\x'::bytea")
+        else pgsql.SQL("''::bytea")
     )
     # sum(bigint) is exact (numeric); the modulo and the hex digits are done here too, so
     # that the caller only reads two values.
@@ -327,7 +327,7 @@ def _value_bytes(array: pa.Array) -> pa.Array:
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
         return _ascii(array)
     if pa.types.is_decimal(kind):
-        return array.cast(pa.string()).cast(pa.binary())
+        return _decimal_text(array).cast(pa.binary())
     if pa.types.is_float32(kind):
         return _ascii(_float_bits(array, pa.int32(), FLOAT_NAN_BITS, 32))
     if pa.types.is_float64(kind):

@@ -4,6 +4,34 @@ the source's fingerprint) by content fingerprints (loads.fingerprint)."""
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
+
+from accounts import roles
+
+
+class LoadQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Loads the user may see: their own and those into targets shared with one of
+        their groups (an ADU Admin: all), as for export jobs."""
+        if roles.is_admin(user):
+            return self.all()
+        shared = Q(target__shared_with__in=roles.teams(user))
+        return self.filter(Q(owner_id=user.pk) | shared).distinct()
+
+    def actionable_by(self, user):
+        """Loads the user may cancel: an operator's own (an admin: all)."""
+        if roles.is_admin(user):
+            return self.all()
+        return self.filter(owner_id=user.pk) if roles.is_operator(user) else self.none()
+
+    def for_user(self, user, load_id, act: bool = False) -> "Load":
+        """The load if this user may see it (or, with `act`, cancel it); the same error
+        whether it is missing or not theirs."""
+        loads = self.actionable_by(user) if act else self.visible_to(user)
+        try:
+            return loads.select_related("target").get(pk=int(load_id))
+        except (ValueError, Load.DoesNotExist):
+            raise LookupError(f"There is no load {load_id}.") from None
 
 
 class Load(models.Model):
@@ -46,10 +74,15 @@ class Load(models.Model):
     # {"schema_map": {src: dst}, "tables": [...], "if_exists", "parallel", "create_only"}
     options = models.JSONField(default=dict, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # The worker running it beats; a load whose beat stopped is resumed once (tasks.sweep).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    recoveries = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)  # one sentence when the whole load failed
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = LoadQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -58,18 +91,52 @@ class Load(models.Model):
     def __str__(self) -> str:
         return f"load {self.pk} of job {self.source_job_id} into {self.target}"
 
+    def counts(self) -> dict:
+        """Tables by status and rows loaded so far, as every page and command shows them."""
+        runs = list(self.tables.values_list("status", "rows"))
+        return {
+            "tables_total": len(runs),
+            "tables_done": sum(1 for s, _ in runs if s in TableLoad.DONE),
+            "tables_failed": sum(1 for s, _ in runs if s == TableLoad.Status.FAILED),
+            "rows": sum(r for _, r in runs),
+        }
+
     def option(self, name: str):
         return (self.options or {}).get(name, DEFAULTS[name])
 
     def target_schema(self, schema: str) -> str:
         return (self.option("schema_map") or {}).get(schema, schema)
 
+    def claim(self) -> bool:
+        """Take the queued load for this worker; False if another has it or it ended."""
+        from django.utils import timezone
+
+        now = timezone.now()
+        taken = Load.objects.filter(pk=self.pk, status=Load.Status.QUEUED).update(
+            status=Load.Status.RUNNING, heartbeat_at=now
+        )
+        if taken:
+            self.status, self.heartbeat_at = Load.Status.RUNNING, now
+            if self.started_at is None:
+                self.started_at = now
+                self.save(update_fields=["started_at"])
+        return bool(taken)
+
+    def request_cancel(self) -> bool:
+        """Ask the load to stop; its tables that have not committed leave nothing. False
+        if it had already ended."""
+        return bool(
+            Load.objects.filter(pk=self.pk)
+            .exclude(status__in=Load.FINISHED)
+            .update(cancel_requested=True)
+        )
+
     def finish(self):
         """The load's status from its tables'."""
         from django.utils import timezone
 
         statuses = list(self.tables.values_list("status", flat=True))
-        if self.cancel_requested and TableLoad.Status.QUEUED in statuses:
+        if self.cancel_requested and not all(s in TableLoad.DONE for s in statuses):
             self.status = Load.Status.CANCELLED
         elif statuses and all(s == TableLoad.Status.VERIFIED for s in statuses):
             self.status = Load.Status.VERIFIED
@@ -100,6 +167,7 @@ class TableLoad(models.Model):
         LOADED = "loaded"  # target = file; no source fingerprint in the manifest
         CREATED = "created"  # --create-only: the table, empty
         FAILED = "failed"
+        CANCELLED = "cancelled"  # nothing of it in the target
         SKIPPED = "skipped"  # not exported (the manifest says why)
 
     DONE = {Status.VERIFIED, Status.LOADED, Status.CREATED}
