@@ -137,6 +137,7 @@ def export_root(tmp_path, settings):
     """Each test's own export root and log folder: the files of one test's job 1 are not
     those of another's."""
     settings.EXPORT_ROOT = tmp_path / "exports"
+    settings.RECEIVE_ROOT = tmp_path / "received"
     settings.JOB_LOG_DIR = tmp_path / "logs"
     return settings.EXPORT_ROOT
 
@@ -220,6 +221,7 @@ def cluster_env(settings, tmp_path, export_root):
         **os.environ,
         "ADU_DATABASE_URL": database_url(django_db.settings_dict),
         "ADU_EXPORT_ROOT": str(export_root),
+        "ADU_RECEIVE_ROOT": str(settings.RECEIVE_ROOT),
         "ADU_JOB_LOG_DIR": str(tmp_path / "logs"),
         "ADU_HEARTBEAT_TIMEOUT": "6",
         "ADU_WORKERS": "3",

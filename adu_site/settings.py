@@ -149,6 +149,9 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 EXPORT_ROOT = Path(_read("ADU_EXPORT_ROOT", env.str, str(VAR_DIR / "exports"))).resolve()
+# Where exports carried across the gap are put to be loaded: a load reads a folder under
+# this or under EXPORT_ROOT, nowhere else.
+RECEIVE_ROOT = Path(_read("ADU_RECEIVE_ROOT", env.str, str(VAR_DIR / "received"))).resolve()
 
 INSTALLED_APPS = [
     "django.contrib.admin",

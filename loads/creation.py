@@ -23,6 +23,31 @@ def parse_schema_map(pairs) -> dict[str, str]:
     return mapping
 
 
+def readable_folder(owner, folder) -> Path:
+    """The folder, if a load by this user may read it: under the receive root (exports
+    carried across the gap), or under the export root as an export job's folder that the
+    user may see (an operator must not load another's export they cannot download)."""
+    from django.conf import settings
+
+    from exports.models import ExportJob
+
+    given = Path(folder).expanduser()
+    resolved = given.resolve()
+    receive, exports = Path(settings.RECEIVE_ROOT), Path(settings.EXPORT_ROOT)
+    if resolved.is_relative_to(receive) and resolved != receive:
+        return resolved
+    if resolved.is_relative_to(exports) and resolved != exports:
+        name = resolved.relative_to(exports).parts[0]
+        if ExportJob.objects.visible_to(owner).filter(output_dir=name).exists():
+            return exports / name
+        raise BadRequest(f"There is no export of yours in {given}.", "folder")
+    raise BadRequest(
+        f"{given} is not under the receive root ({receive}) or the export root ({exports}): "
+        "a load reads an export from one of them.",
+        "folder",
+    )
+
+
 def create_load(owner, folder, target: Connection, tables=(), **options) -> Load:
     """Check the export and the user's choices and record the queued load; BadRequest with
     one sentence otherwise. The same export already loaded into the same target (by its
@@ -41,7 +66,7 @@ def create_load(owner, folder, target: Connection, tables=(), **options) -> Load
         raise BadRequest(
             "ADU loads into PostgreSQL and Greenplum; Vertica is not supported yet.", "target"
         )
-    folder = Path(folder).expanduser().resolve()
+    folder = readable_folder(owner, folder)
     try:
         manifest = read_manifest(folder)
     except BadManifest as error:

@@ -225,10 +225,12 @@ def test_a_connection_not_marked_as_a_target_is_never_written(
     assert target_db.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'public'")
 
 
-def test_bad_choices_get_one_sentence(wide_source, target, owner, export, tmp_path):
+def test_bad_choices_get_one_sentence(wide_source, target, owner, export, tmp_path, settings):
     job = export(wide_source.connection(owner), tables=["public.keyed"])
     cases = [
-        (dict(folder=tmp_path), "There is no manifest.json in"),
+        (dict(folder=tmp_path), "is not under the receive root"),
+        (dict(folder=tmp_path / "received" / "x"), "There is no manifest.json in"),
+        (dict(folder=job.folder() / ".." / "job-999"), "There is no export of yours in"),
         (dict(tables=["public.nope"]), "The export has no table public.nope."),
         (dict(schema_map={"nope": "x"}), "--schema-map names schema nope"),
         (dict(if_exists="merge"), "--if-exists is one of fail, replace, append."),
@@ -318,3 +320,21 @@ def test_a_file_that_differs_from_the_source_fingerprint_is_refused(
     assert run.status == TableLoad.Status.FAILED
     assert run.error.startswith("The file's rows differ from what the source held")
     assert target_db.execute("SELECT to_regclass('public.keyed')") == [(None,)]
+
+
+def test_a_load_reads_only_its_users_exports_and_the_receive_root(
+    source_db, target_db, target, owner, outsider, export, settings
+):
+    import shutil
+
+    source_db.execute("CREATE TABLE t AS SELECT 1 AS x")
+    job = export(source_db.connection(owner), tables=["public.t"])
+    far = target_db.connection(outsider, name="far", is_target=True)
+    with pytest.raises(BadRequest, match="There is no export of yours in"):
+        create_load(outsider, job.folder(), far)
+    # Carried across the gap: a folder under the receive root is anyone's to load.
+    carried = settings.RECEIVE_ROOT / "carried"
+    shutil.copytree(job.folder(), carried)
+    load = run_load(create_load(outsider, carried, far).pk)
+    assert load.status == Load.Status.COMPLETE
+    assert load.folder == str(carried)
