@@ -338,3 +338,34 @@ def test_a_load_reads_only_its_users_exports_and_the_receive_root(
     load = run_load(create_load(outsider, carried, far).pk)
     assert load.status == Load.Status.COMPLETE
     assert load.folder == str(carried)
+
+
+def test_adu_verify_against_rechecks_a_loaded_database(
+    wide_source, target_db, target, owner, export, capsys
+):
+    job = export(wide_source.connection(owner), tables=["public.keyed"], fingerprint="on")
+    run_load(create_load(owner, job.folder(), target, schema_map={"public": "landed"}).pk)
+    command = [
+        "adu_verify", str(job.folder()), "--against", "far", "--schema-map", "public=landed",
+        "--as", owner.username,
+    ]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        call_command(*command)
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "landed.keyed" in out and "5000 rows, target = file = source" in out
+
+    # Someone changes one row in the target: the check names the table.
+    target_db.execute("UPDATE landed.keyed SET b = b || 'x' WHERE a = 77")
+    with pytest.raises(SystemExit) as exit_:
+        call_command(*command, "--json")
+    assert exit_.value.code == 1
+    [table] = json.loads(capsys.readouterr().out)["tables"]
+    assert table["status"] == "differs" and table["target_fp"]["rows"] == 5000
+
+    # The check only reads: a read-only session, whatever the connection is marked.
+    target_db.execute("DROP TABLE landed.keyed")
+    with pytest.raises(SystemExit):
+        call_command(*command, "--json")
+    [table] = json.loads(capsys.readouterr().out)["tables"]
+    assert table["status"] == "missing in target"

@@ -13,16 +13,29 @@ class Command(BaseCommand):
         "recorded size and SHA-256, its Parquet footer has the recorded rows and schema, "
         "and each table's rows add up to the source's count, and no other file is in the "
         "folder. Needs no database. Exit 0 only when every table is ok and no file is "
-        "unlisted."
+        "unlisted. With --against, checks a database the export was loaded into instead: "
+        "each table's content fingerprint in it equals its files' (and the source's, where "
+        "the export took one); the target is only read."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("folder", help="The export folder (the one holding manifest.json).")
         parser.add_argument("--json", action="store_true", help="Print JSON for machines.")
+        parser.add_argument(
+            "--against", metavar="CONNECTION",
+            help="A connection the export was loaded into (adu_load): compare its tables.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--schema-map", action="append", default=[], metavar="SRC=DST",
+            help="With --against: the schema map the load used (repeat).",
+        )  # fmt: skip
+        parser.add_argument("--as", dest="as_user", metavar="USERNAME", help="Act for this user.")
 
     def handle(self, *args, **options):
         from exports.verify import OK, BadManifest, verify  # pyarrow: not for --help
 
+        if options["against"]:
+            return self._against(options)
         try:
             report = verify(Path(options["folder"]))
         except BadManifest as error:
@@ -42,6 +55,36 @@ class Command(BaseCommand):
             summary = f"{len(report['tables'])} table(s) checked, {bad} not ok."
             if report["unlisted"]:
                 summary += f" {len(report['unlisted'])} file(s) not in the manifest."
+            style = self.style.SUCCESS if report["ok"] else self.style.ERROR
+            self.stdout.write(style(summary))
+        sys.exit(0 if report["ok"] else 1)
+
+    def _against(self, options):
+        from accounts.users import NoActingUser, acting_user
+        from connections.models import Connection, ConnectionFailed
+        from exports.selection import BadRequest
+        from exports.verify import BadManifest
+        from loads.creation import parse_schema_map, readable_folder
+        from loads.verify import SAME, verify_against
+
+        try:
+            user = acting_user(options["as_user"])
+            target = Connection.objects.usable_by(user).named(user, options["against"])
+            folder = readable_folder(user, options["folder"])
+            report = verify_against(folder, target, parse_schema_map(options["schema_map"]))
+        except (NoActingUser, ConnectionFailed, BadRequest, BadManifest) as error:
+            raise CommandError(str(error)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2))
+        else:
+            for table in report["tables"]:
+                line = f"{table['target']:40} {table['status']:18} {table['detail']}"
+                ok = table["status"] == SAME
+                self.stdout.write(self.style.SUCCESS(line) if ok else self.style.ERROR(line))
+            bad = sum(1 for t in report["tables"] if t["status"] != SAME)
+            summary = (
+                f"{len(report['tables'])} table(s) compared with '{target.name}', {bad} not ok."
+            )
             style = self.style.SUCCESS if report["ok"] else self.style.ERROR
             self.stdout.write(style(summary))
         sys.exit(0 if report["ok"] else 1)
