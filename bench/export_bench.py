@@ -455,7 +455,52 @@ def prepare_pg_dump(spec):
     return export
 
 
+def prepare_adu_load(spec):
+    """Load the export in spec["folder"] into the target database, replacing the table
+    an earlier run loaded: create_load + run_load, as `adu_load --sync` does."""
+    setup_django()
+    from connections.models import Connection
+    from loads.creation import create_load
+    from loads.engine import run_load
+
+    target = Connection.objects.select_related("owner").get(pk=spec["target_id"])
+
+    def load():
+        done = run_load(create_load(target.owner, spec["folder"], target, if_exists="replace").pk)
+        if done.status not in ("complete", "verified"):
+            raise RuntimeError(done.error or str(list(done.tables.values_list("error", flat=True))))
+        return [], sum(t.rows for t in done.tables.all())
+
+    return load
+
+
+def prepare_duckdb_load(spec):
+    """DuckDB's postgres writer: INSERT the Parquet file's rows into a new table."""
+    import duckdb
+
+    extension = duckdb_extension()
+
+    def load():
+        con = duckdb.connect()
+        try:
+            con.execute(f"LOAD {sql_string(str(extension))}")
+            con.execute(f"ATTACH {sql_string(spec['target_dsn'])} AS pg (TYPE postgres)")
+            con.execute("DROP TABLE IF EXISTS pg.public.lineitem_duckdb")
+            files = ", ".join(sql_string(f) for f in spec["files"])
+            con.execute(
+                f"CREATE TABLE pg.public.lineitem_duckdb AS SELECT * FROM read_parquet([{files}])"
+            )
+            [(rows,)] = con.execute("SELECT count(*) FROM pg.public.lineitem_duckdb").fetchall()
+        finally:
+            con.close()
+        return [], rows
+
+    return load
+
+
 PREPARE = {
+    "adu_load": prepare_adu_load,
+    "duckdb_load": prepare_duckdb_load,
     "adu_schema": prepare_adu,
     "adu_schema_4": prepare_adu,
     "adu_cluster": prepare_adu,
@@ -521,7 +566,7 @@ def main():
         help="sizes of the schemas of small tables, in tables (comma-separated)",
     )
     parser.add_argument(
-        "--only", choices=("lineitem", "schema"), help="run one of the two scenarios"
+        "--only", choices=("lineitem", "schema", "load"), help="run one of the scenarios"
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the server running and its folder"
@@ -550,8 +595,10 @@ def main():
         pg.ensure_started()
         if args.only == "schema":
             args.rows = args.small_rows = 0
+        if args.only == "load":
+            args.small_rows = 0
         context = prepare_source(pg, args)
-        if args.only != "schema":
+        if args.only not in ("schema", "load"):
             tools = {"lineitem": TOOLS + tuple(VALIDATION_TOOLS), "lineitem_small": TOOLS}
             for table in ("lineitem", "lineitem_small"):
                 context["results"][table] = bench_table(context, table, args.runs, tools[table])
@@ -559,7 +606,9 @@ def main():
             report_validation(context)
             report_flat_memory(context)
             report_fidelity(context, fidelity(context))
-        if args.only != "lineitem":
+        if args.only in (None, "load"):
+            report_load(bench_load(context, args.runs), context, args.runs)
+        if args.only not in ("lineitem", "load"):
             sizes = [int(n) for n in args.schema_tables.split(",") if n.strip()]
             results = {
                 schema: bench_schema(context, schema, args.runs)
@@ -752,6 +801,87 @@ def report_table(context, table, runs):
             f"({'faster' if adu['wall'] < duck['wall'] else 'slower'}); its file is "
             f"{adu['bytes'] / duck['bytes']:.2f}x DuckDB's size."
         )
+
+
+LOAD_LABELS = {"adu_load": "ADU load", "duckdb_load": "DuckDB"}
+
+
+def bench_load(context, runs) -> dict:
+    """lineitem exported once by ADU, then loaded into a second database of the same
+    server by each tool in turn (ADU replacing its table, DuckDB a new one each run)."""
+    from django.contrib.auth import get_user_model
+
+    from connections.models import Connection
+
+    pg = context["pg"]
+    admin = pg.connect()
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {DATABASE}_target")
+    admin.close()
+    target = Connection.objects.create(
+        owner=get_user_model().objects.get(username="bench"),
+        name="bench-target",
+        kind="postgresql",
+        host="127.0.0.1",
+        port=pg.port,
+        database=f"{DATABASE}_target",
+        username="postgres",
+        password=pg.password,
+        sslmode="disable",
+        is_target=True,
+    )
+    exported = run_tool(context, "adu", "lineitem", "lineitem-for-load")
+    if "error" in exported:
+        return {tool: exported for tool in LOAD_LABELS}
+    spec = {
+        **context["spec"],
+        "target_id": target.pk,
+        "target_dsn": pg.dsn(f"{DATABASE}_target"),
+        "folder": str(exported["folder"]),
+        "files": exported["files"],
+    }
+
+    def load(tool, run):
+        env = {**os.environ, CHILD_ENV: json.dumps({**spec, "tool": tool})}
+        proc = subprocess.run(
+            [sys.executable, __file__], env=env, capture_output=True, text=True, cwd=REPO
+        )
+        marked = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
+        if not marked:
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+        return json.loads(marked[-1][len(RESULT_MARK) :])
+
+    results = take_turns("load lineitem", runs, LOAD_LABELS, load)
+    remove_output(exported)
+    return results
+
+
+def report_load(results, context, runs):
+    rows = context["counts"]["lineitem"][0]
+    print(
+        f"\nLoading lineitem ({rows:,} rows) from ADU's export into a second database of "
+        f"the same server; median wall of {runs} run(s)"
+    )
+    header = f"{'tool':<12} {'wall s':>8} {'rows/s':>11} {'peak RSS MB':>12} {'time/DuckDB':>12}"
+    print(header)
+    print("-" * len(header))
+    duck = results.get("duckdb_load", {})
+    for tool, label in LOAD_LABELS.items():
+        r = results[tool]
+        if "error" in r:
+            print(f"{label:<12} failed: {r['error']}")
+            continue
+        print(
+            f"{label:<12} {r['wall']:>8.2f} {r['rows'] / r['wall']:>11,.0f} "
+            f"{r['peak_rss_mb']:>12,.0f} {ratio(r['wall'], duck.get('wall')):>12}"
+        )
+        if r["rows"] != rows:
+            print(f"! {label} loaded {r['rows']:,} rows, the source holds {rows:,}")
+    print(
+        "ADU's load includes creating the table, NOT NULL after the rows, and the content "
+        "fingerprints of the file and of the target (a read of every row on each side)."
+    )
 
 
 def ratio(value, base) -> str:

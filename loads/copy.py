@@ -8,7 +8,9 @@ intervals, ranges, values a native type could not hold) is PostgreSQL's own outp
 goes back as it is. Bytes go as \\x hex, which Arrow cannot write: see hex_text.
 """
 
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent import futures
 
 import numpy as np
 import pyarrow as pa
@@ -64,6 +66,15 @@ def hex_text(array: pa.Array, prefix: bytes = b"\\x") -> pa.Array:
     ).cast(pa.string())
 
 
+RENDERERS = 2
+
+
+def _csv(batch: pa.RecordBatch) -> memoryview:
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(csv_ready(batch), sink, _WRITE)
+    return memoryview(sink.getvalue())
+
+
 def csv_ready(batch: pa.RecordBatch) -> pa.RecordBatch:
     """The batch with every column in a type Arrow's CSV writer renders as PostgreSQL
     reads it: bytes and UUIDs as hex text."""
@@ -82,8 +93,10 @@ def csv_ready(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 
 class CsvStream:
-    """A file-like object psycopg2's copy_expert reads: the batches as CSV, rendered as
-    they are asked for, so memory holds one batch's text at a time."""
+    """A file-like object psycopg2's copy_expert reads: the batches as CSV, rendered by
+    RENDERERS threads ahead of the COPY (Arrow's writer lets go of the GIL), so that the
+    server parses one batch while the next ones are rendered; memory holds a few
+    batches' text at a time."""
 
     def __init__(self, batches: Iterable[pa.RecordBatch]):
         self._chunks = self._render(batches)
@@ -91,11 +104,15 @@ class CsvStream:
 
     @staticmethod
     def _render(batches: Iterable[pa.RecordBatch]) -> Iterator[memoryview]:
-        for batch in batches:
-            if batch.num_rows:
-                sink = pa.BufferOutputStream()
-                pa_csv.write_csv(csv_ready(batch), sink, _WRITE)
-                yield memoryview(sink.getvalue())
+        with futures.ThreadPoolExecutor(RENDERERS, thread_name_prefix="adu-csv") as pool:
+            ahead: deque[futures.Future] = deque()
+            for batch in batches:
+                if batch.num_rows:
+                    ahead.append(pool.submit(_csv, batch))
+                while len(ahead) > RENDERERS:
+                    yield ahead.popleft().result()
+            while ahead:
+                yield ahead.popleft().result()
 
     def read(self, size: int = -1) -> bytes:
         while not self._buffer:

@@ -6,6 +6,7 @@ file's, or leaves nothing: a failure, a cancel or a dead worker rolls its transa
 back, and a load run again takes only the tables not yet committed.
 """
 
+import collections
 import logging
 import threading
 import time
@@ -260,14 +261,18 @@ def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
             db.commit()
             return _finish(run, TableLoad.Status.CREATED, notes=run.notes + after.notes)
         accumulator = fingerprint.Accumulator(columns)
-        batches = _file_batches(load, run, entry, accumulator)
-        cur.copy_expert(
-            sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                name, sql.SQL(", ").join(sql.Identifier(c["name"]) for c in columns)
-            ),
-            CsvStream(batches),
-            size=1 << 20,
-        )
+        counting = _Beside(accumulator.add)
+        batches = _file_batches(load, run, entry, counting.submit)
+        try:
+            cur.copy_expert(
+                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+                    name, sql.SQL(", ").join(sql.Identifier(c["name"]) for c in columns)
+                ),
+                CsvStream(batches),
+                size=1 << 20,
+            )
+        finally:
+            counting.wait()
         added = not exists or if_exists != Load.IfExists.APPEND
         after = (
             ddl.after_rows(schema, table, columns, entry.get("constraints") or [])
@@ -323,16 +328,40 @@ def _added(
     return fingerprint.Fingerprint(after.rows - before.rows, f"{digest:016x}")
 
 
-def _file_batches(load: Load, run: TableLoad, entry: dict, accumulator):
-    """The table's rows from its files, row group by row group, each counted into the
-    file's fingerprint on the way; Cancelled when the load is cancelled."""
+class _Beside:
+    """Calls `function` on each item in a thread of its own, beside the caller, a few
+    items behind at most (memory holds those): the file's fingerprint is taken while the
+    COPY sends the same batches."""
+
+    def __init__(self, function, behind: int = 2):
+        self._pool = futures.ThreadPoolExecutor(1, thread_name_prefix="adu-fingerprint")
+        self._function = function
+        self._pending: collections.deque[futures.Future] = collections.deque()
+        self._behind = behind
+
+    def submit(self, item):
+        self._pending.append(self._pool.submit(self._function, item))
+        while len(self._pending) > self._behind:
+            self._pending.popleft().result()
+
+    def wait(self):
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+
+
+def _file_batches(load: Load, run: TableLoad, entry: dict, count):
+    """The table's rows from its files, row group by row group, each handed to `count`
+    (the file's fingerprint) on the way; Cancelled when the load is cancelled."""
     folder = Path(load.folder)
     checked_at = time.monotonic()
     rows = 0
     for file in entry["files"]:
         parquet = pq.ParquetFile(folder / file["path"])
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
-            accumulator.add(batch)
+            count(batch)
             rows += batch.num_rows
             yield batch
             if time.monotonic() - checked_at >= CANCEL_CHECK_SECONDS:
