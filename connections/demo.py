@@ -14,6 +14,10 @@ from connections.models import Connection
 DEMO_CONNECTION = "Demo PostgreSQL"
 DEMO_DATABASE = "demo"
 DEMO_USER = "adu_demo"
+# The far side's database of the demo, on the same server: a load target (adu_load).
+DEMO_TARGET = "Demo target"
+DEMO_TARGET_DATABASE = "demo_far"
+DEMO_TARGET_USER = "adu_far"
 DEMO_PORT = 54329
 
 
@@ -28,40 +32,56 @@ def start_demo(owner, port: int = DEMO_PORT) -> tuple[LocalPostgres, Connection]
         var.chmod(stat.S_IMODE(var.stat().st_mode) | 0o001)
     pg = LocalPostgres(settings.VAR_DIR / "demo-pg", port=port).ensure_started()
     password = secrets.token_urlsafe(18)
-    admin = pg.connect()
-    with admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [DEMO_USER])
-        verb = "ALTER" if cur.fetchone() else "CREATE"
-        cur.execute(
-            sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(DEMO_USER)),
-            [password],
-        )
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DEMO_DATABASE])
-        if not cur.fetchone():
-            cur.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(DEMO_DATABASE), sql.Identifier(DEMO_USER)
-                )
-            )
-    admin.close()
+    _database_with_owner(pg, DEMO_DATABASE, DEMO_USER, password)
     demo = psycopg2_connect_as(pg, password)
     with demo.cursor() as cur:
         cur.execute((Path(__file__).parent / "demo.sql").read_text())
     demo.close()
+    connection = _connection(owner, DEMO_CONNECTION, pg, DEMO_DATABASE, DEMO_USER, password)
+    far_password = secrets.token_urlsafe(18)
+    _database_with_owner(pg, DEMO_TARGET_DATABASE, DEMO_TARGET_USER, far_password)
+    _connection(
+        owner, DEMO_TARGET, pg, DEMO_TARGET_DATABASE, DEMO_TARGET_USER, far_password, True
+    )
+    return pg, connection
+
+
+def _database_with_owner(pg: LocalPostgres, database: str, user: str, password: str):
+    """The role (with this password) and its database, made on first run."""
+    admin = pg.connect()
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [user])
+        verb = "ALTER" if cur.fetchone() else "CREATE"
+        cur.execute(
+            sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(user)),
+            [password],
+        )
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
+        if not cur.fetchone():
+            cur.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database), sql.Identifier(user)
+                )
+            )
+    admin.close()
+
+
+def _connection(owner, name, pg, database, user, password, target=False) -> Connection:
     connection, _ = Connection.objects.update_or_create(
         owner=owner,
-        name=DEMO_CONNECTION,
+        name=name,
         defaults={
             "kind": Connection.Kind.POSTGRESQL,
             "host": "127.0.0.1",
             "port": pg.port,
-            "database": DEMO_DATABASE,
-            "username": DEMO_USER,
+            "database": database,
+            "username": user,
             "password": password,
             "sslmode": Connection.SSLMode.DISABLE,
+            "is_target": target,
         },
     )
-    return pg, connection
+    return connection
 
 
 def psycopg2_connect_as(pg: LocalPostgres, password: str):

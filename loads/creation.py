@@ -48,6 +48,32 @@ def readable_folder(owner, folder) -> Path:
     )
 
 
+def _not_loaded_before(manifest: dict, target: Connection, destinations: set[tuple[str, str]]):
+    """BadRequest if a load of this export (its manifest's checksum) into this target,
+    not failed or cancelled, put one of these tables there already: the same rows twice
+    is a mistake unless asked for (--if-exists). The same export into other schemas or
+    other tables of the target is another load."""
+    earlier = (
+        TableLoad.objects.filter(
+            load__manifest_sha256=manifest["manifest_sha256"],
+            load__target=target,
+            status__in=TableLoad.DONE,
+        )
+        .exclude(load__status__in=[Load.Status.FAILED, Load.Status.CANCELLED])
+        .select_related("load")
+        .order_by("load__created_at")
+    )
+    for run in earlier:
+        if (run.target_schema, run.table) in destinations:
+            raise BadRequest(
+                f"This export (job {manifest.get('job_id')}) was loaded into "
+                f"'{target.name}' on {run.load.created_at:%Y-%m-%d %H:%M} UTC as load "
+                f"{run.load.pk} ({run.load.status}, {run.target_schema}.{run.table} among "
+                "its tables); choose --if-exists replace or append to load it again.",
+                "folder",
+            )
+
+
 def create_load(owner, folder, target: Connection, tables=(), **options) -> Load:
     """Check the export and the user's choices and record the queued load; BadRequest with
     one sentence otherwise. The same export already loaded into the same target (by its
@@ -74,18 +100,6 @@ def create_load(owner, folder, target: Connection, tables=(), **options) -> Load
     if_exists = options.get("if_exists") or Load.IfExists.FAIL
     if if_exists not in Load.IfExists.values:
         raise BadRequest(f"--if-exists is one of {', '.join(Load.IfExists.values)}.", "if_exists")
-    earlier = (
-        Load.objects.filter(manifest_sha256=manifest["manifest_sha256"], target=target)
-        .exclude(status__in=[Load.Status.FAILED, Load.Status.CANCELLED])
-        .first()
-    )
-    if earlier and if_exists == Load.IfExists.FAIL:
-        raise BadRequest(
-            f"This export (job {manifest.get('job_id')}) was loaded into '{target.name}' "
-            f"on {earlier.created_at:%Y-%m-%d %H:%M} UTC as load {earlier.pk} "
-            f"({earlier.status}); choose --if-exists replace or append to load it again.",
-            "folder",
-        )
     exported = [(t["schema"], t["table"]) for t in manifest["tables"]]
     chosen = exported
     if tables:
@@ -101,6 +115,8 @@ def create_load(owner, folder, target: Connection, tables=(), **options) -> Load
         raise BadRequest(
             f"--schema-map names schema {unknown[0]}, which the export does not have.", "schema_map"
         )
+    if if_exists == Load.IfExists.FAIL:
+        _not_loaded_before(manifest, target, {(schema_map.get(s, s), t) for s, t in chosen})
     parallel = options.get("parallel")
     parallel = 2 if parallel is None else int(parallel)
     if not 1 <= parallel <= 32:
