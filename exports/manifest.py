@@ -54,6 +54,7 @@ def table_entry(run) -> dict:
         # Keys, checks and the definitions of user types: what a load recreates.
         "constraints": (run.catalog or {}).get("constraints", []),
         "types": (run.catalog or {}).get("types", {}),
+        "defaults": (run.catalog or {}).get("defaults", {}),
         # The source's rows in the snapshot, fingerprinted: what a load proves against.
         "source_fingerprint": run.fingerprint or None,
         "profile": run.profile,

@@ -174,7 +174,102 @@ class AfterRows:
     notes: list[str] = field(default_factory=list)  # what is left out, and why
 
 
-def after_rows(schema: str, table: str, columns: list[dict], constraints: list[dict]) -> AfterRows:
+def _defaults(schema: str, table: str, columns: list[dict], defaults: dict) -> AfterRows:
+    """Identities and serial sequences where the source's stood (new rows on the far side
+    do not collide with the loaded ones), and the other defaults that pass the row
+    filter's checker; the rest is noted."""
+    target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    result = AfterRows()
+    exported = {c["name"]: c for c in columns}
+    for name, found in defaults.items():
+        if name not in exported:
+            continue
+        if "masking" in exported[name]:
+            result.notes.append(f"the default of {name}: the column was masked")
+            continue
+        column = sql.Identifier(name)
+        sequence = found.get("sequence") or {}
+        last = sequence.get("last_value")
+        if found.get("identity"):
+            kind = sql.SQL("ALWAYS" if found["identity"] == "always" else "BY DEFAULT")
+            result.statements.append(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} ADD GENERATED {} AS IDENTITY").format(
+                    target, column, kind
+                )
+            )
+            if last is not None:
+                result.statements.append(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} RESTART WITH {}").format(
+                        target, column, sql.Literal(int(last) + 1)
+                    )
+                )
+            else:
+                result.statements.append(_past_the_rows(schema, table, name))
+        elif sequence:
+            # The sequence in the table's schema under its source name; the default is
+            # written here, not taken from the manifest's text.
+            seq = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(sequence["name"]))
+            result.statements += [
+                sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} OWNED BY {}.{}").format(
+                    seq, target, column
+                ),
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT nextval({}::regclass)").format(
+                    target, column, sql.Literal(f"{_quoted(schema)}.{_quoted(sequence['name'])}")
+                ),
+            ]
+            if last is not None:
+                result.statements.append(
+                    sql.SQL("ALTER SEQUENCE {} RESTART WITH {}").format(
+                        seq, sql.Literal(int(last) + 1)
+                    )
+                )
+            else:
+                result.statements.append(_past_the_rows(schema, table, name))
+        elif found.get("default"):
+            try:
+                default = user_sql.check_filter(found["default"]).sql
+            except BadSelection as error:
+                result.notes.append(f"the default of {name} ({str(error).rstrip('.')})")
+                continue
+            result.statements.append(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                    target, column, sql.SQL(default)
+                )
+            )
+    return result
+
+
+def _past_the_rows(schema: str, table: str, column: str) -> sql.Composed:
+    """The column's sequence set past its largest value: where the source's stood is not
+    known (never used, or the export's login could not read it)."""
+    return sql.SQL(
+        "SELECT setval(pg_get_serial_sequence({}, {}), coalesce(max({}), 0) + 1, false) FROM {}.{}"
+    ).format(
+        sql.Literal(f"{_quoted(schema)}.{_quoted(table)}"),
+        sql.Literal(column),
+        sql.Identifier(column),
+        sql.Identifier(schema),
+        sql.Identifier(table),
+    )
+
+
+def _quoted(name: str) -> str:
+    """An identifier quoted as PostgreSQL reads one inside a regclass literal."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def after_rows(schema: str, table: str, entry: dict) -> AfterRows:
+    """What a table gets once its rows are in: its constraints, then its identities,
+    sequences and defaults (an identity needs the NOT NULL before it)."""
+    columns = entry["columns"]
+    keys = _constraints(schema, table, columns, entry.get("constraints") or [])
+    defaults = _defaults(schema, table, columns, entry.get("defaults") or {})
+    return AfterRows(keys.statements + defaults.statements, keys.notes + defaults.notes)
+
+
+def _constraints(
+    schema: str, table: str, columns: list[dict], constraints: list[dict]
+) -> AfterRows:
     """NOT NULL, primary key, unique and check constraints, added once the rows are in
     (one index build each, not an index kept up row by row). A key or check on a column
     the export left out or masked is left out with a note: the rows would not keep it."""

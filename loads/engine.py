@@ -255,7 +255,7 @@ def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
         else:
             cur.execute(ddl.create_table(schema, table, columns, user_columns, schema_map))
         if load.option("create_only"):
-            after = ddl.after_rows(schema, table, columns, entry.get("constraints") or [])
+            after = ddl.after_rows(schema, table, entry)
             for statement in after.statements:
                 cur.execute(statement)
             db.commit()
@@ -274,11 +274,7 @@ def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
         finally:
             counting.wait()
         added = not exists or if_exists != Load.IfExists.APPEND
-        after = (
-            ddl.after_rows(schema, table, columns, entry.get("constraints") or [])
-            if added
-            else ddl.AfterRows()
-        )
+        after = ddl.after_rows(schema, table, entry) if added else ddl.AfterRows()
         for statement in after.statements:
             cur.execute(statement)
         in_file = accumulator.result()

@@ -207,6 +207,8 @@ class TableDescription:
     # The column types that are not the server's own, and their definitions: {"columns":
     # {name: {schema, name, array}}, "definitions": [...]} (postgresql.catalog.user_types)
     types: dict = field(default_factory=dict)
+    # Columns' defaults, identities and owned sequences (postgresql.catalog.column_defaults)
+    defaults: dict = field(default_factory=dict)
     problem: str = ""  # one sentence when the table cannot be read (then nothing else)
 
     @property

@@ -547,7 +547,11 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
         }
         for p in plans
     ]
-    run.catalog = {"constraints": described.constraints, "types": described.types}
+    run.catalog = {
+        "constraints": described.constraints,
+        "types": described.types,
+        "defaults": described.defaults,
+    }
     run.files = [
         {
             "path": str(f.path.relative_to(job.folder())),

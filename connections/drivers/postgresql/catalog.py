@@ -132,7 +132,7 @@ TABLES_PER_DESCRIBE = 100
 
 
 def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDescription]:
-    """What the engine needs to know of each of `names` before reading it, in six queries
+    """What the engine needs to know of each of `names` before reading it, in seven queries
     whatever their number: a schema of small tables would otherwise spend more on the
     catalog than on its rows. A table that is not there gets only a `problem`."""
     schemas_, tables_ = [s for s, _ in names], [t for _, t in names]
@@ -151,6 +151,7 @@ def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDes
                 {"name": con, "kind": _KINDS[kind], "columns": list(keys), "definition": definition}
             )
     types = user_types(db, names)
+    defaults = column_defaults(db, names)
     return {
         name: TableDescription(
             columns=found[name],
@@ -159,6 +160,7 @@ def describe(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], TableDes
             distinct=distinct.get(name, {}),
             constraints=constraints.get(name, []),
             types=types.get(name, {}),
+            defaults=defaults.get(name, {}),
         )
         if name in found
         else TableDescription(
@@ -445,3 +447,47 @@ def type_references(definition: dict) -> list[dict]:
     if definition["kind"] == "range":
         return [definition["subtype"]]
     return []
+
+
+# Each column's default, and where it is an identity or takes its values from a sequence
+# the table owns (serial), that sequence's name and where it stands: a load recreates the
+# sequence at the same point, so new rows on the far side do not collide with the old.
+_DEFAULTS = f"""
+SELECT u.nsp, u.rel, a.attname, pg_get_expr(d.adbin, d.adrelid), {{identity}},
+       sn.nspname, sc.relname,
+       CASE WHEN has_sequence_privilege(sc.oid, 'SELECT') THEN {{last_value}} END
+{_NAMED}
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+LEFT JOIN pg_depend dep ON dep.refobjid = c.oid AND dep.refobjsubid = a.attnum
+     AND dep.classid = 'pg_class'::regclass AND dep.deptype IN ('a', 'i')
+LEFT JOIN pg_class sc ON sc.oid = dep.objid AND sc.relkind = 'S'
+LEFT JOIN pg_namespace sn ON sn.oid = sc.relnamespace
+WHERE d.adbin IS NOT NULL OR sc.oid IS NOT NULL
+ORDER BY u.ord, a.attnum
+"""
+
+
+def column_defaults(db, names: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """{column: {"default": SQL text or None, "identity": "always" | "by default" | None,
+    "sequence": {"schema", "name", "last_value"} or None}} of each of `names`' columns that
+    have a default or an owned sequence. last_value is None when the sequence was never
+    used or this login may not read it."""
+    modern = db.server_version >= 100000  # identities and pg_sequence_last_value
+    query = _DEFAULTS.format(
+        identity="a.attidentity" if modern else "''",
+        last_value="pg_sequence_last_value(sc.oid)" if modern else "NULL::bigint",
+    )
+    with db.cursor() as cur:
+        cur.execute(query, [[s for s, _ in names], [t for _, t in names]])
+        rows = cur.fetchall()
+    found: dict[tuple[str, str], dict] = {}
+    for nsp, rel, column, default, identity, seq_schema, seq_name, last_value in rows:
+        found.setdefault((nsp, rel), {})[column] = {
+            "default": default,
+            "identity": {"a": "always", "d": "by default"}.get(identity or ""),
+            "sequence": {"schema": seq_schema, "name": seq_name, "last_value": last_value}
+            if seq_name
+            else None,
+        }
+    return found
