@@ -27,6 +27,7 @@ urlpatterns = [
     path("favicon.ico", favicon),
     path("connections/", include("connections.urls")),
     path("rules/", include("quality.urls")),
+    path("loads/", include("loads.urls")),
     path("", include("api.urls")),
     path("", include("exports.urls")),
 ]

@@ -29,6 +29,7 @@ FIELDS = [
     "password",
     "sslmode",
     "connect_timeout",
+    "is_target",
     "shared_with",
 ]
 

@@ -93,13 +93,7 @@ class Load(models.Model):
 
     def counts(self) -> dict:
         """Tables by status and rows loaded so far, as every page and command shows them."""
-        runs = list(self.tables.values_list("status", "rows"))
-        return {
-            "tables_total": len(runs),
-            "tables_done": sum(1 for s, _ in runs if s in TableLoad.DONE),
-            "tables_failed": sum(1 for s, _ in runs if s == TableLoad.Status.FAILED),
-            "rows": sum(r for _, r in runs),
-        }
+        return counts_of([self])[self.pk]
 
     def option(self, name: str):
         return (self.options or {}).get(name, DEFAULTS[name])
@@ -148,6 +142,25 @@ class Load(models.Model):
             self.status = Load.Status.FAILED
         self.finished_at = timezone.now()
         self.save(update_fields=["status", "finished_at"])
+
+
+def counts_of(loads) -> dict[int, dict]:
+    """Load.counts() of each of `loads`, in one query for them all (a list of loads)."""
+    from django.db.models import Count, Sum
+
+    found = {
+        row.pop("load_id"): row
+        for row in TableLoad.objects.filter(load__in=[load.pk for load in loads])
+        .values("load_id")
+        .annotate(
+            tables_total=Count("pk"),
+            tables_done=Count("pk", filter=Q(status__in=TableLoad.DONE)),
+            tables_failed=Count("pk", filter=Q(status=TableLoad.Status.FAILED)),
+            rows=Sum("rows"),
+        )
+    }
+    empty = {"tables_total": 0, "tables_done": 0, "tables_failed": 0, "rows": 0}
+    return {load.pk: found.get(load.pk, empty) for load in loads}
 
 
 DEFAULTS = {

@@ -3,7 +3,7 @@
 from django.core.management.base import CommandError
 
 from adu_site.commands import AduCommand
-from loads.models import Load
+from loads.models import Load, counts_of
 
 
 class Command(AduCommand):
@@ -36,15 +36,17 @@ class Command(AduCommand):
         loads = Load.objects.visible_to(user).select_related("target")
         if options["status"]:
             loads = loads.filter(status=options["status"])
+        loads = list(loads[: options["limit"]])
+        counts = counts_of(loads)
         rows = []
-        for load in loads[: options["limit"]]:
+        for load in loads:
             rows.append(
                 {
                     "load_id": load.pk,
                     "status": load.status,
                     "target": load.target.name,
                     "source_job_id": load.source_job_id,
-                    **load.counts(),
+                    **counts[load.pk],
                     "created_at": load.created_at.isoformat(),
                     "folder": load.folder,
                 }
