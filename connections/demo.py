@@ -40,9 +40,7 @@ def start_demo(owner, port: int = DEMO_PORT) -> tuple[LocalPostgres, Connection]
     connection = _connection(owner, DEMO_CONNECTION, pg, DEMO_DATABASE, DEMO_USER, password)
     far_password = secrets.token_urlsafe(18)
     _database_with_owner(pg, DEMO_TARGET_DATABASE, DEMO_TARGET_USER, far_password)
-    _connection(
-        owner, DEMO_TARGET, pg, DEMO_TARGET_DATABASE, DEMO_TARGET_USER, far_password, True
-    )
+    _connection(owner, DEMO_TARGET, pg, DEMO_TARGET_DATABASE, DEMO_TARGET_USER, far_password, True)
     return pg, connection
 
 
