@@ -1,6 +1,7 @@
 """The JSON API under /api/v1/: job history, jobs, their errors and files, new jobs, cancel
-and retry, and the connections' schemas and tables, with exactly the permissions of the
-pages (an object the caller may not see is a 404) and errors of one shape."""
+and retry, loads of exports into target databases, and the connections' schemas and
+tables, with exactly the permissions of the pages (an object the caller may not see is a
+404) and errors of one shape."""
 
 import json
 import logging
@@ -26,6 +27,10 @@ from exports.job_display import job_data, progress_data
 from exports.jobs import BadRequest, create_job
 from exports.models import MANIFEST, ExportJob, JobStateError, NoSuchFile
 from exports.tasks import cancel_job, retry_job, start_job
+from loads.creation import create_load
+from loads.management.commands.adu_load import load_data
+from loads.models import Load, TableLoad
+from loads.tasks import cancel_load, start_load
 
 log = logging.getLogger("adu.api")
 
@@ -48,16 +53,23 @@ QUALIFIED = (
 Qualified = Annotated[str, StringConstraints(pattern=QUALIFIED)]
 # What create_job accepts as the job's folder; empty: job-<id>.
 FOLDER = rf"^({export_options.FOLDER_NAME})?$"
+# An export's folder on the server, for a load: an absolute path (a relative one, or ~,
+# would be the portal process's), no NUL byte, as long as Load.folder may be.
+SERVER_PATH = r"^/[^\x00]*$"
+ServerPath = Annotated[str, StringConstraints(max_length=1000, pattern=SERVER_PATH)]
 PATTERN_HINTS = {
     QUALIFIED: "must be SCHEMA.TABLE",
+    SERVER_PATH: "must be an absolute path on the server",
     FOLDER: "must be a folder name: letters, digits, '_', '-' and '.', starting with a letter or digit",
 }
 Id = Annotated[int, Path(ge=1, le=MAX_ID, description="Its id.")]
 
 DESCRIPTION = """\
 Drive ADU from schedulers and scripts: the job history, one job with its tables (the object
-of `manage.py adu_job --json`), its errors, manifest and files, new jobs, cancel and retry,
-and the schemas and tables of the connections you may export from.
+of `manage.py adu_job --json`), its errors, manifest and files, new jobs, cancel and retry;
+the load history, new loads of an export's folder into a target database, one load with its
+tables and fingerprints (the object of `manage.py adu_load --json`), and cancel; and the
+schemas and tables of the connections you may export from.
 
 Authenticate with a personal API token (made on your profile page) in the header
 `Authorization: Bearer <token>`, or, from the browser, with your login session (unsafe
@@ -66,8 +78,9 @@ portal shows you: an object you may not see is a 404.
 
 Every error is `{"error": {"code": ..., "message": ..., "field": ...}}`: 400 bad input
 (`field` names it), 401 no, invalid, revoked or expired token, 403 your role may not do
-this, 404 no such object (or not yours), 405 wrong method, 409 the job's state forbids it,
-429 too many requests (see `Retry-After`), 502 the source database could not be reached.
+this, 404 no such object (or not yours), 405 wrong method, 409 the job's or the load's
+state forbids it, 429 too many requests (see `Retry-After`), 502 the source database could
+not be reached.
 """
 
 
@@ -418,15 +431,21 @@ def list_jobs(request, filters: Query[JobFilters]):
         jobs = jobs.filter(status=filters.status)
     if filters.connection:
         jobs = jobs.filter(connection_id=filters.connection)
+    return _page(request, jobs, filters, lambda job: _summary(request, job))
+
+
+def _page(request, items: QuerySet, filters, summary) -> dict:
+    """One page of a history (jobs, loads), newest first: those created between `since` and
+    `until` of the filters, with links to the pages next to it."""
     if filters.since:
-        jobs = jobs.filter(created_at__date__gte=filters.since)
+        items = items.filter(created_at__date__gte=filters.since)
     if filters.until:
-        jobs = jobs.filter(created_at__date__lte=filters.until)
-    count = jobs.count()
+        items = items.filter(created_at__date__lte=filters.until)
+    count = items.count()
     size, page = filters.page_size, filters.page
     pages = max(1, -(-count // size))
     start = (page - 1) * size
-    results = list(jobs[start : start + size]) if start < count else []
+    results = list(items[start : start + size]) if start < count else []
 
     def link(number):
         query = request.GET.copy()
@@ -439,7 +458,7 @@ def list_jobs(request, filters: Query[JobFilters]):
         "pages": pages,
         "next": link(page + 1) if page < pages else None,
         "previous": link(min(page - 1, pages)) if page > 1 else None,
-        "results": [_summary(request, job) for job in results],
+        "results": [summary(item) for item in results],
     }
 
 
@@ -640,6 +659,249 @@ def download(request, job_id: Id, path: str):
         filename=full.name,
         content_type="application/octet-stream",
     )
+
+
+# Loads --------------------------------------------------------------------------------
+
+LoadStatus = Literal[tuple(Load.Status.values)]
+IfExists = Literal[tuple(Load.IfExists.values)]
+Fingerprint = Annotated[
+    dict[str, Any],
+    Field(
+        description="{rows, digest} of the table's content (loads.fingerprint); {} when none "
+        "was taken ({skipped: why} for a source the export could not fingerprint)."
+    ),
+]
+
+
+class LoadCounts(Schema):
+    """What every page and command shows of a load (Load.counts)."""
+
+    tables_total: int
+    tables_done: int = Field(description="Tables verified, loaded or created.")
+    tables_failed: int
+    rows: int = Field(description="Rows loaded so far.")
+
+
+class LoadSummary(LoadCounts):
+    id: int
+    url: str = Field(description="This load in the API.")
+    status: LoadStatus
+    target: int = Field(description="The target connection's id.")
+    target_name: str
+    owner: str
+    folder: str = Field(description="The export's folder on the server.")
+    source_job_id: int | None = Field(description="The export job, by its manifest.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class LoadPage(Schema):
+    count: int = Field(description="Loads that match, on all pages.")
+    page: int
+    pages: int
+    next: str | None = Field(description="URL of the next page, or null.")
+    previous: str | None = Field(description="URL of the previous page, or null.")
+    results: list[LoadSummary]
+
+
+class LoadFilters(Schema):
+    status: LoadStatus | None = Field(None, description="Only loads in this state.")
+    target: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Only loads into this connection id."
+    )
+    since: Day | None = Field(None, description="Created on or after this day (YYYY-MM-DD).")
+    until: Day | None = Field(None, description="Created on or before this day (YYYY-MM-DD).")
+    page: int = Field(1, ge=1, le=1_000_000)
+    page_size: int = Field(PAGE_SIZE, ge=1, le=100)
+
+
+class TableLoadOut(Schema):
+    schema_: str = Field(alias="schema", description="At the source, as in the manifest.")
+    table: str
+    target: str = Field(description="SCHEMA.TABLE in the target.")
+    status: Literal[tuple(TableLoad.Status.values)]
+    rows: int
+    file_fingerprint: Fingerprint
+    target_fingerprint: Fingerprint
+    source_fingerprint: Fingerprint
+    error: str
+    notes: list[str] = Field(description="What of the table was left out of the target, and why.")
+
+
+class LoadDetail(Schema):
+    """The object of `manage.py adu_load --json`."""
+
+    load_id: int
+    status: LoadStatus
+    folder: str = Field(description="The export's folder on the server.")
+    target: str = Field(description="The target connection's name.")
+    manifest_sha256: str = Field(description="What identifies the export, whatever its folder.")
+    source_job_id: int | None
+    error: str = Field(description="Why the whole load failed, or empty.")
+    tables: list[TableLoadOut]
+
+
+class LoadIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    folder: ServerPath = Field(
+        description="The export's folder on the server (the one holding manifest.json): "
+        "under the receive root, or the folder of an export job you may see under the "
+        "export root."
+    )
+    target: int = Field(
+        ge=1,
+        le=MAX_ID,
+        description="The id of a connection marked as a load target (GET /connections/).",
+    )
+    tables: list[Qualified] = Field(
+        [],
+        max_length=MAX_TABLES,
+        description="Only these SCHEMA.TABLE of the export (default: all).",
+    )
+    schema_map: dict[Name, Name] = Field(
+        {},
+        max_length=1000,
+        description="Source schema: target schema; the tables of the one go into the other.",
+    )
+    if_exists: IfExists = Field(
+        Load.IfExists.FAIL.value,
+        description="A table already in the target: fail, replace it, or append to it. An "
+        "export that put one of these tables there before is refused unless replace or append.",
+    )
+    parallel: int = Field(2, ge=1, le=32, description="Tables loaded at once.")
+    create_only: bool = Field(False, description="Create the tables and their keys, empty.")
+
+
+def _load_url(request, pk: int) -> str:
+    return request.build_absolute_uri(reverse(f"{NAMESPACE}:load", kwargs={"load_id": pk}))
+
+
+def _load_summary(request, load: Load) -> dict:
+    return {
+        "id": load.pk,
+        "url": _load_url(request, load.pk),
+        "status": load.status,
+        "target": load.target_id,
+        "target_name": load.target.name,
+        "owner": load.owner.get_username(),
+        "folder": load.folder,
+        "source_job_id": load.source_job_id,
+        "created_at": load.created_at,
+        "started_at": load.started_at,
+        "finished_at": load.finished_at,
+        **load.counts(),
+    }
+
+
+def _load_of(request, load_id: int, act: bool = False) -> Load:
+    try:
+        return Load.objects.for_user(request.user, load_id, act=act)
+    except LookupError as error:
+        raise ApiError(404, "not_found", str(error)) from None
+
+
+@api.get(
+    "/loads/",
+    response=answers({200: LoadPage}),
+    url_name="loads",
+    operation_id="listLoads",
+    summary="The load history",
+    tags=["loads"],
+)
+def list_loads(request, filters: Query[LoadFilters]):
+    """The loads you may see (yours, and those into targets shared with one of your
+    groups), newest first, filtered and paginated."""
+    loads: QuerySet = Load.objects.visible_to(request.user).select_related("target", "owner")
+    if filters.status:
+        loads = loads.filter(status=filters.status)
+    if filters.target:
+        loads = loads.filter(target_id=filters.target)
+    return _page(request, loads, filters, lambda load: _load_summary(request, load))
+
+
+@api.post(
+    "/loads/",
+    response=answers({201: LoadDetail}, 403, 404),
+    url_name="load_create",
+    operation_id="createLoad",
+    summary="Load an export into a target",
+    tags=["loads"],
+    by_alias=True,
+)
+def create_a_load(request, response: HttpResponse, payload: LoadIn):
+    """Load an export's folder into a connection marked as a load target: the manifest is
+    checked and the load queued. Answers 201 with the load (its URL in `Location`); poll
+    it until `status` is finished. Each table commits only when a fingerprint of its rows
+    in the target equals its file's."""
+    user = request.user
+    if not roles.is_operator(user):
+        raise ApiError(403, "permission_denied", "Your role cannot start loads.")
+    target = Connection.objects.usable_by(user).filter(pk=payload.target).first()
+    if target is None:
+        raise _not_found_error("connection", payload.target, field="target")
+    try:
+        load = create_load(
+            user,
+            payload.folder,
+            target,
+            tables=payload.tables,
+            schema_map=payload.schema_map,
+            if_exists=payload.if_exists,
+            parallel=payload.parallel,
+            create_only=payload.create_only,
+        )
+    except BadRequest as error:
+        raise ApiError(400, "invalid_input", str(error), field=error.field) from None
+    except OSError as error:  # a name too long, a folder ADU may not read
+        raise ApiError(
+            400,
+            "invalid_input",
+            f"ADU cannot read {payload.folder}: {error.strerror or error}.",
+            field="folder",
+        ) from None
+    start_load(load)
+    response["Location"] = _load_url(request, load.pk)
+    return Status(201, load_data(load))
+
+
+@api.get(
+    "/loads/{int:load_id}/",
+    response=answers({200: LoadDetail}, 404),
+    url_name="load",
+    operation_id="getLoad",
+    summary="One load with its tables",
+    tags=["loads"],
+    by_alias=True,
+)
+def get_load(request, load_id: Id):
+    """One load with its tables and their fingerprints (file, target and source): the
+    object of `manage.py adu_load --json`."""
+    return load_data(_load_of(request, load_id))
+
+
+@api.post(
+    "/loads/{int:load_id}/cancel/",
+    response=answers({202: LoadDetail}, 403, 404, 409),
+    url_name="load_cancel",
+    operation_id="cancelLoad",
+    summary="Cancel a load",
+    tags=["loads"],
+    by_alias=True,
+)
+def cancel_a_load(request, load_id: Id):
+    """Cancel a queued or running load (yours, or any for an ADU Admin): a queued one ends
+    now, a running one once its tables notice, each leaving nothing it had not committed;
+    409 once it has ended."""
+    load = _load_of(request, load_id, act=True)
+    if load.status in Load.FINISHED:
+        raise ApiError(
+            409,
+            "invalid_state",
+            f"Load {load.pk} has already ended ({load.status}): there is nothing to cancel.",
+        )
+    return Status(202, load_data(cancel_load(load, by=request.user)))
 
 
 # Connections --------------------------------------------------------------------------

@@ -31,8 +31,11 @@ def readable_folder(owner, folder) -> Path:
 
     from exports.models import ExportJob
 
-    given = Path(folder).expanduser()
-    resolved = given.resolve()
+    try:
+        given = Path(folder).expanduser()
+        resolved = given.resolve()
+    except (RuntimeError, OSError, ValueError):  # ~nobody, a name the system refuses
+        raise BadRequest(f"{str(folder)[:200]} is not a folder ADU can read.", "folder") from None
     receive, exports = Path(settings.RECEIVE_ROOT), Path(settings.EXPORT_ROOT)
     if resolved.is_relative_to(receive) and resolved != receive:
         return resolved
@@ -97,6 +100,8 @@ def create_load(owner, folder, target: Connection, tables=(), **options) -> Load
         manifest = read_manifest(folder)
     except BadManifest as error:
         raise BadRequest(str(error), "folder") from None
+    except OSError as error:
+        raise BadRequest(f"{folder} cannot be read: {error.strerror}.", "folder") from None
     if_exists = options.get("if_exists") or Load.IfExists.FAIL
     if if_exists not in Load.IfExists.values:
         raise BadRequest(f"--if-exists is one of {', '.join(Load.IfExists.values)}.", "if_exists")

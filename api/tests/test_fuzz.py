@@ -15,7 +15,7 @@ from exports.models import ExportJob
 # Runs export jobs: `make test` runs it again on PostgreSQL metadata and the Redis broker.
 pytestmark = pytest.mark.jobs
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-# Cases per operation and phase; with 11 operations this makes 400-500 cases in ~30 s.
+# Cases per operation and phase; with 15 operations this makes about 1,000 cases.
 MAX_EXAMPLES = 8
 
 # - createJob: the document cannot say which schemas exist on the source, which folders are
@@ -24,12 +24,18 @@ MAX_EXAMPLES = 8
 #   unless listed.
 #   Its bodies name the test's connection, so that they reach create_job (random ids are
 #   404s).
+# - createLoad: likewise, the document cannot say which folders hold an export or which
+#   connections are load targets: a well-formed body is refused with a 400 naming the field.
 # - downloadJobFile: a job and a file it lists, so that the download itself is checked
 #   against the document (random ids and paths are all 404s; test_jobs.py tries those).
 CONFIG = """
 [[operations]]
 include-operation-id = "createJob"
 parameters = {{ "body.connection" = {connection_id} }}
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+[[operations]]
+include-operation-id = "createLoad"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 
 [[operations]]

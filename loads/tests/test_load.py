@@ -414,3 +414,10 @@ def test_identities_sequences_and_defaults_carry_on_where_the_source_stood(
         "SELECT column_default FROM information_schema.columns WHERE table_name = 'd' "
         "AND column_name = 'at'"
     ) == [(None,)]
+
+
+def test_a_folder_the_system_refuses_is_one_sentence(target, owner, settings):
+    for folder in ("~nosuchuser/x", str(settings.RECEIVE_ROOT / ("n" * 300)), "a\x00b"):
+        with pytest.raises(BadRequest) as refused:
+            create_load(owner, folder, target)
+        assert refused.value.field == "folder" and "\n" not in str(refused.value)
