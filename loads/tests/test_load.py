@@ -8,6 +8,7 @@ NOT NULL, keys and checks) compared query by query.
 
 import collections
 import json
+import os
 
 import pytest
 from django.core.management import call_command
@@ -114,6 +115,31 @@ def test_every_type_round_trips_into_the_target(wide_source, target_db, target, 
         "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c JOIN pg_type t "
         "ON t.oid = c.contypid WHERE t.typname = 'price'"
     ) == [("CHECK ((VALUE >= (0)::numeric))",)]
+    assert schema_dump(target_db) == schema_dump(wide_source)
+
+
+def schema_dump(db) -> list[str]:
+    """pg_dump --schema-only of the database, without what differs between two databases
+    of the same server by nature: comments, SET lines, owners."""
+    import subprocess
+
+    from connections.localpg import bindir
+
+    params = db.server.params
+    dumped = subprocess.run(
+        [str(bindir() / "pg_dump"), "--schema-only", "--no-owner", "--no-privileges",
+         "-h", db.server.host, "-p", str(db.server.port), "-U", db.server.user, db.name],
+        env={**os.environ, "PGPASSWORD": params.get("password", "")},
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [
+        line
+        for line in dumped.splitlines()
+        if line.strip()
+        and not line.startswith(
+            ("--", "SET ", "SELECT pg_catalog.set_config", "\\restrict", "\\unrestrict")
+        )
+    ]
 
 
 def test_a_schema_map_and_a_choice_of_tables(wide_source, target_db, target, owner, export):
