@@ -12,6 +12,7 @@ import threading
 import time
 from concurrent import futures
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
@@ -95,7 +96,7 @@ def _run(load: Load) -> Load:
         }
         entries = {(t["schema"], t["table"]): t for t in manifest["tables"]}
         runs = list(load.tables.exclude(status__in=TableLoad.DONE))
-        type_notes = _prepare(load, [entries[(r.schema, r.table)] for r in runs])
+        types = _prepare(load, [entries[(r.schema, r.table)] for r in runs])
     except (export_verify.BadManifest, ddl.LoadRefused, ConnectionFailed) as error:
         return _fail(load, str(error))
     except psycopg2.Error as error:
@@ -103,11 +104,10 @@ def _run(load: Load) -> Load:
     with futures.ThreadPoolExecutor(max(1, int(load.option("parallel"))), "adu-load") as pool:
         for run in runs:
             entry = entries[(run.schema, run.table)]
-            run.notes = [
-                note
-                for d in (entry.get("types") or {}).get("definitions", [])
-                for note in type_notes.get((d["schema"], d["name"]), [])
-            ]
+            run.notes, refused = types.of(entry)
+            if refused:
+                _finish(run, TableLoad.Status.FAILED, error=refused)
+                continue
             pool.submit(_table_in_thread, load, run, entry, checked)
     load.refresh_from_db(fields=["cancel_requested"])
     load.finish()
@@ -128,10 +128,9 @@ def _fail(load: Load, message: str) -> Load:
     return load
 
 
-def _prepare(load: Load, entries: list[dict]) -> dict[tuple[str, str], list[str]]:
+def _prepare(load: Load, entries: list[dict]) -> "_Types":
     """The target schemas and user types the tables need, in one transaction before any
-    table: tables loading side by side must not each create them. Returns what each
-    type's definition left out, and why."""
+    table: tables loading side by side must not each create them."""
     schema_map = load.option("schema_map") or {}
     definitions: dict[tuple[str, str], dict] = {}
     for entry in entries:
@@ -152,16 +151,44 @@ def _prepare(load: Load, entries: list[dict]) -> dict[tuple[str, str], list[str]
                 [sorted(schemas)],
             )
             existing = set(cur.fetchall())
-            left_out = {}
+            made = _Types()
             for (schema, name), definition in definitions.items():
                 if (schema_map.get(schema, schema), name) in existing:
                     continue  # made by an earlier load, or by the target's owner
-                statement, left_out[(schema, name)] = ddl.create_type(definition, schema_map)
-                cur.execute(statement)
+                cur.execute("SAVEPOINT adu_type")
+                try:
+                    statement, made.left_out[(schema, name)] = ddl.create_type(
+                        definition, schema_map
+                    )
+                    cur.execute(statement)
+                except (ddl.LoadRefused, psycopg2.Error) as error:
+                    cur.execute("ROLLBACK TO SAVEPOINT adu_type")
+                    made.refused[(schema, name)] = (
+                        str(error)
+                        if isinstance(error, ddl.LoadRefused)
+                        else f"Type {schema}.{name} cannot be created in the target: "
+                        + load.target.driver().explain(error, load.target)
+                    )
         db.commit()
-        return left_out
+        return made
     finally:
         db.close()
+
+
+@dataclass
+class _Types:
+    """What making the user types found: per type, what its definition left out, or why
+    the target would not take it (its tables then fail before any row moves)."""
+
+    left_out: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def of(self, entry: dict) -> tuple[list[str], str]:
+        """The notes of a table's types, and the first refusal among them ("" if none)."""
+        keys = [(d["schema"], d["name"]) for d in (entry.get("types") or {}).get("definitions", [])]
+        notes = [note for key in keys for note in self.left_out.get(key, [])]
+        refusals = [self.refused[key] for key in keys if key in self.refused]
+        return notes, refusals[0] if refusals else ""
 
 
 def _table_in_thread(load: Load, run: TableLoad, entry: dict, checked: dict):

@@ -246,3 +246,28 @@ def test_an_unreachable_target_is_one_sentence(exported, owner, source_server):
     assert load.status == Load.Status.FAILED
     assert load.error and "\n" not in load.error and "secret-pw" not in load.error
     assert set(load.tables.values_list("status", flat=True)) == {TableLoad.Status.FAILED}
+
+
+def test_a_type_the_target_lacks_fails_its_tables_before_any_row_moves(
+    source_db, target_db, target, owner, export
+):
+    source_db.execute(
+        "CREATE EXTENSION citext; CREATE TYPE size AS ENUM ('s', 'm');"
+        "CREATE DOMAIN email AS citext CHECK (VALUE LIKE '%%@%%');"
+        "CREATE TABLE people (e email, s size); INSERT INTO people VALUES ('A@b', 's');"
+        "CREATE TABLE plain (x int); INSERT INTO plain VALUES (7)"
+    )
+    job = export(source_db.connection(owner), tables=["public.people", "public.plain"])
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    runs = {t.table: t for t in load.tables.all()}
+    assert runs["people"].status == TableLoad.Status.FAILED
+    assert runs["people"].error.startswith("Type public.citext (base) is not PostgreSQL's own")
+    assert runs["plain"].status == TableLoad.Status.LOADED
+    assert target_db.execute("SELECT to_regclass('public.people')") == [(None,)]
+
+    # With the extension there, the same export loads (the type is the target's own).
+    target_db.execute("CREATE EXTENSION citext")
+    load = run_load(create_load(owner, job.folder(), target, tables=["public.people"]).pk)
+    [run] = load.tables.all()
+    assert run.status == TableLoad.Status.LOADED, run.error
+    assert target_db.execute("SELECT e::text, s::text FROM people") == [("A@b", "s")]
