@@ -242,7 +242,7 @@ def _load_table(load: Load, run: TableLoad, entry: dict, check: dict):
         _finish(
             run,
             TableLoad.Status.FAILED,
-            error=target.driver().explain(error, target, f"{run.target_schema}.{run.table}"),
+            error=target.driver().explain_load(error, target, f"{run.target_schema}.{run.table}"),
         )
     finally:
         with _SESSIONS_LOCK:

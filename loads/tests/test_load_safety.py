@@ -271,3 +271,30 @@ def test_a_type_the_target_lacks_fails_its_tables_before_any_row_moves(
     [run] = load.tables.all()
     assert run.status == TableLoad.Status.LOADED, run.error
     assert target_db.execute("SELECT e::text, s::text FROM people") == [("A@b", "s")]
+
+
+def test_a_target_out_of_temporary_space_fails_the_table_and_keeps_nothing(
+    source_db, target_db, target, owner, export
+):
+    # The primary key's index is built after the rows, sorting them: with little memory
+    # the sort spills to temporary files, which the target's limit refuses (as a full
+    # disk would).
+    source_db.execute(
+        "CREATE TABLE big (id int PRIMARY KEY, h text);"
+        "INSERT INTO big SELECT i, md5(i::text) FROM generate_series(1, 200000) i;"
+        "CREATE TABLE small (x int); INSERT INTO small VALUES (1)"
+    )
+    job = export(source_db.connection(owner), tables=["public.big", "public.small"])
+    target_db.execute(
+        f"ALTER DATABASE \"{target_db.name}\" SET temp_file_limit = '256kB';"
+        f"ALTER DATABASE \"{target_db.name}\" SET maintenance_work_mem = '1MB'"
+    )
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    runs = {t.table: t for t in load.tables.all()}
+    assert runs["big"].status == TableLoad.Status.FAILED
+    assert runs["big"].error == (
+        "The target stopped the load of public.big: temporary file size exceeds "
+        "temp_file_limit (256kB); nothing of it was kept."
+    )
+    assert runs["small"].status == TableLoad.Status.LOADED
+    assert target_db.execute("SELECT to_regclass('public.big')") == [(None,)]

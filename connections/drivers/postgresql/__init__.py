@@ -16,7 +16,7 @@ from connections.drivers.postgresql.catalog import (
     tables,
 )
 from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, REPORTS_ROWS_SENT, read_batches
-from connections.drivers.postgresql.errors import explain
+from connections.drivers.postgresql.errors import explain, explain_load
 from connections.drivers.postgresql.selection import (
     check_filter,
     check_query,
@@ -51,6 +51,7 @@ __all__ = [
     "count_rows",
     "describe",
     "explain",
+    "explain_load",
     "fingerprint",
     "is_system_schema",
     "join_snapshot",

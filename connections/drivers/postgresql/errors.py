@@ -126,6 +126,47 @@ def explain(error: BaseException, connection, table: str = "") -> str:
     return redact(_first_line(text) or type(error).__name__, (connection.password or "",))
 
 
+def explain_load(error: BaseException, connection, table: str) -> str:
+    """explain() for a load's session on its target, in one sentence: the same for the
+    link and the login; for what happened to a table, the target's side of it. A message
+    that may quote a row's values (a data exception, a key violation's DETAIL) is told by
+    its condition and constraint only: the page and the log are not the table."""
+    code = getattr(error, "pgcode", None) or ""
+    text = str(error).strip()
+    if not code or code[:2] in ("08", "28", "3D") or code == "42501":
+        if "server closed the connection unexpectedly" in text:
+            return (
+                f"The connection to {connection.host}:{connection.port} was lost while "
+                f"loading {table}; nothing of it was kept: load it again."
+            )
+        return explain(error, connection)
+    if code == "57P01":
+        return (
+            f"The database server ended the session loading {table} (an administrator or a "
+            "restart stopped it); nothing of it was kept: load it again."
+        )
+    if code == "55P03":
+        return (
+            f"{table} is locked by another session in the target, and the lock was not "
+            "released within the lock timeout; load it again once it is."
+        )
+    diag = getattr(error, "diag", None)
+    if code.startswith("23"):
+        constraint = getattr(diag, "constraint_name", None)
+        broken = f"constraint {constraint}" if constraint else "a constraint"
+        return (
+            f"The rows of {table} break {broken} in the target ({_condition(code)}); "
+            "nothing of it was kept."
+        )
+    if code.startswith("22"):
+        return (
+            f"The target refused a value of {table} ({_condition(code)}); nothing of it was kept."
+        )
+    reason = _condition(code) if _may_quote_data(error) else _first_line(text)
+    reason = reason.removeprefix("ERROR:").strip()
+    return f"The target stopped the load of {table}: {reason}; nothing of it was kept."
+
+
 def safe_reason(error: psycopg2.Error, reading_rows: bool = False) -> str:
     """The server's reason in one line, when its kind of message names only what the user
     typed or the server's limits; otherwise only the name of its condition: a query that
