@@ -40,6 +40,7 @@ prints one result line.
 
 import argparse
 import atexit
+import contextlib
 import json
 import math
 import os
@@ -348,23 +349,32 @@ def duckdb_extension() -> Path:
     )
 
 
-def prepare_duckdb(spec):
+@contextlib.contextmanager
+def duckdb_attached(dsn: str, read_only: bool):
+    """A DuckDB connection with its postgres extension loaded (from the PyPI package) and
+    the database attached as `pg`; inside the clock, as connecting is part of each tool."""
     import duckdb
 
-    extension = duckdb_extension()
+    con = duckdb.connect()
+    try:
+        con.execute(f"LOAD {sql_string(str(duckdb_extension()))}")
+        mode = ", READ_ONLY" if read_only else ""
+        con.execute(f"ATTACH {sql_string(dsn)} AS pg (TYPE postgres{mode})")
+        yield con
+    finally:
+        con.close()
+
+
+def prepare_duckdb(spec):
+    duckdb_extension()  # found before the clock starts
 
     def export():
-        con = duckdb.connect()
-        try:
-            con.execute(f"LOAD {sql_string(str(extension))}")
-            con.execute(f"ATTACH {sql_string(spec['dsn'])} AS pg (TYPE postgres, READ_ONLY)")
+        with duckdb_attached(spec["dsn"], read_only=True) as con:
             con.execute(
                 f"COPY (SELECT {spec['select']} FROM pg.public.{spec['table']}) "
                 f"TO {sql_string(spec['out'])} "
                 f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL})"
             )
-        finally:
-            con.close()
         return [spec["out"]], None
 
     return export
@@ -405,18 +415,13 @@ def prepare_copy(spec):
 def prepare_duckdb_schema(spec):
     """DuckDB exports the schema table by table through one attached database (its
     postgres extension has no schema-wide export), each table to its own file."""
-    import duckdb
-
-    extension = duckdb_extension()
+    duckdb_extension()
 
     def export():
         folder = Path(spec["out"])
         folder.mkdir()
-        con = duckdb.connect()
         files = []
-        try:
-            con.execute(f"LOAD {sql_string(str(extension))}")
-            con.execute(f"ATTACH {sql_string(spec['dsn'])} AS pg (TYPE postgres, READ_ONLY)")
+        with duckdb_attached(spec["dsn"], read_only=True) as con:
             tables = con.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = 'pg' "
                 "AND schema_name = ? ORDER BY 1",
@@ -429,8 +434,6 @@ def prepare_duckdb_schema(spec):
                     f"(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL {ZSTD_LEVEL})"
                 )
                 files.append(out)
-        finally:
-            con.close()
         return files, None
 
     return export
@@ -476,23 +479,16 @@ def prepare_adu_load(spec):
 
 def prepare_duckdb_load(spec):
     """DuckDB's postgres writer: INSERT the Parquet file's rows into a new table."""
-    import duckdb
-
-    extension = duckdb_extension()
+    duckdb_extension()
 
     def load():
-        con = duckdb.connect()
-        try:
-            con.execute(f"LOAD {sql_string(str(extension))}")
-            con.execute(f"ATTACH {sql_string(spec['target_dsn'])} AS pg (TYPE postgres)")
+        with duckdb_attached(spec["target_dsn"], read_only=False) as con:
             con.execute("DROP TABLE IF EXISTS pg.public.lineitem_duckdb")
             files = ", ".join(sql_string(f) for f in spec["files"])
             con.execute(
                 f"CREATE TABLE pg.public.lineitem_duckdb AS SELECT * FROM read_parquet([{files}])"
             )
             [(rows,)] = con.execute("SELECT count(*) FROM pg.public.lineitem_duckdb").fetchall()
-        finally:
-            con.close()
         return [], rows
 
     return load
@@ -699,15 +695,7 @@ def run_tool(context, tool, table, name, select="*") -> dict:
         out = str(context["out"] / f"{name}.parquet")
         folder = None
     spec = {**context["spec"], "tool": tool, "table": table, "out": out, "select": select}
-    env = {**os.environ, CHILD_ENV: json.dumps(spec)}
-    proc = subprocess.run(
-        [sys.executable, __file__], env=env, capture_output=True, text=True, cwd=REPO
-    )
-    marked = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
-    if not marked:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
-    result = json.loads(marked[-1][len(RESULT_MARK) :])
+    result = run_child(spec)
     if "error" in result:
         return result
     result["folder"] = folder
@@ -717,6 +705,19 @@ def run_tool(context, tool, table, name, select="*") -> dict:
 
         result["rows"] = sum(pq.ParquetFile(f).metadata.num_rows for f in result["files"])
     return result
+
+
+def run_child(spec: dict) -> dict:
+    """This script as a child running one tool's spec: its result line, or its error."""
+    env = {**os.environ, CHILD_ENV: json.dumps(spec)}
+    proc = subprocess.run(
+        [sys.executable, __file__], env=env, capture_output=True, text=True, cwd=REPO
+    )
+    marked = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if not marked:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
+    return json.loads(marked[-1][len(RESULT_MARK) :])
 
 
 def remove_output(result):
@@ -841,18 +842,9 @@ def bench_load(context, runs) -> dict:
         "files": exported["files"],
     }
 
-    def load(tool, run):
-        env = {**os.environ, CHILD_ENV: json.dumps({**spec, "tool": tool})}
-        proc = subprocess.run(
-            [sys.executable, __file__], env=env, capture_output=True, text=True, cwd=REPO
-        )
-        marked = [line for line in proc.stdout.splitlines() if line.startswith(RESULT_MARK)]
-        if not marked:
-            lines = [line for line in proc.stderr.splitlines() if line.strip()]
-            return {"error": lines[-1] if lines else f"exit status {proc.returncode}"}
-        return json.loads(marked[-1][len(RESULT_MARK) :])
-
-    results = take_turns("load lineitem", runs, LOAD_LABELS, load)
+    results = take_turns(
+        "load lineitem", runs, LOAD_LABELS, lambda tool, run: run_child({**spec, "tool": tool})
+    )
     remove_output(exported)
     return results
 
