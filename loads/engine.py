@@ -91,6 +91,11 @@ def _run(load: Load) -> Load:
         return load
     try:
         manifest = export_verify.read_manifest(Path(load.folder))
+        if manifest[export_verify.CHECKSUM_KEY] != load.manifest_sha256:
+            raise ddl.LoadRefused(
+                f"The manifest in {load.folder} is not the one this load was made for (its "
+                "checksum changed): make a new load of the export that is there now."
+            )
         checked = {
             (t["schema"], t["table"]): t for t in export_verify.verify(Path(load.folder))["tables"]
         }

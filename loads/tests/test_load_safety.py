@@ -298,3 +298,19 @@ def test_a_target_out_of_temporary_space_fails_the_table_and_keeps_nothing(
     )
     assert runs["small"].status == TableLoad.Status.LOADED
     assert target_db.execute("SELECT to_regclass('public.big')") == [(None,)]
+
+
+def test_a_manifest_swapped_after_the_load_was_made_is_refused(exported, target_db, target, owner):
+    load = create_load(owner, exported.folder(), target)
+
+    def change(manifest):
+        manifest["tables"] = [t for t in manifest["tables"] if t["table"] != "plain"]
+
+    reseal(exported, change)
+    load = run_load(load.pk)
+    assert load.status == Load.Status.FAILED
+    assert load.error.startswith(f"The manifest in {exported.folder()} is not the one this load")
+    assert set(load.tables.values_list("status", flat=True)) == {TableLoad.Status.FAILED}
+    assert target_db.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
+        (1,)  # the victim alone
+    ]
