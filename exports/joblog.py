@@ -1,4 +1,5 @@
-"""Per-job log files: every line about a job goes to the job's own file (log_path) and the console."""
+"""Per-job log files: every line about a job (or a load) goes to its own file (log_path)
+and the console."""
 
 import logging
 import os
@@ -11,18 +12,19 @@ _logger = logging.getLogger("adu.job")
 
 class _JobAdapter(logging.LoggerAdapter):
     def process(self, msg, kwargs):
-        job_id, table = self.extra["job_id"], self.extra["table"]
-        where = f"job {job_id}" + (f" {table}" if table else "")
+        subject, table = self.extra["subject"], self.extra["table"]
+        where = subject + (f" {table}" if table else "")
         kwargs.setdefault("extra", {}).update(self.extra)
         return f"{where}: {msg}", kwargs
 
 
 def job_log(job, table=None) -> logging.LoggerAdapter:
-    """A logger whose lines name the job (and table) and also land in the job's own file."""
+    """A logger whose lines name the job (or load, and table) and also land in its own file."""
+    kind = job._meta.model_name.removeprefix("export")  # "job" or "load"
     return _JobAdapter(
         _logger,
         {
-            "job_id": job.pk,
+            "subject": f"{kind} {job.pk}",
             "job_log_path": str(log_path(job)),
             "table": str(table) if table else "",
         },
@@ -30,10 +32,11 @@ def job_log(job, table=None) -> logging.LoggerAdapter:
 
 
 def log_path(job) -> Path:
-    """The job's own log file, for writers and readers alike. The job's log token is in the
-    name: ids start again at 1 in a new database (or the test suite's), and a job must never
-    append to, show or delete the log an earlier job with its id left behind."""
-    return Path(settings.JOB_LOG_DIR) / f"job-{job.pk}-{job.log_token}.log"
+    """The job's (or load's) own log file, for writers and readers alike. Its log token is
+    in the name: ids start again at 1 in a new database (or the test suite's), and a job
+    must never append to, show or delete the log an earlier job with its id left behind."""
+    kind = job._meta.model_name.removeprefix("export")
+    return Path(settings.JOB_LOG_DIR) / f"{kind}-{job.pk}-{job.log_token}.log"
 
 
 class JobFileHandler(logging.Handler):

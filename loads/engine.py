@@ -7,7 +7,6 @@ back, and a load run again takes only the tables not yet committed.
 """
 
 import collections
-import logging
 import threading
 import time
 from concurrent import futures
@@ -25,11 +24,10 @@ from psycopg2 import sql
 from audit.models import AuditEvent, record
 from connections.models import ConnectionFailed
 from exports import verify as export_verify
+from exports.joblog import job_log
 from loads import ddl, fingerprint
 from loads.copy import CsvStream
 from loads.models import Load, TableLoad
-
-log = logging.getLogger("adu.loads")
 
 BATCH_ROWS = 65_536  # rows read from the file at once: memory holds a few such batches
 CANCEL_CHECK_SECONDS = 1.0
@@ -86,6 +84,7 @@ def _watching(load: Load):
 
 
 def _run(load: Load) -> Load:
+    job_log(load).info("started: %s into '%s' (%s)", load.folder, load.target.name, load.options)
     if load.cancel_requested:
         load.finish()
         return load
@@ -116,6 +115,7 @@ def _run(load: Load) -> Load:
             pool.submit(_table_in_thread, load, run, entry, checked)
     load.refresh_from_db(fields=["cancel_requested"])
     load.finish()
+    job_log(load).info("%s: %s", load.status, load.counts())
     record(AuditEvent.Action.LOAD_FINISH, user=load.owner, obj=load, status=load.status)
     return load
 
@@ -127,6 +127,7 @@ def _fail(load: Load, message: str) -> Load:
     )
     load.save(update_fields=["error"])
     load.finish()
+    job_log(load).error("%s: %s", load.status, message)
     record(
         AuditEvent.Action.LOAD_FINISH, user=load.owner, obj=load, status=load.status, error=message
     )
@@ -200,7 +201,7 @@ def _table_in_thread(load: Load, run: TableLoad, entry: dict, checked: dict):
     try:
         _load_table(load, run, entry, checked.get((run.schema, run.table), {}))
     except Exception:  # the table fails, the others go on; the log has the traceback
-        log.exception("load %s: table %s.%s", load.pk, run.schema, run.table)
+        job_log(load, f"{run.schema}.{run.table}").exception("failed")
         _finish(
             run, TableLoad.Status.FAILED, error="ADU failed to load this table; its log says why."
         )
@@ -405,3 +406,8 @@ def _finish(run: TableLoad, status: str, **fields):
         setattr(run, key, value)
     run.finished_at = timezone.now()
     run.save()
+    said = f"{status}: {run.rows} rows into {run.target_schema}.{run.table}"
+    level = "error" if status == TableLoad.Status.FAILED else "info"
+    getattr(job_log(run.load, f"{run.schema}.{run.table}"), level)(
+        "%s%s", said, f" ({run.error})" if run.error else ""
+    )

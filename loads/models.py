@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts import roles
+from exports.models import new_log_token
 
 
 class LoadQuerySet(models.QuerySet):
@@ -74,6 +75,8 @@ class Load(models.Model):
     # {"schema_map": {src: dst}, "tables": [...], "if_exists", "parallel", "create_only"}
     options = models.JSONField(default=dict, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Part of its log file's name (exports.joblog.log_path), as a job's.
+    log_token = models.CharField(max_length=16, default=new_log_token, editable=False)
     # The worker running it beats; a load whose beat stopped is resumed once (tasks.sweep).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     recoveries = models.PositiveIntegerField(default=0)

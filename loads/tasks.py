@@ -1,6 +1,5 @@
 """Django-Q2 task of a load: it gets the load's id, never an object or a credential."""
 
-import logging
 import time
 from datetime import timedelta
 
@@ -10,9 +9,9 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from audit.models import AuditEvent, record
+from exports.joblog import job_log
 from loads.models import Load, TableLoad
 
-log = logging.getLogger("adu.loads")
 MAX_RECOVERIES = 1
 
 
@@ -60,7 +59,7 @@ def sweep_loads():
             )
             if taken:
                 stopped.update(status=TableLoad.Status.QUEUED, rows=0)
-                log.warning("load %s: its worker stopped; resuming", load.pk)
+                job_log(load).warning("its worker stopped; resuming")
                 start_load(load)
             continue
         stopped.update(

@@ -249,8 +249,9 @@ def test_a_connection_not_marked_as_a_target_is_never_written(
     with pytest.raises(BadRequest, match="'plain' is not marked as a load target"):
         create_load(owner, job.folder(), plain)
     # Even a load recorded for it (by a hand, a bug) cannot open a writable session.
+    sealed = json.loads(job.manifest_path().read_text())["manifest_sha256"]
     load = Load.objects.create(
-        owner=owner, target=plain, folder=str(job.folder()), manifest_sha256="x"
+        owner=owner, target=plain, folder=str(job.folder()), manifest_sha256=sealed
     )
     TableLoad.objects.create(load=load, schema="public", table="keyed", target_schema="public")
     load = run_load(load.pk)
@@ -451,3 +452,20 @@ def test_a_folder_the_system_refuses_is_one_sentence(target, owner, settings):
         with pytest.raises(BadRequest) as refused:
             create_load(owner, folder, target)
         assert refused.value.field == "folder" and "\n" not in str(refused.value)
+
+
+def test_a_load_writes_its_own_log(source_db, target_db, target, owner, export, capsys):
+    from exports.joblog import log_path
+
+    source_db.execute("CREATE TABLE t AS SELECT 1 AS x; CREATE TABLE u AS SELECT 2 AS y")
+    job = export(source_db.connection(owner), tables=["public.t", "public.u"])
+    target_db.execute("CREATE TABLE u (y int)")
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    text = log_path(load).read_text()
+    assert f"load {load.pk}: started: {job.folder()} into 'far'" in text
+    assert f"load {load.pk} public.t: loaded: 1 rows into public.t" in text
+    assert f"load {load.pk} public.u: failed: 0 rows into public.u (Table public.u is already" in text
+    assert f"load {load.pk}: complete_with_errors" in text
+    assert log_path(load) != log_path(job)  # a job's and a load's of the same id apart
+    call_command("adu_loads", "--log", str(load.pk), "--as", owner.username)
+    assert capsys.readouterr().out.strip() == text.strip()

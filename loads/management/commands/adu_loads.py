@@ -13,10 +13,23 @@ class Command(AduCommand):
         parser.add_argument("--status", choices=Load.Status.values, help="Only this status.")
         parser.add_argument("--limit", type=int, default=50, help="At most this many (50).")
         parser.add_argument("--cancel", type=int, metavar="ID", help="Cancel this load.")
+        parser.add_argument("--log", type=int, metavar="ID", help="Print this load's log.")
         super().add_arguments(parser)
 
     def handle(self, *args, **options):
         user = self.user(options)
+        if options["log"] is not None:
+            from exports.joblog import log_path
+
+            try:
+                load = Load.objects.for_user(user, options["log"])
+            except LookupError as error:
+                raise CommandError(str(error)) from None
+            path = log_path(load)
+            self.stdout.write(
+                path.read_text() if path.is_file() else f"Load {load.pk} has no log yet."
+            )
+            return
         if options["cancel"] is not None:
             from loads.tasks import cancel_load
 
