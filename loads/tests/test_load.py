@@ -464,7 +464,9 @@ def test_a_load_writes_its_own_log(source_db, target_db, target, owner, export, 
     text = log_path(load).read_text()
     assert f"load {load.pk}: started: {job.folder()} into 'far'" in text
     assert f"load {load.pk} public.t: loaded: 1 rows into public.t" in text
-    assert f"load {load.pk} public.u: failed: 0 rows into public.u (Table public.u is already" in text
+    assert (
+        f"load {load.pk} public.u: failed: 0 rows into public.u (Table public.u is already" in text
+    )
     assert f"load {load.pk}: complete_with_errors" in text
     assert log_path(load) != log_path(job)  # a job's and a load's of the same id apart
     call_command("adu_loads", "--log", str(load.pk), "--as", owner.username)
