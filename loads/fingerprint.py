@@ -1,4 +1,4 @@
-"""An order-independent fingerprint of a table's content, computed two ways that must agree:
+r"""An order-independent fingerprint of a table's content, computed two ways that must agree:
 in PostgreSQL over a loaded table (`sql`, `of_table`) and in Python over the Parquet files
 ADU exported (`Accumulator`, `of_files`).
 
@@ -7,15 +7,22 @@ first 8 bytes (big-endian, unsigned) of SHA-256 of the row's canonical bytes, wr
 lowercase hex digits. A sum, not a XOR: a row twice is not the same as the row absent.
 SHA-256, not md5: md5() fails on FIPS servers.
 
-Canonical bytes of a row: for each column in manifest order, b"N" for NULL, otherwise
-b"V" + the decimal byte length of the value's canonical bytes + b":" + those bytes. The
-length prefix makes the concatenation unambiguous without escaping anything.
+Canonical bytes of a row: the UTF-8 of PostgreSQL's record output (record_out) of a row of
+the columns' canonical texts in manifest order, i.e. of ROW(v0, v1, ...)::text, which the
+server computes in one call per row. Its rules (src/backend/utils/adt/rowtypes.c):
+"(" + the values joined by "," + ")"; a NULL is nothing at all; a value is written in
+double quotes if it is empty or holds any of " \ ( ) , or a space, \t, \n, \v, \f or \r
+(C's isspace, in the database's LC_CTYPE: these six in C and glibc locales; a libc that
+calls some byte above 127 a space, as macOS's may, would quote where the file side does
+not), and inside the quotes " and \ are doubled. A NULL then an x is "(,x)", an empty
+string then an x '("",x)'; a 1-column row is "(x)", a row of no columns "()". The quotes
+make the joined text unambiguous.
 
-Canonical bytes of a value follow how the file holds the column (its manifest entry's
+Canonical text of a value follows how the file holds the column (its manifest entry's
 "arrow_type" and "representation"):
 
 - string (a native string, or any text form: arrays, enums, intervals, json, ranges,
-  composites, fallbacks...): the text as stored, UTF-8. The database side reads the type's
+  composites, fallbacks...): the text as stored. The database side reads the type's
   output function, as COPY did, through format('%s', col) (col::text differs for bool,
   inet, char(n)); xml was exported as col::text (which keeps an XML declaration) and
   money's text fallback as col::numeric, and are read so here.
@@ -28,15 +35,18 @@ Canonical bytes of a value follow how the file holds the column (its manifest en
 - date32: days since 1970-01-01, decimal.
 - timestamp[us] (with or without a time zone): microseconds since 1970-01-01 00:00, decimal.
 - time64[us]: microseconds since midnight, decimal.
-- binary: the raw bytes.
-- uuid: its 16 raw bytes.
+- binary: its bytes in lowercase hex (encode(v, 'hex')), no prefix.
+- uuid: its 16 bytes in lowercase hex, 32 digits, no dashes.
+
+A value is NULL in the row exactly when it is NULL in the file: a composite whose fields
+are all NULL ("(,)" in the file) is `IS NULL` in SQL, so the database side tests NULL with
+pg_column_size, which is strict.
 
 The database session must run with connections.drivers.postgresql.session.SESSION_SETTINGS
 (the settings of the export's reads): text forms such as intervals and timestamps print by
 them. `of_table` checks them.
 """
 
-import functools
 import hashlib
 import pathlib
 from dataclasses import dataclass
@@ -48,6 +58,7 @@ import pyarrow.parquet as pq
 from psycopg2 import sql as pgsql
 
 from connections.drivers.postgresql.session import SESSION_SETTINGS
+from loads.copy import hex_text
 
 # The representations (connections/drivers/postgresql/types.py) whose text the export read
 # through a cast rather than the output function.
@@ -57,8 +68,6 @@ MONEY_TEXT = "decimal text"
 # The one bit pattern every NaN counts as (the quiet NaN with no payload, sign clear).
 FLOAT_NAN_BITS = 0x7FC00000
 DOUBLE_NAN_BITS = 0x7FF8000000000000
-
-_NULL = b"N"
 
 
 @dataclass(frozen=True)
@@ -78,44 +87,32 @@ def sql(
 ) -> pgsql.Composed:
     """One SELECT returning one row (rows bigint, digest text) over "schema"."table", or the
     rows of it that meet `where`. Run it with SESSION_SETTINGS set on the session."""
-    values = [_value_sql(column) for column in columns]
-    names = [pgsql.Identifier(f"v{i}") for i in range(len(columns))]
-    # The inner SELECT names the values; the planner pulls it up, so a value is computed
-    # twice (its length, its bytes). A fence (OFFSET 0) would compute it once but stop
-    # parallel workers, and on Greenplum send every row to the coordinator.
-    inner = pgsql.SQL("SELECT {} FROM {}.{}{}").format(
-        pgsql.SQL(", ").join(
-            pgsql.SQL("{} AS {}").format(value, name)
-            for value, name in zip(values, names, strict=True)
-        )
-        if columns
-        else pgsql.SQL("1"),
-        pgsql.Identifier(schema),
-        pgsql.Identifier(table),
-        pgsql.SQL(" WHERE {}").format(where) if where is not None else pgsql.SQL(""),
-    )
-    row = (
-        pgsql.SQL(" || ").join(
-            pgsql.SQL(
-                "coalesce('V'::bytea || convert_to(octet_length({0})::text || ':', 'UTF8')"
-                " || {0}, 'N'::bytea)"
-            ).format(name)
-            for name in names
-        )
-        if columns
-        else pgsql.SQL("''::bytea")
-    )
     # sum(bigint) is exact (numeric); the modulo and the hex digits are done here too, so
     # that the caller only reads two values.
     return pgsql.SQL(
         "SELECT row_count AS rows, lpad(to_hex((CASE WHEN total >= 9223372036854775808"
         " THEN total - 18446744073709551616 ELSE total END)::bigint), 16, '0') AS digest"
         " FROM (SELECT count(*)::bigint AS row_count,"
-        " mod(mod(coalesce(sum(prefix), 0), 18446744073709551616) + 18446744073709551616,"
+        " mod(mod(coalesce(sum(('x' || encode(substr(sha256(convert_to({row}, 'UTF8')), 1, 8),"
+        " 'hex'))::bit(64)::bigint), 0), 18446744073709551616) + 18446744073709551616,"
         " 18446744073709551616) AS total"
-        " FROM (SELECT ('x' || encode(substr(sha256({row}), 1, 8), 'hex'))::bit(64)::bigint"
-        " AS prefix FROM ({inner}) AS fingerprint_values) AS prefixes) AS totals"
-    ).format(row=row, inner=inner)
+        " FROM {schema}.{table}{where}) AS totals"
+    ).format(
+        row=row_text_sql(columns),
+        schema=pgsql.Identifier(schema),
+        table=pgsql.Identifier(table),
+        where=pgsql.SQL(" WHERE {}").format(where) if where is not None else pgsql.SQL(""),
+    )
+
+
+def row_text_sql(columns: list[dict]) -> pgsql.Composable:
+    """A row's canonical text, as a text expression over the table's columns."""
+    if not columns:
+        return pgsql.SQL("'()'::text")
+    # One record_out call per row: it quotes and escapes each value, and NULL is nothing.
+    return pgsql.SQL("ROW({})::text").format(
+        pgsql.SQL(", ").join(_value_sql(column) for column in columns)
+    )
 
 
 def of_table(cursor, schema: str, table: str, columns: list[dict]) -> Fingerprint:
@@ -151,18 +148,17 @@ def _normal(setting: str) -> str:
 
 
 def _value_sql(column: dict) -> pgsql.Composable:
-    """The canonical bytes of the column's value as a bytea expression, NULL for NULL."""
+    """The canonical text of the column's value as a text expression, NULL exactly when the
+    value is NULL."""
     col = pgsql.Identifier(column["name"])
     arrow = column["arrow_type"]
     if arrow in ("binary", "large_binary"):
-        return pgsql.SQL("{}::bytea").format(col)
+        return pgsql.SQL("encode({}::bytea, 'hex')").format(col)
     if _is_uuid(arrow):
-        return pgsql.SQL("uuid_send({})").format(col)
+        return pgsql.SQL("encode(uuid_send({}), 'hex')").format(col)
     if arrow in ("string", "large_string"):
-        text = _text_sql(col, column)
-    else:
-        text = _number_sql(col, arrow)
-    return pgsql.SQL("convert_to({}, 'UTF8')").format(text)
+        return _text_sql(col, column)
+    return _number_sql(col, arrow)
 
 
 def _is_uuid(arrow_type: str) -> bool:
@@ -213,7 +209,8 @@ def _number_sql(col: pgsql.Composable, arrow: str) -> pgsql.Composable:
 
 
 def _float_sql(col, name: str, bits: int, integer: str, nan: int) -> pgsql.Composable:
-    # NaN = NaN is true in PostgreSQL, whatever the NaN's bits.
+    # NaN = NaN is true in PostgreSQL, whatever the NaN's bits. NULL = NaN is NULL: the
+    # ELSE branch, NULL too.
     return pgsql.SQL(
         "(CASE WHEN {col} = 'NaN'::{float} THEN {nan}::{integer}"
         " ELSE ('x' || encode({send}({col}), 'hex'))::bit({bits})::{integer} END)::text"
@@ -250,8 +247,9 @@ class Accumulator:
             )
         if not batch.num_rows:
             return
-        with np.errstate(over="ignore"):  # the sum wraps at 2**64: that is the modulo
-            self.total += _prefix_sum(_row_bytes(batch))
+        for part in _parts(batch):
+            with np.errstate(over="ignore"):  # the sum wraps at 2**64: that is the modulo
+                self.total += _prefix_sum(row_text(part))
         self.rows += batch.num_rows
 
     def result(self) -> Fingerprint:
@@ -269,85 +267,112 @@ def of_files(paths: list[pathlib.Path], columns: list[dict]) -> Fingerprint:
     return accumulator.result()
 
 
-# Headers "V<length>:" of values shorter than this are looked up, not printed.
-_LOOKED_UP = 4096
-_MAX_HEADER = len(b"V:") + 20
+# A batch is taken this many bytes of values at a time: the text of a slice (hex doubles
+# bytes) stays within a string array's 32-bit offsets, and in the CPU's caches.
+_PART_BYTES = 32 * 2**20
 
 
-def _row_bytes(batch: pa.RecordBatch) -> pa.Array:
-    """Each row's canonical bytes, as one binary (or large_binary) array."""
-    values = [_value_bytes(column) for column in batch.columns]
-    if not values:
-        return pa.array([b""] * batch.num_rows, pa.binary())
+def _parts(batch: pa.RecordBatch):
+    size = batch.nbytes
+    if size <= _PART_BYTES:
+        yield batch
+        return
+    step = max(1, batch.num_rows * _PART_BYTES // size)
+    for start in range(0, batch.num_rows, step):
+        yield batch.slice(start, step)
+
+
+# What makes record_out quote a value, besides being empty (RE2's \s lacks \v: listed).
+_QUOTED = r'["\\(),\t\n\x0b\f\r ]'
+
+
+def row_text(batch: pa.RecordBatch) -> pa.Array:
+    """Each row's canonical text (record_out's), as one string (or large_string) array."""
+    if not batch.num_columns:
+        return pa.array(["()"] * batch.num_rows, pa.string())
+    values = [_value_text(column) for column in batch.columns]
     # 32-bit offsets are quicker; a batch of long values needs 64-bit ones.
-    bound = sum(v.nbytes for v in values) + batch.num_rows * len(values) * _MAX_HEADER
-    kind = pa.binary() if bound < 2**31 else pa.large_binary()
-    parts = []
-    for array in values:
-        array = array.cast(kind)
-        parts += [_headers(array, kind), pc.fill_null(array, pa.scalar(b"", kind))]
-    return pc.binary_join_element_wise(*parts, pa.scalar(b"", kind))
+    bound = sum(v.nbytes for v in values) + batch.num_rows * (len(values) + 2)
+    kind = pa.string() if bound < 2**31 else pa.large_string()
+    values = [value.cast(kind) for value in values]
+    nothing, comma = pa.scalar("", kind), pa.scalar(",", kind)
+    # The parentheses go onto the first and last values (a NULL there is nothing): two
+    # columns copied once more rather than the rows.
+    opening, closing = pa.scalar("(", kind), pa.scalar(")", kind)
+    if len(values) == 1:
+        return pc.binary_join_element_wise(
+            opening, values[0], closing, nothing, null_handling="replace"
+        )
+    values[0] = pc.binary_join_element_wise(opening, values[0], nothing, null_handling="replace")
+    values[-1] = pc.binary_join_element_wise(values[-1], closing, nothing, null_handling="replace")
+    return pc.binary_join_element_wise(*values, comma, null_handling="replace")
 
 
-def _headers(values: pa.Array, kind: pa.DataType) -> pa.Array:
-    """b"V<byte length>:" for each value, b"N" for each NULL."""
-    lengths = pc.binary_length(values)
-    longest = pc.max(lengths).as_py()
-    if longest is None or longest < _LOOKED_UP:
-        return pc.take(_header_table(kind), pc.fill_null(lengths, _LOOKED_UP))
-    printed = pc.binary_join_element_wise(b"V", _ascii(lengths, kind), b":", pa.scalar(b"", kind))
-    return pc.fill_null(printed, pa.scalar(_NULL, kind))
-
-
-@functools.cache
-def _header_table(kind: pa.DataType) -> pa.Array:
-    return pa.array([b"V%d:" % n for n in range(_LOOKED_UP)] + [_NULL], kind)
-
-
-def _ascii(array: pa.Array, kind: pa.DataType | None = None) -> pa.Array:
-    """Integers or text as binary (text is already UTF-8: a cast of the type only)."""
-    return array.cast(pa.string()).cast(kind or pa.binary())
-
-
-def _value_bytes(array: pa.Array) -> pa.Array:
-    """The canonical bytes of each value of a column (NULL stays NULL)."""
+def _value_text(array: pa.Array) -> pa.Array:
+    """The canonical text of each value of a column as record_out writes it (quoted where it
+    must be), NULL for NULL."""
     kind = array.type
     if isinstance(array, pa.ExtensionArray):
-        return _value_bytes(array.storage)  # uuid: its 16 bytes
+        return _value_text(array.storage)  # uuid: its 16 bytes
     if pa.types.is_dictionary(kind):
-        return _value_bytes(array.dictionary_decode())
+        return _value_text(array.dictionary_decode())
     if pa.types.is_null(kind):
-        return pa.nulls(len(array), pa.binary())
-    if pa.types.is_large_binary(kind):
-        return array
-    if pa.types.is_large_string(kind):
-        return array.cast(pa.large_binary())
-    if pa.types.is_binary(kind) or pa.types.is_string(kind) or pa.types.is_fixed_size_binary(kind):
-        return array.cast(pa.binary())
+        return pa.nulls(len(array), pa.string())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _quoted(array)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return _quoted(hex_text(array, prefix=b""), special=False)
+    if pa.types.is_fixed_size_binary(kind):
+        return hex_text(array, prefix=b"")
     if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-        return _ascii(array)
+        return array.cast(pa.string())
     if pa.types.is_decimal(kind):
-        return _decimal_text(array).cast(pa.binary())
+        return _decimal_text(array)
     if pa.types.is_float32(kind):
-        return _ascii(_float_bits(array, pa.int32(), FLOAT_NAN_BITS, 32))
+        return _float_bits(array, pa.int32(), FLOAT_NAN_BITS, 32).cast(pa.string())
     if pa.types.is_float64(kind):
-        return _ascii(_float_bits(array, pa.int64(), DOUBLE_NAN_BITS, 64))
+        return _float_bits(array, pa.int64(), DOUBLE_NAN_BITS, 64).cast(pa.string())
     if pa.types.is_date32(kind):
-        return _ascii(array.cast(pa.int32()))
+        return array.cast(pa.int32()).cast(pa.string())
     if pa.types.is_timestamp(kind):
         # safe casts: a coarser unit scales up exactly, a finer one must lose nothing
-        return _ascii(array.cast(pa.timestamp("us", kind.tz)).cast(pa.int64()))
+        return array.cast(pa.timestamp("us", kind.tz)).cast(pa.int64()).cast(pa.string())
     if pa.types.is_time(kind):
-        return _ascii(array.cast(pa.time64("us")).cast(pa.int64()))
+        return array.cast(pa.time64("us")).cast(pa.int64()).cast(pa.string())
     raise ValueError(f"no canonical form for a column held as {kind}")
+
+
+def _quoted(text: pa.Array, special: bool = True) -> pa.Array:
+    """Text as record_out writes it: in double quotes, with " and \\ doubled, when it is
+    empty or (unless `special` is false: hex has none) holds a character of _QUOTED; as it
+    is otherwise."""
+    needs = pc.equal(text, "")
+    if special:
+        needs = pc.or_(needs, pc.match_substring_regex(text, _QUOTED))
+    needs = pc.fill_null(needs, False)
+    if not pc.any(needs).as_py():
+        return text
+    every = pc.all(needs).as_py()  # char(n)'s padding, for one
+    chosen = text if every else pc.filter(text, needs)
+    escaped = pc.replace_substring(pc.replace_substring(chosen, "\\", "\\\\"), '"', '""')
+    quoted = pc.binary_join_element_wise('"', escaped, '"', "")
+    return quoted if every else pc.replace_with_mask(text, needs, quoted)
+
+
+# Arrow prints decimals of this scale or less without an exponent.
+_PLAIN_SCALE = 6
 
 
 def _decimal_text(array: pa.Array) -> pa.Array:
     """numeric(p, s)'s text: exactly s digits after the point. Arrow's own cast to string
-    writes 1E-10 for 0.0000000001: the unscaled integer is printed and the point put in."""
+    writes 1E-10 for 0.0000000001 (as Java's BigDecimal, where a value's exponent is below
+    -6, which no scale up to 6 gives): past that, the unscaled integer is printed and the
+    point put in."""
     scale = array.type.scale
     if scale <= 0:
         return _unscaled(array).cast(pa.string())
+    if scale <= _PLAIN_SCALE:
+        return array.cast(pa.string())
     if array.type.bit_width == 128 and array.type.precision <= 18:
         return _small_decimal_text(array, scale)
     text = _unscaled(array).cast(pa.string())
@@ -397,7 +422,8 @@ def _float_bits(array: pa.Array, integer: pa.DataType, nan: int, bits: int) -> p
 def _prefix_sum(rows: pa.Array) -> np.uint64:
     """The sum, wrapping at 2**64, of the first 8 bytes of each row's SHA-256."""
     _, offsets_buffer, data_buffer = rows.buffers()
-    width = np.int64 if pa.types.is_large_binary(rows.type) else np.int32
+    large = pa.types.is_large_binary(rows.type) or pa.types.is_large_string(rows.type)
+    width = np.int64 if large else np.int32
     offsets = np.frombuffer(offsets_buffer, width, len(rows) + 1, rows.offset * width(0).itemsize)
     data = memoryview(data_buffer if data_buffer is not None else b"")
     sha256 = hashlib.sha256

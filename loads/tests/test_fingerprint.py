@@ -3,9 +3,12 @@ files ADU exported of it, for every type and edge value; and it changes when the
 does (a value, two values swapped, NULL for '', a row more), but not with the row order.
 
 Each test exports a real table of the throwaway source database, then fingerprints the
-source table (on a session with the export's settings) and the exported files.
+source table (on a session with the export's settings) and the exported files. The rows'
+canonical texts are compared too, one by one: the file side's quoting must be PostgreSQL's
+own record output (ROW(...)::text), which the server computes.
 """
 
+import decimal
 import hashlib
 import json
 import random
@@ -91,6 +94,40 @@ def of_table(session):
     return run
 
 
+@pytest.fixture
+def row_texts(session):
+    """row_texts(table, columns): the canonical texts of the source table's rows, as the
+    server writes them, sorted."""
+
+    def run(table, columns):
+        with session.cursor() as cur:
+            cur.execute(
+                psycopg2.sql.SQL("SELECT {} FROM public.{}").format(
+                    fingerprint.row_text_sql(columns), psycopg2.sql.Identifier(table)
+                )
+            )
+            return sorted(text for (text,) in cur.fetchall())
+
+    return run
+
+
+def file_row_texts(paths, columns):
+    """The canonical texts of the files' rows, as the file side writes them, sorted."""
+    names = [column["name"] for column in columns]
+    return sorted(
+        text
+        for path in paths
+        for batch in pq.ParquetFile(path).iter_batches(columns=names)
+        for text in fingerprint.row_text(batch).to_pylist()
+    )
+
+
+def digest_of_texts(texts):
+    """The digest of rows whose canonical texts are these, computed here from the definition."""
+    total = sum(int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "big") for t in texts)
+    return f"{total % 2**64:016x}"
+
+
 def exported(job, table):
     """The manifest's columns of `table` and the paths of its files."""
     assert job.status == ExportJob.Status.COMPLETE, list(job.errors.values_list("message"))
@@ -105,18 +142,21 @@ def export_one(source_db, owner, export, table):
 
 
 @pytest.mark.parametrize("table", ["ordinary", "special"])
-def test_every_type_and_edge_value_agrees(wide_source, owner, export, of_table, table):
+def test_every_type_and_edge_value_agrees(wide_source, owner, export, of_table, row_texts, table):
     columns, paths = export_one(wide_source, owner, export, table)
     if table == "special":  # what the file holds as text because Arrow cannot hold it
         assert {c["name"] for c in columns if "fallback" in c} >= {"c_date", "c_tstz", "c_time"}
 
     from_file = fingerprint.of_files(paths, columns)
 
+    assert file_row_texts(paths, columns) == row_texts(table, columns)
     assert from_file == of_table(table, columns)
     assert from_file.rows == {"ordinary": 3, "special": 4}[table]
+    if table == "ordinary":  # row 3 is NULL but for its id: nothing between the commas
+        assert "(3" + "," * (len(columns) - 1) + ")" in row_texts(table, columns)
 
 
-def test_text_forms_read_as_the_export_read_them(source_db, owner, export, of_table):
+def test_text_forms_read_as_the_export_read_them(source_db, owner, export, of_table, row_texts):
     # xml: exported as col::text, which keeps the declaration its output function drops;
     # a composite of NULL fields IS NULL in SQL but is "(,)" in the file; char(n) keeps its
     # padding, inet its prefix only where the output function prints it.
@@ -132,10 +172,15 @@ def test_text_forms_read_as_the_export_read_them(source_db, owner, export, of_ta
     )
     columns, paths = export_one(source_db, owner, export, "forms")
 
+    assert file_row_texts(paths, columns) == row_texts("forms", columns)
     assert fingerprint.of_files(paths, columns) == of_table("forms", columns)
+    # The composite of NULL fields is its text "(,)" (quoted: it has parentheses), not NULL.
+    assert any('"(,)"' in text for text in row_texts("forms", columns))
 
 
-def test_many_rows_over_several_batches_agree(source_db, owner, export, of_table):
+def test_many_rows_over_several_batches_agree(
+    source_db, owner, export, session, of_table, row_texts
+):
     source_db.execute(MANY_SQL.format(rows=MANY_ROWS))
     columns, paths = export_one(source_db, owner, export, "many")
     assert sum(1 for p in paths for _ in pq.ParquetFile(p).iter_batches()) > 1
@@ -145,6 +190,77 @@ def test_many_rows_over_several_batches_agree(source_db, owner, export, of_table
 
     assert from_file == of_table("many", columns)
     assert from_file.rows == MANY_ROWS
+    texts = row_texts("many", columns)
+    assert file_row_texts(paths, columns) == texts
+    assert from_file.digest == digest_of_texts(texts)
+
+    # The same with parallel workers: each builds and prints the ROW itself.
+    with session.cursor() as cur:
+        for setting in PARALLEL:
+            cur.execute(f"SET {setting}")
+        cur.execute(psycopg2.sql.SQL("EXPLAIN ") + fingerprint.sql("public", "many", columns))
+        assert "Gather" in "\n".join(line for (line,) in cur.fetchall())
+    assert of_table("many", columns) == from_file
+
+
+PARALLEL = [
+    "max_parallel_workers_per_gather = 2",
+    "parallel_setup_cost = 0",
+    "parallel_tuple_cost = 0",
+    "min_parallel_table_scan_size = 0",
+]
+
+# Text that record_out quotes (or not): each ASCII character alone and inside a word, the
+# C whitespace (\v too, which RE2's \s lacks), quotes and backslashes doubled inside,
+# parentheses, commas, empty strings, and non-ASCII text and spaces, which it leaves bare.
+QUOTING_SQL = r"""
+CREATE TABLE quoting (id integer, note text, code char(3), notes text[], doc json);
+INSERT INTO quoting
+SELECT i, chr(i), chr(i), ARRAY[chr(i), 'a' || chr(i) || 'b'], to_json(chr(i))
+FROM generate_series(1, 127) AS i;
+INSERT INTO quoting (id, note) SELECT 1000 + i, 'a' || chr(i) || 'b'
+FROM generate_series(1, 127) AS i;
+INSERT INTO quoting VALUES
+ (2001, '', '', '{}', '""'), (2002, NULL, NULL, NULL, NULL), (2003, '', NULL, '{""}', NULL),
+ (2004, '"', '\', '{"\"","\\"}', '"\""'), (2005, '""', '\\', NULL, NULL),
+ (2006, '\"x"\', '(,)', NULL, NULL), (2007, '(x)', ' ', NULL, NULL),
+ (2008, 'a,b', 'a b', NULL, NULL), (2009, ' lead', NULL, NULL, NULL),
+ (2010, 'trail ', NULL, NULL, NULL), (2011, E'\t\n\v\f\r', E'\v', NULL, NULL),
+ (2012, 'é à ß', 'ü', '{"日本 語"}', '{"k": "v w"}'),
+ (2013, E'no\u00a0break\u0085next\u2028line\u3000wide\u1680ogham', E'\u00a0', NULL, NULL),
+ (2014, '😀 (smile)', '😀', NULL, NULL), (2015, 'plain', 'ok', NULL, NULL),
+ (2016, 'NULL', 'N', NULL, 'null'), (2017, '()', ',', NULL, NULL),
+ (NULL, 'first', NULL, NULL, NULL), (NULL, NULL, NULL, NULL, NULL)
+"""
+
+
+def test_record_output_quoting_is_postgresqls(source_db, owner, export, of_table, row_texts):
+    source_db.execute(QUOTING_SQL)
+    columns, paths = export_one(source_db, owner, export, "quoting")
+
+    texts = row_texts("quoting", columns)
+
+    assert file_row_texts(paths, columns) == texts
+    assert fingerprint.of_files(paths, columns) == of_table("quoting", columns)
+    assert of_table("quoting", columns).digest == digest_of_texts(texts)
+    # The rules as PostgreSQL applies them (what the file side must copy).
+    for expected in (
+        '(2001,"","   ",{},"""""")',  # empty: quoted; char(3) keeps its padding
+        "(2002,,,,)",  # NULL: nothing
+        "(,first,,,)",
+        "(,,,,)",  # a row of NULLs
+        '(2003,"",,"{""""}",)',
+        '(2006,"\\\\""x""\\\\","(,)",,)',  # " and \ doubled
+        '(2012,"é à ß","ü  ","{""日本 語""}","{""k"": ""v w""}")',
+        '(2013,no\u00a0break\u0085next\u2028line\u3000wide\u1680ogham,"\u00a0  ",,)',
+        '(2016,NULL,"N  ",,null)',
+    ):
+        assert expected in texts, expected
+    # Each C whitespace character is quoted, \v (11) too; no other control character is.
+    for code in range(1, 128):
+        bare = chr(code) not in ' \t\n\v\f\r"\\(),'
+        assert (f"(1{code:03d},a{chr(code)}b,,,)" in texts) == bare, code
+    assert '(11,"\x0b","\x0b  ","{""\x0b"",""a\x0bb""}","""\\\\u000b""")' in texts
 
 
 @pytest.fixture
@@ -251,11 +367,12 @@ def test_the_files_of_a_table_add_up(small):
     assert int(two.digest, 16) == 2 * int(one.digest, 16) % 2**64
 
 
-def test_batches_of_any_size_and_offset_agree(source_db, owner, export):
+def test_batches_of_any_size_and_offset_agree(source_db, owner, export, of_table, monkeypatch):
     source_db.execute(MANY_SQL.format(rows=600))
     columns, paths = export_one(source_db, owner, export, "many")
     table = pq.read_table(paths)
     whole = fingerprint.of_files(paths, columns)
+    assert whole == of_table("many", columns)
 
     for size in (1, 7, 250):
         sliced = fingerprint.Accumulator(columns)
@@ -264,14 +381,61 @@ def test_batches_of_any_size_and_offset_agree(source_db, owner, export):
                 sliced.add(batch)
         assert sliced.result() == whole
 
+    # A big batch is taken in parts.
+    monkeypatch.setattr(fingerprint, "_PART_BYTES", 5000)
+    assert len(list(fingerprint._parts(table.combine_chunks().to_batches()[0]))) > 3
+    assert fingerprint.of_files(paths, columns) == whole
+
 
 def test_the_digest_is_the_sum_of_the_hash_prefixes():
-    columns = [{"name": "n", "arrow_type": "int32", "representation": "native"}]
-    rows = [b"V1:1", b"V2:-5", b"N"]
-    expected = sum(int.from_bytes(hashlib.sha256(r).digest()[:8], "big") for r in rows) % 2**64
+    columns = [
+        {"name": "n", "arrow_type": "int32", "representation": "native"},
+        {"name": "s", "arrow_type": "string", "representation": "native"},
+        {"name": "b", "arrow_type": "binary", "representation": "native"},
+    ]
+    rows = ['(1,"a "" \\\\",00ff)', "(-5,,)", '(,"","")', "(,é,)"]
+    expected = (
+        sum(int.from_bytes(hashlib.sha256(r.encode()).digest()[:8], "big") for r in rows) % 2**64
+    )
     accumulator = fingerprint.Accumulator(columns)
-    accumulator.add(pa.record_batch([pa.array([1, -5, None], pa.int32())], names=["n"]))
-    assert accumulator.result().as_dict() == {"rows": 3, "digest": f"{expected:016x}"}
+    batch = pa.record_batch(
+        [
+            pa.array([1, -5, None, None], pa.int32()),
+            pa.array(['a " \\', None, "", "é"]),
+            pa.array([b"\x00\xff", None, b"", None]),
+        ],
+        names=["n", "s", "b"],
+    )
+    assert fingerprint.row_text(batch).to_pylist() == rows
+    accumulator.add(batch)
+    assert accumulator.result().as_dict() == {"rows": 4, "digest": f"{expected:016x}"}
+
+
+def test_a_single_column_and_no_columns(source_db, owner, export, of_table, row_texts):
+    # In "padded" every value is quoted (char(n) pads), with quotes and backslashes doubled.
+    source_db.execute(
+        "CREATE TABLE single (note text); INSERT INTO single VALUES (NULL), (''), ('x'), (' ');"
+        "CREATE TABLE padded (code char(4));"
+        " INSERT INTO padded VALUES ('a\"'), ('b\\'), (''), ('c'), ('d(e)')"
+    )
+    job = export(source_db.connection(owner), tables=["public.single", "public.padded"])
+    expected = {
+        "single": ['(" ")', '("")', "()", "(x)"],
+        "padded": ['("    ")', '("a""  ")', '("b\\\\  ")', '("c   ")', '("d(e)")'],
+    }
+    for table, texts in expected.items():
+        columns, paths = exported(job, table)
+        assert row_texts(table, columns) == texts
+        assert file_row_texts(paths, columns) == texts
+        assert fingerprint.of_files(paths, columns) == of_table(table, columns)
+
+    # A table of no columns: each row is "()".
+    source_db.execute("CREATE TABLE bare (); INSERT INTO bare SELECT FROM generate_series(1, 2)")
+    accumulator = fingerprint.Accumulator([])
+    accumulator.add(pa.RecordBatch.from_struct_array(pa.array([{}, {}], pa.struct([]))))
+    assert row_texts("bare", []) == ["()", "()"]
+    assert of_table("bare", []) == accumulator.result()
+    assert accumulator.result() == fingerprint.Fingerprint(2, digest_of_texts(["()", "()"]))
 
 
 def test_a_session_without_the_export_settings_is_refused(source_db):
@@ -308,3 +472,17 @@ def digest_of(values, kind=None):
     accumulator = fingerprint.Accumulator(columns)
     accumulator.add(pa.record_batch([array], names=["v"]))
     return accumulator.result().digest
+
+
+@pytest.mark.parametrize("kind", [pa.decimal128, pa.decimal256])
+def test_decimal_text_has_every_digit_of_its_scale(kind):
+    # Arrow's own text turns exponential below 1E-6; each scale's smallest and largest
+    # values, zero and the negatives print as numeric(p, s) does.
+    for scale in range(0, 13):
+        unscaled = [0, 1, -1, 10**18 - 1, -(10**18) + 1, 10**scale, 123456789]
+        whole = pa.array([decimal.Decimal(v) for v in unscaled] + [None], kind(38, 0))
+        array = pa.Array.from_buffers(kind(38, scale), len(whole), whole.buffers(), 1)
+        expected = [f"{decimal.Decimal(v).scaleb(-scale):f}" for v in unscaled] + [None]
+        assert fingerprint.row_text(pa.record_batch([array], ["d"])).to_pylist() == [
+            f"({e})" if e is not None else "()" for e in expected
+        ], scale
