@@ -871,7 +871,7 @@ def report_load(results, context, runs):
         if r["rows"] != rows:
             print(f"! {label} loaded {r['rows']:,} rows, the source holds {rows:,}")
     print(
-        "ADU's load includes creating the table, NOT NULL after the rows, and the content "
+        "ADU's load includes creating the table and checking the export's files, and the content "
         "fingerprints of the file and of the target (a read of every row on each side)."
     )
 

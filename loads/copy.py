@@ -45,19 +45,14 @@ def hex_text(array: pa.Array, prefix: bytes = b"\\x") -> pa.Array:
         )
         data = data[offsets[0] : offsets[-1]]
         offsets = offsets - offsets[0]
-    lengths = np.diff(offsets)
     plen = len(prefix)
+    hexed = _HEX[data].reshape(-1)  # two digits a byte, every row's one after the other
     out_offsets = offsets * 2 + np.arange(n + 1, dtype=np.int64) * plen
-    out = np.empty(int(out_offsets[-1]), np.uint8)
-    starts = out_offsets[:-1]
-    for k, byte in enumerate(prefix):
-        out[starts + k] = byte
-    # Where each source byte's two hex digits go: after its row's prefix and the bytes before.
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    positions = data_positions = np.arange(len(data), dtype=np.int64) * 2 + (rows + 1) * plen
-    pairs = _HEX[data]
-    out[positions] = pairs[:, 0]
-    out[data_positions + 1] = pairs[:, 1]
+    if plen:  # each row's prefix before its digits; memory a few times the batch's bytes
+        where = np.repeat(offsets[:-1] * 2, plen)
+        out = np.insert(hexed, where, np.tile(np.frombuffer(prefix, np.uint8), n))
+    else:
+        out = hexed
     validity = array.buffers()[0]
     if validity is not None and array.offset:
         validity = pa.array(array.is_valid()).buffers()[1]

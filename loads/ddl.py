@@ -158,14 +158,24 @@ def check_condition(definition: str) -> sql.Composable | str:
 def create_table(
     schema: str, table: str, columns: list[dict], user_columns: dict, schema_map: dict[str, str]
 ) -> sql.Composed:
-    """The table with its columns and types; no NOT NULL, key or check before its rows."""
+    """The table with its columns, their types and NOT NULL (checked row by row as COPY
+    writes: cheaper than a scan after it); keys and checks come after the rows."""
     definitions = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(c["name"]), column_type(c, user_columns, schema_map))
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c["name"]),
+            column_type(c, user_columns, schema_map),
+            sql.SQL(" NOT NULL" if _not_null(c) else ""),
+        )
         for c in columns
     )
     return sql.SQL("CREATE TABLE {}.{} ({})").format(
         sql.Identifier(schema), sql.Identifier(table), definitions
     )
+
+
+def _not_null(column: dict) -> bool:
+    # A masked column holds what its mask made, which may be NULL (the null mask).
+    return not column.get("nullable", True) and "masking" not in column
 
 
 @dataclass
@@ -270,26 +280,13 @@ def after_rows(schema: str, table: str, entry: dict) -> AfterRows:
 def _constraints(
     schema: str, table: str, columns: list[dict], constraints: list[dict]
 ) -> AfterRows:
-    """NOT NULL, primary key, unique and check constraints, added once the rows are in
+    """Primary key, unique and check constraints, added once the rows are in
     (one index build each, not an index kept up row by row). A key or check on a column
     the export left out or masked is left out with a note: the rows would not keep it."""
     target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     present = {c["name"] for c in columns}
     masked = {c["name"] for c in columns if "masking" in c}
     result = AfterRows()
-    not_null = [
-        c["name"] for c in columns if not c.get("nullable", True) and c["name"] not in masked
-    ]
-    if not_null:
-        result.statements.append(
-            sql.SQL("ALTER TABLE {} {}").format(
-                target,
-                sql.SQL(", ").join(
-                    sql.SQL("ALTER COLUMN {} SET NOT NULL").format(sql.Identifier(n))
-                    for n in not_null
-                ),
-            )
-        )
     for constraint in constraints:
         name, kind = constraint["name"], constraint["kind"]
         keys = constraint.get("columns") or []

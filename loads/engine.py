@@ -24,13 +24,19 @@ from psycopg2 import sql
 from audit.models import AuditEvent, record
 from connections.models import ConnectionFailed
 from exports import verify as export_verify
+from exports.engine import memory
 from exports.joblog import job_log
 from loads import ddl, fingerprint
 from loads.copy import CsvStream
 from loads.models import Load, TableLoad
 
-BATCH_ROWS = 65_536  # rows read from the file at once: memory holds a few such batches
+# Rows read from a file at once, at most, and about how many bytes: memory holds a few
+# such batches (as Arrow, as CSV, as hex) whatever the width of the rows.
+BATCH_ROWS = 32_768
+BATCH_BYTES = 8 << 20
 CANCEL_CHECK_SECONDS = 1.0
+
+memory.return_freed_memory()  # as the export engine does: flat however large the table
 
 
 class Cancelled(Exception):
@@ -389,15 +395,27 @@ def _file_batches(load: Load, run: TableLoad, entry: dict, count):
     rows = 0
     for file in entry["files"]:
         parquet = pq.ParquetFile(folder / file["path"])
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
+        for batch in parquet.iter_batches(batch_size=_batch_rows(parquet), use_threads=False):
             count(batch)
             rows += batch.num_rows
             yield batch
+            memory.trim()
             if time.monotonic() - checked_at >= CANCEL_CHECK_SECONDS:
                 checked_at = time.monotonic()
                 TableLoad.objects.filter(pk=run.pk).update(rows=rows)
                 if Load.objects.filter(pk=load.pk, cancel_requested=True).exists():
                     raise Cancelled()
+
+
+def _batch_rows(parquet: pq.ParquetFile) -> int:
+    """BATCH_ROWS, or fewer where the file's rows are wide (a table of documents or
+    images): its first row group says how wide, uncompressed."""
+    metadata = parquet.metadata
+    if not metadata.num_row_groups or not metadata.row_group(0).num_rows:
+        return BATCH_ROWS
+    group = metadata.row_group(0)
+    width = max(1, group.total_byte_size // group.num_rows)
+    return max(1, min(BATCH_ROWS, BATCH_BYTES // width))
 
 
 def _finish(run: TableLoad, status: str, **fields):

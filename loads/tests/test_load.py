@@ -471,3 +471,28 @@ def test_a_load_writes_its_own_log(source_db, target_db, target, owner, export, 
     assert log_path(load) != log_path(job)  # a job's and a load's of the same id apart
     call_command("adu_loads", "--log", str(load.pk), "--as", owner.username)
     assert capsys.readouterr().out.strip() == text.strip()
+
+
+def test_wide_rows_are_read_a_few_at_a_time_and_arrive_whole(
+    source_db, target_db, target, owner, export
+):
+    import pyarrow.parquet as pq
+
+    from loads.engine import BATCH_BYTES, _batch_rows
+
+    source_db.execute(
+        "CREATE TABLE docs (id int PRIMARY KEY, body bytea);"
+        "INSERT INTO docs SELECT i, decode(repeat(md5(i::text), 8192), 'hex')"
+        " FROM generate_series(1, 300) i"  # 128 kB each, 38 MB in all
+    )
+    job = export(source_db.connection(owner), tables=["public.docs"])
+    [entry] = json.loads(job.manifest_path().read_text())["tables"]
+    rows = _batch_rows(pq.ParquetFile(job.folder() / entry["files"][0]["path"]))
+    assert 1 <= rows <= BATCH_BYTES // (128 << 10)
+    load = run_load(create_load(owner, job.folder(), target).pk)
+    [run] = load.tables.all()
+    assert run.status == TableLoad.Status.LOADED, run.error
+    same = (
+        "SELECT count(*), sum(length(body)), md5(string_agg(md5(body), '' ORDER BY id)) FROM docs"
+    )
+    assert target_db.execute(same) == source_db.execute(same)

@@ -16,7 +16,7 @@ class Command(AduCommand):
     help = (
         "Loads an export folder (one adu_verify accepts) into a connection marked as a load "
         "target: schemas, user types and tables from the manifest with their source types, "
-        "the rows by COPY, then NOT NULL, keys and checks. Each table loads in a transaction "
+        "the rows by COPY, then keys, checks, identities and sequences. Each table loads in a transaction "
         "of its own and commits only when a fingerprint of its rows in the target equals "
         "the file's. --sync runs the load here; without it the load is queued on the task "
         "cluster (--wait follows it). Exit status with --sync or --wait: 0 every table "
