@@ -212,3 +212,21 @@ class TableLoad(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.table} -> {self.target_schema}.{self.table}"
+
+    def proof(self) -> dict:
+        """What the table's fingerprints show, read from the fingerprints themselves rather
+        than from its status: {"text", "ok"}, or {} when there is nothing to compare yet."""
+        file, target, source = (
+            self.file_fingerprint,
+            self.target_fingerprint,
+            self.source_fingerprint,
+        )
+        if not file:
+            return {}
+        if target and target != file:
+            return {"text": "target ≠ file", "ok": False}
+        if source and source != file:
+            return {"text": "file ≠ source", "ok": False}
+        if not target:
+            return {}
+        return {"text": "target = file = source" if source else "target = file", "ok": True}

@@ -13,7 +13,7 @@ from exports.models import ExportJob
 from exports.selection import BadRequest
 from loads.creation import create_load
 from loads.forms import RECENT_EXPORTS_LIST, NewLoadForm
-from loads.models import Load, TableLoad, counts_of
+from loads.models import Load, counts_of
 from loads.tasks import cancel_load, start_load
 
 RECENT_EXPORTS = 10  # export folders the new-load page suggests
@@ -106,8 +106,6 @@ def load_live(request, pk):
 
 def _detail_context(request, load):
     tables = list(load.tables.all())
-    for table in tables:
-        table.proof = _proof(table)
     unfinished = load.status not in Load.FINISHED
     actionable = Load.objects.actionable_by(request.user)
     return {
@@ -119,22 +117,6 @@ def _detail_context(request, load):
         "source_job": _source_job(request, load),
         "if_exists": Load.IfExists(load.option("if_exists")).label,
     }
-
-
-def _proof(table: TableLoad) -> dict:
-    """What the table's fingerprints show, read from the fingerprints themselves rather
-    than from its status: {"text", "ok"}, or {} when there is nothing to compare yet."""
-    file, target = table.file_fingerprint, table.target_fingerprint
-    source = table.source_fingerprint
-    if not file:
-        return {}
-    if target and target != file:
-        return {"text": "target ≠ file", "ok": False}
-    if source and source != file:
-        return {"text": "file ≠ source", "ok": False}
-    if not target:
-        return {}
-    return {"text": "target = file = source" if source else "target = file", "ok": True}
 
 
 def _source_job(request, load):
