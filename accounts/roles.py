@@ -55,3 +55,23 @@ def role(user) -> str:
 def forget(user):
     """Drop the cached groups (after they change)."""
     user.__dict__.pop("_adu_groups", None)
+
+
+def visible(queryset, user, connection: str):
+    """What the user may see of a queryset of things owned and run on a connection (jobs
+    from a source, loads into a target): their own, and those whose connection (the
+    field named) is shared with one of their groups; an ADU Admin: all."""
+    from django.db.models import Q
+
+    if is_admin(user):
+        return queryset.all()
+    shared = Q(**{f"{connection}__shared_with__in": teams(user)})
+    return queryset.filter(Q(owner_id=user.pk) | shared).distinct()
+
+
+def actionable(queryset, user):
+    """What the user may cancel, retry or delete of such a queryset: an operator's own
+    (an ADU Admin: all)."""
+    if is_admin(user):
+        return queryset.all()
+    return queryset.filter(owner_id=user.pk) if is_operator(user) else queryset.none()

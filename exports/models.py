@@ -13,7 +13,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, connections, models, router, transaction
-from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -80,16 +79,11 @@ class ExportJobQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Jobs the user may see and download: their own, and those of connections shared
         with one of their groups (an ADU Admin: all)."""
-        if roles.is_admin(user):
-            return self.all()
-        shared = Q(connection__shared_with__in=roles.teams(user))
-        return self.filter(Q(owner_id=user.pk) | shared).distinct()
+        return roles.visible(self, user, "connection")
 
     def actionable_by(self, user):
         """Jobs the user may cancel, retry or delete: an operator's own (an admin: all)."""
-        if roles.is_admin(user):
-            return self.all()
-        return self.filter(owner_id=user.pk) if roles.is_operator(user) else self.none()
+        return roles.actionable(self, user)
 
     def with_progress(self):
         """Jobs whose progress() costs no query of its own: the fields it counts, of every

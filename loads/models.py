@@ -14,16 +14,11 @@ class LoadQuerySet(models.QuerySet):
     def visible_to(self, user):
         """Loads the user may see: their own and those into targets shared with one of
         their groups (an ADU Admin: all), as for export jobs."""
-        if roles.is_admin(user):
-            return self.all()
-        shared = Q(target__shared_with__in=roles.teams(user))
-        return self.filter(Q(owner_id=user.pk) | shared).distinct()
+        return roles.visible(self, user, "target")
 
     def actionable_by(self, user):
         """Loads the user may cancel: an operator's own (an admin: all)."""
-        if roles.is_admin(user):
-            return self.all()
-        return self.filter(owner_id=user.pk) if roles.is_operator(user) else self.none()
+        return roles.actionable(self, user)
 
     def for_user(self, user, load_id, act: bool = False) -> "Load":
         """The load if this user may see it (or, with `act`, cancel it); the same error
