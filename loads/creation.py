@@ -85,6 +85,13 @@ def create_load(owner, folder, target: Connection, tables=(), **options) -> Load
 
     if not Connection.objects.usable_by(owner).filter(pk=target.pk).exists():
         raise BadRequest(f"There is no connection named '{target.name}'.", "target")
+    if not Connection.objects.editable_by(owner).filter(pk=target.pk).exists():
+        # Reading a shared connection is not writing to it: a load changes the database.
+        raise BadRequest(
+            f"Connection '{target.name}' is shared with you to export from; only its owner "
+            "or an ADU Admin may load into it.",
+            "target",
+        )
     if not target.is_target:
         raise BadRequest(
             f"Connection '{target.name}' is not marked as a load target: ADU writes only to a "

@@ -47,7 +47,8 @@ class NewLoadForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["target"].queryset = Connection.objects.usable_by(user).filter(is_target=True)
+        # A load writes: into the user's own targets (an admin's: any), not shared ones.
+        self.fields["target"].queryset = Connection.objects.editable_by(user).filter(is_target=True)
         self.fields["folder"].help_text = (
             f"The folder holding the export's manifest.json, under the receive root "
             f"({settings.RECEIVE_ROOT}). An export job's folder under the export root "

@@ -314,3 +314,64 @@ def test_a_manifest_swapped_after_the_load_was_made_is_refused(exported, target_
     assert target_db.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
         (1,)  # the victim alone
     ]
+
+
+def test_a_shared_target_is_for_reading_only_its_owner_loads_into_it(
+    exported, target_db, target, owner, django_user_model, settings, capsys
+):
+    """A teammate may export from a connection shared with their group; writing into it
+    is its owner's (or an admin's) to do, on every way in."""
+    import shutil
+
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+
+    from exports.selection import BadRequest
+    from loads.forms import NewLoadForm
+    from tests.factories import user_with_role
+
+    analysts = Group.objects.create(name="analysts")
+    target.shared_with.add(analysts)
+    teammate = user_with_role(django_user_model, "teammate", "ADU Operator")
+    teammate.groups.add(analysts)
+    carried = settings.RECEIVE_ROOT / "carried"
+    shutil.copytree(exported.folder(), carried)
+    with pytest.raises(BadRequest, match="only its owner or an ADU Admin may load into it"):
+        create_load(teammate, carried, target)
+    assert target not in NewLoadForm(user=teammate).fields["target"].queryset
+    with pytest.raises(Exception, match="only its owner or an ADU Admin may load into it"):
+        call_command("adu_load", str(carried), "far", "--sync", "--as", "teammate")
+    assert not Load.objects.exists()
+    assert target_db.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [
+        (1,)  # the victim alone
+    ]
+
+
+def test_a_folder_that_leaves_the_roots_by_a_link_or_dots_is_refused(
+    exported, target, owner, settings, tmp_path
+):
+    from exports.selection import BadRequest
+
+    settings.RECEIVE_ROOT.mkdir(parents=True, exist_ok=True)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (settings.RECEIVE_ROOT / "link").symlink_to(outside)
+    for folder in (
+        settings.RECEIVE_ROOT / "link",
+        settings.RECEIVE_ROOT / ".." / "elsewhere",
+        settings.RECEIVE_ROOT,
+        "/etc",
+    ):
+        with pytest.raises(BadRequest, match="is not under the receive root"):
+            create_load(owner, folder, target)
+
+
+def test_another_users_load_is_not_found_on_any_command(exported, target, owner, outsider, capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    load = create_load(owner, exported.folder(), target)
+    for flag in ("--cancel", "--log"):
+        with pytest.raises(CommandError, match=f"There is no load {load.pk}."):
+            call_command("adu_loads", flag, str(load.pk), "--as", outsider.username)
+    assert Load.objects.get(pk=load.pk).cancel_requested is False
