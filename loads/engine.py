@@ -35,12 +35,9 @@ from loads.models import Load, TableLoad
 BATCH_ROWS = 32_768
 BATCH_BYTES = 8 << 20
 CANCEL_CHECK_SECONDS = 1.0
+PROGRESS_SECONDS = 1.0  # how often a loading table's rows so far are written
 
 memory.return_freed_memory()  # as the export engine does: flat however large the table
-
-
-class Cancelled(Exception):
-    pass
 
 
 def run_load(load_id: int) -> Load:
@@ -243,9 +240,6 @@ def _load_table(load: Load, run: TableLoad, entry: dict, check: dict):
     except (ddl.LoadRefused, ConnectionFailed) as error:
         db.rollback()
         _finish(run, TableLoad.Status.FAILED, error=str(error))
-    except Cancelled:
-        db.rollback()
-        _finish(run, TableLoad.Status.CANCELLED, error=CANCELLED)
     except psycopg2.Error as error:
         if not db.closed:
             db.rollback()
@@ -321,25 +315,25 @@ def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
         source = entry.get("source_fingerprint") or {}
         if "digest" not in source:  # not taken, or skipped: the table is proven to its file
             source = {}
+        problem = ""
         if in_target != in_file:
+            problem = (
+                f"The rows in the target differ from the file ({in_target.rows} rows, digest "
+                f"{in_target.digest}; the file: {in_file.rows}, {in_file.digest}): nothing was kept."
+            )
+        elif source and source != in_file.as_dict():
+            problem = (
+                "The file's rows differ from what the source held when it was exported: "
+                "nothing was kept."
+            )
+        if problem:
             db.rollback()
             return _finish(
                 run,
                 TableLoad.Status.FAILED,
-                error=(
-                    f"The rows in the target differ from the file ({in_target.rows} rows, digest "
-                    f"{in_target.digest}; the file: {in_file.rows}, {in_file.digest}): nothing was kept."
-                ),
+                error=problem,
                 file_fingerprint=in_file.as_dict(),
                 target_fingerprint=in_target.as_dict(),
-            )
-        if source and source != in_file.as_dict():
-            db.rollback()
-            return _finish(
-                run,
-                TableLoad.Status.FAILED,
-                error="The file's rows differ from what the source held when it was exported: nothing was kept.",
-                file_fingerprint=in_file.as_dict(),
                 source_fingerprint=source,
             )
     db.commit()
@@ -389,9 +383,10 @@ class _Beside:
 
 def _file_batches(load: Load, run: TableLoad, entry: dict, count):
     """The table's rows from its files, row group by row group, each handed to `count`
-    (the file's fingerprint) on the way; Cancelled when the load is cancelled."""
+    (the file's fingerprint) on the way, with the rows so far on the table's page. (A
+    cancel interrupts the COPY that reads them: see _watching.)"""
     folder = Path(load.folder)
-    checked_at = time.monotonic()
+    reported = time.monotonic()
     rows = 0
     for file in entry["files"]:
         parquet = pq.ParquetFile(folder / file["path"])
@@ -400,11 +395,9 @@ def _file_batches(load: Load, run: TableLoad, entry: dict, count):
             rows += batch.num_rows
             yield batch
             memory.trim()
-            if time.monotonic() - checked_at >= CANCEL_CHECK_SECONDS:
-                checked_at = time.monotonic()
+            if time.monotonic() - reported >= PROGRESS_SECONDS:
+                reported = time.monotonic()
                 TableLoad.objects.filter(pk=run.pk).update(rows=rows)
-                if Load.objects.filter(pk=load.pk, cancel_requested=True).exists():
-                    raise Cancelled()
 
 
 def _batch_rows(parquet: pq.ParquetFile) -> int:
