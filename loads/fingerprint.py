@@ -58,6 +58,7 @@ import pyarrow.parquet as pq
 from psycopg2 import sql as pgsql
 
 from connections.drivers.postgresql.session import SESSION_SETTINGS
+from connections.models import ConnectionFailed
 from loads.copy import hex_text
 
 # The representations (connections/drivers/postgresql/types.py) whose text the export read
@@ -137,9 +138,11 @@ def _check_settings(cursor):
     found = dict(zip(names, cursor.fetchone(), strict=True))
     wrong = [n for n in names if _normal(found[n]) != _normal(SESSION_SETTINGS[n])]
     if wrong:
-        raise ValueError(
-            "The session must have ADU's export settings: "
+        # A pooler in front of the server (pgbouncer) may drop a session's start-up options.
+        raise ConnectionFailed(
+            "The server did not keep the settings ADU asked for its session ("
             + ", ".join(f"{n} is {found[n]!r}, not {SESSION_SETTINGS[n]!r}" for n in wrong)
+            + "): connect to it directly, not through a pooler that drops them."
         )
 
 

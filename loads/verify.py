@@ -50,7 +50,8 @@ def _table(db, folder: Path, entry: dict, schema_map: dict, target) -> dict:
         try:
             in_target = fingerprint.of_table(cur, schema, entry["table"], entry["columns"])
         except psycopg2.Error as error:
-            db.rollback()
+            if not db.closed:
+                db.rollback()
             raise ConnectionFailed(
                 target.driver().explain(error, target, result["target"])
             ) from None

@@ -23,6 +23,7 @@ import pytest
 from connections.drivers.base import SourceColumn
 from connections.drivers.postgresql import types
 from connections.drivers.postgresql.session import SESSION_SETTINGS
+from connections.models import ConnectionFailed
 from exports.models import ExportJob
 from loads import fingerprint
 from tests.factories import COLUMNS, ORDINARY_ROWS, SPECIAL_ROWS, TYPES_SQL
@@ -443,7 +444,7 @@ def test_a_session_without_the_export_settings_is_refused(source_db):
     columns = [{"name": "i", "arrow_type": "string", "representation": "ISO 8601 duration"}]
     db = source_db.server.connect(source_db.name, options="-c IntervalStyle=postgres")
     try:
-        with db.cursor() as cur, pytest.raises(ValueError, match="IntervalStyle"):
+        with db.cursor() as cur, pytest.raises(ConnectionFailed, match="IntervalStyle"):
             fingerprint.of_table(cur, "public", "t", columns)
     finally:
         db.close()
