@@ -852,15 +852,8 @@ def create_a_load(request, response: HttpResponse, payload: LoadIn):
             parallel=payload.parallel,
             create_only=payload.create_only,
         )
-    except BadRequest as error:
+    except BadRequest as error:  # a folder ADU may not read among them: create_load says
         raise ApiError(400, "invalid_input", str(error), field=error.field) from None
-    except OSError as error:  # a name too long, a folder ADU may not read
-        raise ApiError(
-            400,
-            "invalid_input",
-            f"ADU cannot read {payload.folder}: {error.strerror or error}.",
-            field="folder",
-        ) from None
     start_load(load)
     response["Location"] = _load_url(request, load.pk)
     return Status(201, load_data(load))
