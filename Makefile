@@ -56,7 +56,7 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 # The locks requirements/{base,dev,bench}.txt pin every package with its hashes, and pip
-# installs them with --require-hashes. native/: ADU's binary COPY decoder, a C extension
+# installs them with --require-hashes. native/: ADU's binary COPY codec, a C extension
 # built here (see its source); it has no hash, so it is installed on its own, built by the
 # locked setuptools (--no-build-isolation: no unlocked build dependency is fetched).
 NATIVE := native/adu_pgcopy.c native/setup.py native/pyproject.toml

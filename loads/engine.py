@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg2
+import pyarrow as pa
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import close_old_connections
@@ -26,8 +27,8 @@ from connections.models import ConnectionFailed
 from exports import verify as export_verify
 from exports.engine import memory
 from exports.joblog import job_log
+from loads import copy as load_copy
 from loads import ddl, fingerprint
-from loads.copy import CsvStream
 from loads.models import Load, TableLoad
 
 # Rows read from a file at once, at most, and about how many bytes: memory holds a few
@@ -296,14 +297,28 @@ def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
         accumulator = fingerprint.Accumulator(columns)
         counting = _Beside(accumulator.add)
         batches = _file_batches(load, run, entry, counting.submit)
+        form = _copy_form(cur, Path(load.folder), entry, schema, table)
+        stream = load_copy.CopyStream(batches, form)
         try:
             cur.copy_expert(
-                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-                    name, sql.SQL(", ").join(sql.Identifier(c["name"]) for c in columns)
+                sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+                    name,
+                    sql.SQL(", ").join(sql.Identifier(c["name"]) for c in columns),
+                    sql.SQL(form.name),
                 ),
-                CsvStream(batches),
+                stream,
                 size=1 << 20,
             )
+        except psycopg2.Error:
+            failure = stream.failure  # ADU's side failed, not the target
+            if isinstance(failure, (OSError, pa.ArrowException)):
+                raise ddl.LoadRefused(
+                    f"Reading the export's files of {run.schema}.{run.table} failed ({failure}):"
+                    " nothing of it was kept."
+                ) from None
+            if failure is not None:
+                raise failure from None
+            raise
         finally:
             counting.wait()
         added = not exists or if_exists != Load.IfExists.APPEND
@@ -345,6 +360,27 @@ def _load_in_transaction(load: Load, run: TableLoad, entry: dict, db):
         target_fingerprint=in_target.as_dict(),
         source_fingerprint=source,
         notes=run.notes + after.notes,
+    )
+
+
+def _copy_form(cur, folder: Path, entry: dict, schema: str, table: str) -> load_copy.CopyForm:
+    """The COPY form for the table's files into the target table as it now is (made by
+    this load, or already there for an append): binary only into columns of the very
+    types the file's values are encoded for."""
+    if not entry["files"]:
+        return load_copy.copy_form(pa.schema([]), [])
+    cur.execute(
+        "SELECT a.attname, t.typname FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_type t ON t.oid = a.atttypid"
+        " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped"
+        " AND t.typtype = 'b' AND t.typnamespace = 'pg_catalog'::regnamespace",
+        [schema, table],
+    )
+    types = dict(cur.fetchall())
+    return load_copy.copy_form(
+        pq.read_schema(folder / entry["files"][0]["path"]),
+        [types.get(column["name"]) for column in entry["columns"]],
     )
 
 

@@ -1,5 +1,8 @@
 /*
- * adu_pgcopy: decodes `COPY ... TO STDOUT (FORMAT binary)` into Arrow column buffers.
+ * adu_pgcopy: decodes `COPY ... TO STDOUT (FORMAT binary)` into Arrow column buffers, and
+ * encodes Arrow column buffers as the rows of `COPY ... FROM STDIN (FORMAT binary)` (encode,
+ * at the end: a load's plain tables go in so, the server's binary input being cheaper to
+ * parse than CSV).
  *
  * It drives the libpq connection of a psycopg2 session (its PGconn pointer) through the
  * very libpq psycopg2 loaded, looked up with dlopen(RTLD_NOLOAD): psycopg2 hands COPY
@@ -727,8 +730,293 @@ static PyTypeObject DecoderType = {
     .tp_doc = "Decoder(libpq, pgconn, columns): a binary COPY read into Arrow buffers.",
 };
 
+/* ---- The other way: Arrow buffers to COPY ... FROM STDIN (FORMAT binary) rows ---------- */
+
+typedef struct {
+    int kind, scale, large;     /* large: 64-bit string offsets */
+    int64_t offset;             /* the array's offset, in values (and validity bits) */
+    Py_buffer validity, values, offsets;
+    int has_validity, has_offsets;
+} Source;
+
+static inline char *put16(char *o, uint16_t v) { o[0] = (char)(v >> 8); o[1] = (char)v; return o + 2; }
+static inline char *put32(char *o, uint32_t v)
+{
+    o[0] = (char)(v >> 24); o[1] = (char)(v >> 16); o[2] = (char)(v >> 8); o[3] = (char)v;
+    return o + 4;
+}
+static inline char *put64(char *o, uint64_t v) { return put32(put32(o, (uint32_t)(v >> 32)), (uint32_t)v); }
+
+static inline int64_t string_bound(const Source *s, int64_t row)
+{
+    const char *offsets = s->offsets.buf;
+    if (s->large) {
+        int64_t v;
+        memcpy(&v, offsets + 8 * (s->offset + row), 8);
+        return v;
+    }
+    int32_t v;
+    memcpy(&v, offsets + 4 * (s->offset + row), 4);
+    return v;
+}
+
+/* A numeric's base-10000 digits, the most we write for a decimal128: 10 whole, 10 fraction. */
+#define NUMERIC_MAX_DIGITS 20
+
+/*
+ * A decimal128's unscaled integer at scale `scale` as numeric's binary form: ndigits,
+ * weight, sign, dscale, then the base-10000 digits with the decimal point between two of
+ * them, no leading or trailing zero digits (numeric_recv would strip them too).
+ */
+static char *put_numeric(char *o, __int128 value, int scale)
+{
+    int negative = value < 0;
+    unsigned __int128 magnitude = negative ? -(unsigned __int128)value : (unsigned __int128)value;
+    unsigned __int128 whole = magnitude / (unsigned __int128)POW10[scale];
+    unsigned __int128 fraction = magnitude % (unsigned __int128)POW10[scale];
+    uint16_t digits[NUMERIC_MAX_DIGITS];
+    int n = 0;
+    uint16_t whole_digits[NUMERIC_MAX_DIGITS];
+    int nwhole = 0;
+    while (whole) {
+        whole_digits[nwhole++] = (uint16_t)(whole % 10000);
+        whole /= 10000;
+    }
+    for (int i = nwhole - 1; i >= 0; i--)
+        digits[n++] = whole_digits[i];
+    /* The fraction's digits, the last padded to a whole base-10000 digit: 0.5 is 5000. */
+    int fraction_digits = (scale + 3) / 4, pad = 4 * fraction_digits - scale;
+    for (int i = fraction_digits - 1; i >= 0; i--) {
+        int taken = i == fraction_digits - 1 ? 4 - pad : 4;
+        digits[n + i] = (uint16_t)(fraction % (unsigned __int128)POW10[taken]) *
+                        (i == fraction_digits - 1 ? (uint16_t)POW10[pad] : 1);
+        fraction /= (unsigned __int128)POW10[taken];
+    }
+    n += fraction_digits;
+    int weight = nwhole - 1;
+    int first = 0, last = n;
+    while (first < last && digits[first] == 0) {
+        first++;
+        weight--;
+    }
+    while (last > first && digits[last - 1] == 0)
+        last--;
+    if (first == last)
+        weight = 0;  /* zero: no digits */
+    o = put16(o, (uint16_t)(last - first));
+    o = put16(o, (uint16_t)(int16_t)weight);
+    o = put16(o, first == last ? 0 : negative ? 0x4000 : 0x0000);
+    o = put16(o, (uint16_t)scale);
+    for (int i = first; i < last; i++)
+        o = put16(o, digits[i]);
+    return o;
+}
+
+static inline int is_valid(const Source *s, int64_t row)
+{
+    if (!s->has_validity)
+        return 1;
+    int64_t bit = s->offset + row;
+    return ((const uint8_t *)s->validity.buf)[bit / 8] >> (bit % 8) & 1;
+}
+
+static const int WIDTH[] = {
+    [K_BOOL] = 1, [K_INT16] = 2, [K_INT32] = 4, [K_INT64] = 8, [K_OID] = 4, [K_FLOAT32] = 4,
+    [K_FLOAT64] = 8, [K_DATE] = 4, [K_TIMESTAMP] = 8, [K_TIME] = 8, [K_UUID] = 16,
+    [K_DECIMAL] = 8 + 2 * NUMERIC_MAX_DIGITS,
+};
+
+/* The rows' bytes at o (room enough: see encode); returns the end. With the GIL released. */
+static char *encode_rows(char *o, const Source *sources, int ncols, int64_t rows)
+{
+    for (int64_t row = 0; row < rows; row++) {
+        o = put16(o, (uint16_t)ncols);
+        for (int i = 0; i < ncols; i++) {
+            const Source *s = &sources[i];
+            if (!is_valid(s, row)) {
+                o = put32(o, 0xFFFFFFFFu);
+                continue;
+            }
+            int64_t at = s->offset + row;
+            const char *v = s->values.buf;
+            switch (s->kind) {
+            case K_BOOL:
+                o = put32(o, 1);
+                *o++ = (char)(((const uint8_t *)v)[at / 8] >> (at % 8) & 1);
+                break;
+            case K_INT16: {
+                uint16_t x;
+                memcpy(&x, v + 2 * at, 2);
+                o = put16(put32(o, 2), x);
+                break;
+            }
+            case K_INT32:
+            case K_FLOAT32:
+            case K_DATE: {
+                uint32_t x;
+                memcpy(&x, v + 4 * at, 4);
+                if (s->kind == K_DATE)
+                    x = (uint32_t)((int32_t)x - PG_EPOCH_DAYS);
+                o = put32(put32(o, 4), x);
+                break;
+            }
+            case K_OID: {  /* held as int64 */
+                int64_t x;
+                memcpy(&x, v + 8 * at, 8);
+                o = put32(put32(o, 4), (uint32_t)x);
+                break;
+            }
+            case K_INT64:
+            case K_FLOAT64:
+            case K_TIME:
+            case K_TIMESTAMP: {
+                uint64_t x;
+                memcpy(&x, v + 8 * at, 8);
+                if (s->kind == K_TIMESTAMP)
+                    x = (uint64_t)((int64_t)x - PG_EPOCH_US);
+                o = put64(put32(o, 8), x);
+                break;
+            }
+            case K_DECIMAL: {
+                __int128 x;
+                memcpy(&x, v + 16 * at, 16);
+                char *start = o + 4;
+                char *end = put_numeric(start, x, s->scale);
+                put32(o, (uint32_t)(end - start));
+                o = end;
+                break;
+            }
+            case K_UUID:
+                o = put32(o, 16);
+                memcpy(o, v + 16 * at, 16);
+                o += 16;
+                break;
+            default: {  /* K_STRING, K_BINARY */
+                int64_t from = string_bound(s, row), to = string_bound(s, row + 1);
+                o = put32(o, (uint32_t)(to - from));
+                memcpy(o, v + from, (size_t)(to - from));
+                o += to - from;
+            }
+            }
+        }
+    }
+    return o;
+}
+
+static void release_sources(Source *sources, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (sources[i].has_validity)
+            PyBuffer_Release(&sources[i].validity);
+        if (sources[i].values.obj)
+            PyBuffer_Release(&sources[i].values);
+        if (sources[i].has_offsets)
+            PyBuffer_Release(&sources[i].offsets);
+    }
+    free(sources);
+}
+
+/*
+ * encode(columns, rows) -> bytes: the rows of a batch as binary COPY rows (no header or
+ * trailer). Each column is (kind, scale, offset, validity, values, offsets, large): its
+ * Arrow buffers (validity and offsets may be None).
+ */
+static PyObject *encode(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *columns;
+    Py_ssize_t rows;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &columns, &rows))
+        return NULL;
+    int ncols = (int)PyList_GET_SIZE(columns);
+    Source *sources = calloc(ncols ? ncols : 1, sizeof(Source));
+    if (!sources)
+        return PyErr_NoMemory();
+    size_t bound = 2 * (size_t)rows;
+    for (int i = 0; i < ncols; i++) {
+        Source *s = &sources[i];
+        PyObject *validity, *values, *offsets;
+        long long offset;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(columns, i), "iiLOOOp", &s->kind, &s->scale,
+                              &offset, &validity, &values, &offsets, &s->large))
+            goto failed;
+        s->offset = offset;
+        if (s->kind < K_BOOL || s->kind > K_UUID || s->scale < 0 || s->scale > 38) {
+            PyErr_SetString(PyExc_ValueError, "unknown column kind or scale");
+            goto failed;
+        }
+        if (PyObject_GetBuffer(values, &s->values, PyBUF_SIMPLE))
+            goto failed;
+        if (validity != Py_None) {
+            if (PyObject_GetBuffer(validity, &s->validity, PyBUF_SIMPLE))
+                goto failed;
+            s->has_validity = 1;
+            if ((size_t)s->validity.len * 8 < (size_t)(s->offset + rows)) {
+                PyErr_SetString(PyExc_ValueError, "validity buffer too short");
+                goto failed;
+            }
+        }
+        if (s->kind == K_STRING || s->kind == K_BINARY) {
+            if (offsets == Py_None) {
+                PyErr_SetString(PyExc_ValueError, "a string column needs its offsets");
+                goto failed;
+            }
+            if (PyObject_GetBuffer(offsets, &s->offsets, PyBUF_SIMPLE))
+                goto failed;
+            s->has_offsets = 1;
+            size_t width = s->large ? 8 : 4;
+            if ((size_t)s->offsets.len < width * (size_t)(s->offset + rows + 1)) {
+                PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
+                goto failed;
+            }
+            int64_t first = rows ? string_bound(s, 0) : 0, last = rows ? string_bound(s, rows) : 0;
+            if (first < 0 || last < first || (size_t)last > (size_t)s->values.len) {
+                PyErr_SetString(PyExc_ValueError, "offsets outside the values buffer");
+                goto failed;
+            }
+            for (Py_ssize_t row = 0; row < rows; row++)  /* each value fits a 32-bit length */
+                if (string_bound(s, row + 1) - string_bound(s, row) > INT32_MAX ||
+                    string_bound(s, row + 1) < string_bound(s, row)) {
+                    PyErr_SetString(PyExc_ValueError, "a value too long for COPY");
+                    goto failed;
+                }
+            bound += 4 * (size_t)rows + (size_t)(last - first);
+        } else {
+            size_t item = s->kind == K_BOOL ? 0 : s->kind == K_DECIMAL ? 16 : s->kind == K_OID ? 8
+                                                                         : (size_t)WIDTH[s->kind];
+            size_t need = s->kind == K_BOOL ? (size_t)(s->offset + rows + 7) / 8
+                                            : item * (size_t)(s->offset + rows);
+            if ((size_t)s->values.len < need) {
+                PyErr_SetString(PyExc_ValueError, "values buffer too short");
+                goto failed;
+            }
+            bound += (4 + (size_t)WIDTH[s->kind]) * (size_t)rows;
+        }
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)bound);
+    if (!out)
+        goto failed;
+    char *start = PyBytes_AS_STRING(out), *end;
+    Py_BEGIN_ALLOW_THREADS
+    end = encode_rows(start, sources, ncols, rows);
+    Py_END_ALLOW_THREADS
+    release_sources(sources, ncols);
+    if (_PyBytes_Resize(&out, end - start))
+        return NULL;
+    return out;
+failed:
+    release_sources(sources, ncols);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"encode", encode, METH_VARARGS,
+     "encode([(kind, scale, offset, validity, values, offsets, large)], rows) -> bytes"},
+    {NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "adu_pgcopy", "Binary COPY to Arrow buffers.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "adu_pgcopy", "Binary COPY to and from Arrow buffers.", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC PyInit_adu_pgcopy(void)

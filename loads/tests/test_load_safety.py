@@ -157,21 +157,33 @@ def test_a_type_name_and_labels_with_quotes_stay_names_and_labels(
     assert victim_intact(target_db)
 
 
+@pytest.mark.parametrize("form", ["binary", "csv"])
 def test_a_lossy_step_between_file_and_target_is_caught_and_nothing_kept(
-    exported, target_db, target, owner, monkeypatch
+    exported, target_db, target, owner, monkeypatch, form
 ):
-    real = load_copy.csv_ready
+    """Rows changed after the file's fingerprint took them and before the COPY, in either
+    of its forms (a bug in an encoder, say)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    real = load_copy.CopyStream
+    chosen = []
 
     def off_by_one(batch):
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        batch = real(batch)
         if "x" in batch.schema.names:
-            return pa.RecordBatch.from_arrays([pc.add(batch.column(0), 1)], names=["x"])
+            x = batch.column(0)
+            return pa.RecordBatch.from_arrays([pc.add(x, pa.scalar(1, x.type))], names=["x"])
         return batch
 
-    monkeypatch.setattr(load_copy, "csv_ready", off_by_one)
+    def lossy(batches, copy_form):
+        chosen.append(copy_form.name)
+        return real(map(off_by_one, batches), copy_form)
+
+    if form == "csv":
+        monkeypatch.setattr(
+            load_copy, "copy_form", lambda *_: load_copy.CopyForm("csv", load_copy._csv)
+        )
+    monkeypatch.setattr(load_copy, "CopyStream", lossy)
     load = run_load(create_load(owner, exported.folder(), target).pk)
     run = load.tables.get(table="plain")
     assert run.status == TableLoad.Status.FAILED
@@ -180,6 +192,30 @@ def test_a_lossy_step_between_file_and_target_is_caught_and_nothing_kept(
     assert run.file_fingerprint["digest"] != run.target_fingerprint["digest"]
     assert target_db.execute("SELECT to_regclass('public.plain')") == [(None,)]
     assert load.status == Load.Status.COMPLETE_WITH_ERRORS
+    assert form in chosen
+
+
+def test_a_file_that_fails_to_read_mid_copy_is_named_not_blamed_on_the_target(
+    exported, target_db, target, owner, monkeypatch
+):
+    """A file changed or unreadable after the export was checked (a disk error, say)."""
+    import pyarrow.parquet as pq
+
+    real = pq.ParquetFile.iter_batches
+
+    def failing(self, *args, **kwargs):
+        yield from real(self, *args, **kwargs)
+        raise OSError("Input/output error")
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", failing)
+    load = run_load(create_load(owner, exported.folder(), target).pk)
+    run = load.tables.get(table="plain")
+    assert run.status == TableLoad.Status.FAILED
+    assert run.error == (
+        "Reading the export's files of public.plain failed (Input/output error): nothing of it"
+        " was kept."
+    )
+    assert target_db.execute("SELECT to_regclass('public.plain')") == [(None,)]
 
 
 def test_a_session_killed_mid_copy_leaves_nothing(source_db, target_db, target, owner, export):
