@@ -153,6 +153,14 @@ EXPORT_ROOT = Path(_read("ADU_EXPORT_ROOT", env.str, str(VAR_DIR / "exports"))).
 # this or under EXPORT_ROOT, nowhere else.
 RECEIVE_ROOT = Path(_read("ADU_RECEIVE_ROOT", env.str, str(VAR_DIR / "received"))).resolve()
 
+# Carrying exports across the gap (transfer/). This instance's Ed25519 signing key (PEM
+# text; generated into var/ on first use when unset); the public keys, as PEM files,
+# whose signatures the far side accepts; its age identity (AGE-SECRET-KEY-1...), which
+# decrypts bundles encrypted to it (generated into var/ on first use when unset).
+SIGNING_KEY = os.environ.get("ADU_SIGNING_KEY", "")
+TRUSTED_KEYS = [p for p in _read("ADU_TRUSTED_KEYS", env.str, "").split(os.pathsep) if p]
+AGE_IDENTITY = os.environ.get("ADU_AGE_IDENTITY", "")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -167,6 +175,7 @@ INSTALLED_APPS = [
     "connections",
     "exports",
     "loads",
+    "transfer",
     "quality",
     "audit",
     "api",

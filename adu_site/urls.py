@@ -28,6 +28,7 @@ urlpatterns = [
     path("connections/", include("connections.urls")),
     path("rules/", include("quality.urls")),
     path("loads/", include("loads.urls")),
+    path("transfer/", include("transfer.urls")),
     path("", include("api.urls")),
     path("", include("exports.urls")),
 ]

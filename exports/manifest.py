@@ -1,5 +1,6 @@
 """The manifest of a job: what crosses the air gap beside the files, sealed with its own
-checksum so that the receiving side (exports.verify) notices an edit."""
+checksum so that the receiving side (exports.verify) notices an edit, and signed with the
+instance's key (transfer.signing) so that it can tell who made it."""
 
 import hashlib
 import json
@@ -10,6 +11,7 @@ from connections import drivers
 from exports import options as export_options
 from exports.engine.parquet import sync_folders, write_atomically
 from exports.models import ExportJob
+from transfer import signing
 
 FORMAT = "adu-manifest/1"
 CHECKSUM_KEY = "manifest_sha256"
@@ -80,7 +82,14 @@ def write(job: ExportJob):
     # The tables a hundred at a time: memory stays flat whatever their number.
     runs = job.tables.all().iterator(chunk_size=100)
     text = lines(header(job), (table_entry(run) for run in runs))
-    write_atomically(path, (line.encode() for line in text))
+    digest = hashlib.sha256()
+    write_atomically(path, (_hashed(digest, line.encode()) for line in text))
+    signing.sign(path, digest.hexdigest())
+
+
+def _hashed(digest, data: bytes) -> bytes:
+    digest.update(data)
+    return data
 
 
 def lines(head: dict, tables: Iterable[dict]) -> Iterator[str]:

@@ -47,6 +47,7 @@ class NoSuchFile(Http404):
 
 # The file in a job's folder that lists and proves its files (exports.manifest writes it).
 MANIFEST = "manifest.json"
+MANIFEST_SIGNATURE = MANIFEST + ".sig"  # see transfer.signing
 # Jobs without a folder name get job-<id> (job-<id>-<n> if a stray folder has that name):
 # a custom name never starts like that, so it can never take the folder of a later job.
 RESERVED_FOLDER = re.compile(r"job-[0-9]", re.IGNORECASE)
@@ -304,7 +305,7 @@ class ExportJob(models.Model):
         once the job has finished."""
         listed = {f["path"] for run in self.tables.all() for f in run.files}
         if self.is_finished:
-            listed.add(MANIFEST)
+            listed |= {MANIFEST, MANIFEST_SIGNATURE}
         return listed
 
     def file_path(self, relative: str) -> Path:

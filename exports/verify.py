@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from exports.manifest import CHECKSUM_KEY, FORMAT, checksum
-from exports.models import MANIFEST
+from exports.models import MANIFEST, MANIFEST_SIGNATURE
 
 OK, MISSING, CORRUPT, COUNT, SCHEMA, NOT_EXPORTED = (
     "ok",
@@ -65,7 +65,11 @@ def verify(folder: Path) -> dict:
 def _unlisted(folder: Path, manifest: dict) -> list[str]:
     """Files in the folder that no table of the manifest lists: a reader of a table's
     folder (part-*.parquet) would take one for the table's rows."""
-    listed = {MANIFEST, *(e["path"] for t in manifest["tables"] for e in t.get("files", []))}
+    listed = {
+        MANIFEST,
+        MANIFEST_SIGNATURE,
+        *(e["path"] for t in manifest["tables"] for e in t.get("files", [])),
+    }
     found = []
     for parent, folders, names in os.walk(folder):  # links to folders are not followed,
         links = [name for name in folders if os.path.islink(os.path.join(parent, name))]

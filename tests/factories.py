@@ -690,3 +690,23 @@ def export_by_api(client, user, data: dict):
         return Refused(error_of(response)["message"])
     assert response.status_code == 202, response.content
     return run_job(response.json()["id"])
+
+
+ROWS_AS_TEXT_SETTINGS = (
+    "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'iso_8601'; SET TimeZone = 'UTC';"
+    "SET extra_float_digits = 3; SET bytea_output = 'hex'"
+)
+
+
+def rows_as_text(db, schema, table):
+    """Every row of a table in its text form, as a multiset: two tables hold the same rows
+    exactly when these are equal (compared apart from ADU's own fingerprints)."""
+    import collections
+
+    conn = db.server.connect(db.name)
+    with conn.cursor() as cur:
+        cur.execute(ROWS_AS_TEXT_SETTINGS)
+        cur.execute(f'SELECT t::text FROM "{schema}"."{table}" t')
+        found = collections.Counter(r for (r,) in cur.fetchall())
+    conn.close()
+    return found

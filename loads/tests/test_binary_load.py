@@ -12,8 +12,7 @@ from loads import copy as load_copy
 from loads.creation import create_load
 from loads.engine import run_load
 from loads.models import Load, TableLoad
-from loads.tests.test_load import rows_as_text
-from tests.factories import throwaway_database
+from tests.factories import rows_as_text, throwaway_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,6 @@ text form (under the same session settings) as multisets, and the catalog (colum
 NOT NULL, keys and checks) compared query by query.
 """
 
-import collections
 import json
 import os
 
@@ -23,15 +22,11 @@ from tests.factories import (
     ORDINARY_ROWS,
     SPECIAL_ROWS,
     TYPES_SQL,
+    rows_as_text,
     throwaway_database,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-SETTINGS = (
-    "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'iso_8601'; SET TimeZone = 'UTC';"
-    "SET extra_float_digits = 3; SET bytea_output = 'hex'"
-)
 
 
 @pytest.fixture
@@ -60,16 +55,6 @@ def target_db(source_server):
 @pytest.fixture
 def target(target_db, owner):
     return target_db.connection(owner, name="far", is_target=True)
-
-
-def rows_as_text(db, schema, table):
-    conn = db.server.connect(db.name)
-    with conn.cursor() as cur:
-        cur.execute(SETTINGS)
-        cur.execute(f'SELECT t::text FROM "{schema}"."{table}" t')
-        found = collections.Counter(r for (r,) in cur.fetchall())
-    conn.close()
-    return found
 
 
 CATALOG = """

@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 
@@ -15,7 +16,9 @@ class Command(BaseCommand):
         "folder. Needs no database. Exit 0 only when every table is ok and no file is "
         "unlisted. With --against, checks a database the export was loaded into instead: "
         "each table's content fingerprint in it equals its files' (and the source's, where "
-        "the export took one); the target is only read."
+        "the export took one); the target is only read. With --trust (or ADU_TRUSTED_KEYS), "
+        "the manifest must also be signed by one of the given public keys and unchanged "
+        "since: the signer is named, and an unsigned, unknown or altered export is refused."
     )
 
     def add_arguments(self, parser):
@@ -29,20 +32,29 @@ class Command(BaseCommand):
             "--schema-map", action="append", default=[], metavar="SRC=DST",
             help="With --against: the schema map the load used (repeat).",
         )  # fmt: skip
+        parser.add_argument(
+            "--trust", action="append", default=[], metavar="KEYFILE",
+            help="A public key (PEM, from adu_keys public) whose signature is accepted "
+            "(repeat; default: ADU_TRUSTED_KEYS).",
+        )  # fmt: skip
         parser.add_argument("--as", dest="as_user", metavar="USERNAME", help="Act for this user.")
 
     def handle(self, *args, **options):
         from exports.verify import OK, BadManifest, verify  # pyarrow: not for --help
 
+        signer = self._signer(options)
         if options["against"]:
             return self._against(options)
         try:
             report = verify(Path(options["folder"]))
         except BadManifest as error:
             raise CommandError(str(error)) from None
+        report["signed_by"] = signer
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
         else:
+            if signer:
+                self.stdout.write(self.style.SUCCESS(f"Signed by {signer}."))
             for table in report["tables"]:
                 name = f"{table['schema']}.{table['table']}"
                 line = f"{name:40} {table['status']:16} {table['detail']}"
@@ -58,6 +70,20 @@ class Command(BaseCommand):
             style = self.style.SUCCESS if report["ok"] else self.style.ERROR
             self.stdout.write(style(summary))
         sys.exit(0 if report["ok"] else 1)
+
+    def _signer(self, options) -> str:
+        """Who signed the manifest, among the trusted keys; "" when none are given."""
+        from exports.models import MANIFEST
+        from transfer import keys, signing
+
+        trust = options["trust"] or settings.TRUSTED_KEYS
+        if not trust:
+            return ""
+        try:
+            signer = signing.check(Path(options["folder"]) / MANIFEST, keys.trusted_keys(trust))
+        except (keys.BadKey, signing.BadSignature) as error:
+            raise CommandError(str(error)) from None
+        return str(signer)
 
     def _against(self, options):
         from accounts.users import NoActingUser, acting_user

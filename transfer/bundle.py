@@ -1,0 +1,217 @@
+"""Bundles: an export as numbered volumes of at most a chosen size, for removable media or a
+one-way link, with a signed index; optionally encrypted to the far side's age key.
+
+In the bundle's folder, for a bundle NAME (adu-job<id>-<the manifest's checksum, 12 digits>):
+
+    NAME.index.json       what the bundle holds (below), signed in NAME.index.json.sig
+    NAME.001, NAME.002... the volumes
+
+The volumes are one stream cut into pieces: a POSIX tar of the export's folder (its
+manifest, the manifest's signature and the Parquet files, under the folder's name),
+encrypted as one age file (age-encryption.org/v1, X25519) when it is encrypted. Every
+volume but the last is exactly the volume size. The index:
+
+    {"format": "adu-bundle/1", "bundle": NAME, "folder": the export folder's name,
+     "job_id": ..., "manifest_sha256": the manifest's checksum, "created_at": ...,
+     "volume_size": ..., "encryption": "age" or null, "bytes": the volumes' total,
+     "volumes": [{"name": "NAME.001", "bytes": ..., "sha256": ...}, ...]}
+
+The stream passes through memory a megabyte at a time, whatever the export's size.
+"""
+
+import hashlib
+import json
+import os
+import tarfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+from exports import verify as export_verify
+from exports.models import MANIFEST, MANIFEST_SIGNATURE
+from transfer import signing
+
+FORMAT = "adu-bundle/1"
+INDEX_SUFFIX = ".index.json"
+COPY_BYTES = 1 << 20
+MIN_VOLUME = 64 << 10
+
+
+class BundleRefused(Exception):
+    """The bundle cannot be made or received; the message says why in one sentence."""
+
+
+def parse_size(text: str) -> int:
+    """ "4G", "700M", "1.5G", "65536" -> bytes (binary units)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    value = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    unit = value[-1:] if value[-1:] in units and value[-1:] else ""
+    try:
+        size = int(float(value[: len(value) - len(unit)]) * units[unit])
+    except ValueError:
+        raise BundleRefused(
+            f"The volume size {text!r} is not a size: write it as 4G, 700M or a number of bytes."
+        ) from None
+    if size < MIN_VOLUME:
+        raise BundleRefused(f"The volume size must be at least {MIN_VOLUME // 1024} kB.")
+    return size
+
+
+def bundle_name(manifest: dict) -> str:
+    return f"adu-job{manifest.get('job_id')}-{manifest[export_verify.CHECKSUM_KEY][:12]}"
+
+
+class _Volumes:
+    """A file-like sink that cuts what is written into NAME.001, NAME.002... of at most
+    `size` bytes each, hashing each as it goes. A volume is at its final name only once
+    it is complete."""
+
+    def __init__(self, folder: Path, name: str, size: int):
+        self.folder, self.name, self.size = folder, name, size
+        self.done: list[dict] = []
+        self._file = None
+        self._written = 0
+        self._digest = None
+
+    def _open(self):
+        number = len(self.done) + 1
+        self._path = self.folder / f"{self.name}.{number:03d}"
+        self._file = open(self._path.with_name(self._path.name + ".part"), "wb")
+        self._written, self._digest = 0, hashlib.sha256()
+
+    def _close(self):
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._file.name, self._path)
+        self.done.append(
+            {"name": self._path.name, "bytes": self._written, "sha256": self._digest.hexdigest()}
+        )
+        self._file = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        while view:
+            if self._file is None:
+                self._open()
+            piece = view[: self.size - self._written]
+            self._file.write(piece)
+            self._digest.update(piece)
+            self._written += len(piece)
+            view = view[len(piece) :]
+            if self._written == self.size:
+                self._close()
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def finish(self) -> list[dict]:
+        if self._file is not None:
+            self._close()
+        return self.done
+
+    def remove(self):
+        """Everything this bundle wrote so far: a failed bundle leaves nothing."""
+        if self._file is not None:
+            self._file.close()
+            Path(self._file.name).unlink(missing_ok=True)
+        for volume in self.done:
+            (self.folder / volume["name"]).unlink(missing_ok=True)
+
+
+def _members(folder: Path, manifest: dict) -> list[str]:
+    files = [MANIFEST, MANIFEST_SIGNATURE]
+    files += [e["path"] for t in manifest["tables"] for e in t.get("files", [])]
+    return files
+
+
+def _write_tar(sink, folder: Path, members: list[str]):
+    def anonymous(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        # Who owned the files on this side is none of the far side's business.
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mode = 0o644
+        return info
+
+    with tarfile.open(
+        fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT, bufsize=COPY_BYTES
+    ) as tar:
+        for relative in members:
+            tar.add(folder / relative, f"{folder.name}/{relative}", False, filter=anonymous)
+
+
+def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None) -> dict:
+    """Write the bundle of the export in `folder` into the folder `to`; its index."""
+    folder = Path(folder).resolve()
+    manifest = export_verify.read_manifest(folder)
+    report = export_verify.verify(folder)
+    if not report["ok"]:
+        bad = [f"{t['schema']}.{t['table']}" for t in report["tables"] if t["status"] != "ok"]
+        raise BundleRefused(
+            f"The export in {folder} does not check out (adu_verify: {', '.join(bad) or 'files not in its manifest'}): "
+            "it is not bundled."
+        )
+    if not signing.signature_path(folder / MANIFEST).is_file():
+        signing.sign(folder / MANIFEST)  # an export made before manifests were signed
+    name = bundle_name(manifest)
+    to = Path(to)
+    try:
+        to.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BundleRefused(f"The folder {to} cannot be made ({error.strerror}).") from None
+    index_path = to / f"{name}{INDEX_SUFFIX}"
+    if index_path.exists():
+        raise BundleRefused(f"{to} already holds this export's bundle ({index_path.name}).")
+    volumes = _Volumes(to, name, volume_size)
+    try:
+        if recipient is None:
+            _write_tar(volumes, folder, _members(folder, manifest))
+        else:
+            _encrypted(volumes, folder, _members(folder, manifest), recipient)
+        done = volumes.finish()
+    except BaseException:
+        volumes.remove()
+        raise
+    index = {
+        "format": FORMAT,
+        "bundle": name,
+        "folder": folder.name,
+        "job_id": manifest.get("job_id"),
+        "manifest_sha256": manifest[export_verify.CHECKSUM_KEY],
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "volume_size": volume_size,
+        "encryption": "age" if recipient is not None else None,
+        "bytes": sum(v["bytes"] for v in done),
+        "volumes": done,
+    }
+    part = index_path.with_name(index_path.name + ".part")
+    part.write_text(json.dumps(index, indent=1) + "\n")
+    os.replace(part, index_path)
+    signing.sign(index_path)  # until it is there, the far side refuses the bundle as unsigned
+    return index
+
+
+def _encrypted(volumes: _Volumes, folder: Path, members: list[str], recipient):
+    """The tar, written by a thread into a pipe, encrypted by age on its way to the volumes."""
+    import pyrage
+
+    read_end, write_end = os.pipe()
+    failure: list[BaseException] = []
+
+    def tar_into_pipe():
+        try:
+            with open(write_end, "wb", buffering=COPY_BYTES) as pipe:
+                _write_tar(pipe, folder, members)
+        except BaseException as error:  # raised again below, in the caller's thread
+            failure.append(error)
+
+    writer = threading.Thread(target=tar_into_pipe, name="adu-bundle-tar", daemon=True)
+    writer.start()
+    try:
+        with open(read_end, "rb", buffering=COPY_BYTES) as pipe:
+            pyrage.encrypt_io(pipe, volumes, [recipient])
+    finally:
+        writer.join()
+    if failure:
+        raise failure[0]

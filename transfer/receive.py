@@ -1,0 +1,286 @@
+"""Receiving a bundle on the far side: prove it, unpack it once, check the export.
+
+In order, stopping at the first refusal with one sentence: the index's signature by a
+trusted key; every volume present with the index's size and SHA-256 (the missing and
+damaged ones named together, so that only those are carried again); not received before
+(by the manifest's checksum); then the stream decrypted and unpacked into a hidden folder
+under RECEIVE_ROOT, its manifest signed by a trusted key with the index's checksum, and
+the export checked as adu_verify does. Only then is the folder renamed to its final name
+and the receipt recorded.
+"""
+
+import json
+import os
+import shutil
+import tarfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from django.conf import settings
+from django.db import IntegrityError
+
+from audit.models import AuditEvent, record
+from exports import verify as export_verify
+from exports.models import MANIFEST
+from transfer import keys, signing
+from transfer.bundle import COPY_BYTES, FORMAT, INDEX_SUFFIX, BundleRefused
+from transfer.models import Receipt
+
+
+@dataclass
+class Received:
+    receipt: Receipt
+    new: bool  # False: received before, not unpacked again
+
+    def __str__(self):
+        r = self.receipt
+        if not self.new:
+            return (
+                f"{r.bundle} was already received on {r.received_at:%Y-%m-%d %H:%M} UTC as "
+                f"folder {r.folder}; it was not unpacked again."
+            )
+        return (
+            f"{r.bundle}: signed by {r.signed_by}, {r.volumes} volume(s), {r.tables} table(s), "
+            f"{r.rows} rows, checked; unpacked into {r.folder}."
+        )
+
+
+def indexes(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BundleRefused(f"There is no folder {folder}.")
+    found = sorted(folder.glob(f"*{INDEX_SUFFIX}"))
+    if not found:
+        raise BundleRefused(f"There is no bundle index (*{INDEX_SUFFIX}) in {folder}.")
+    return found
+
+
+def receive(index_path: Path, trusted: list[keys.TrustedKey], user=None) -> Received:
+    """Receive the bundle of `index_path`; BundleRefused (recorded on the audit trail)."""
+    try:
+        return _receive(Path(index_path), trusted, user)
+    except (BundleRefused, signing.BadSignature, keys.BadKey, export_verify.BadManifest) as error:
+        record(
+            AuditEvent.Action.RECEIVE_REJECT,
+            user=user,
+            bundle=Path(index_path).name,
+            error=str(error),
+        )
+        raise BundleRefused(str(error)) from None
+
+
+def _receive(index_path: Path, trusted, user) -> Received:
+    if not trusted:
+        raise BundleRefused(
+            "No key is trusted: give the exporting side's public key with --trust KEYFILE or "
+            "ADU_TRUSTED_KEYS."
+        )
+    signer = signing.check(index_path, trusted)
+    index = _read_index(index_path)
+    _check_volumes(index_path.parent, index)
+    earlier = Receipt.objects.filter(manifest_sha256=index["manifest_sha256"]).first()
+    if earlier:
+        return Received(earlier, new=False)
+    root = Path(settings.RECEIVE_ROOT)
+    final = root / index["bundle"]
+    if final.exists():
+        raise BundleRefused(f"{final} is already there and is not a receipt of this bundle.")
+    partial = root / f".{index['bundle']}.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # left by a receive that died
+    partial.mkdir(parents=True)
+    try:
+        _unpack(index_path.parent, index, partial)
+        folder = partial / index["folder"]
+        manifest = export_verify.read_manifest(folder)
+        if manifest[export_verify.CHECKSUM_KEY] != index["manifest_sha256"]:
+            raise BundleRefused(
+                "The manifest inside the bundle is not the one its index names: the bundle "
+                "was put together from two exports."
+            )
+        manifest_signer = signing.check(folder / MANIFEST, trusted)
+        report = export_verify.verify(folder)
+        if not report["ok"]:
+            bad = [f"{t['schema']}.{t['table']} ({t['status']})" for t in report["tables"]]
+            bad = [b for b in bad if not b.endswith("(ok)")] + report["unlisted"]
+            raise BundleRefused(f"The unpacked export does not check out: {', '.join(bad)}.")
+        os.replace(folder, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    try:
+        receipt = Receipt.objects.create(
+            manifest_sha256=index["manifest_sha256"],
+            bundle=index["bundle"],
+            folder=str(final),
+            job_id=index.get("job_id"),
+            signed_by=str(manifest_signer if manifest_signer == signer else signer),
+            volumes=len(index["volumes"]),
+            bytes=index["bytes"],
+            encrypted=bool(index.get("encryption")),
+            tables=len(manifest["tables"]),
+            rows=sum(t.get("rows_written") or 0 for t in manifest["tables"]),
+            received_by=user if getattr(user, "pk", None) else None,
+        )
+    except IntegrityError:  # received at the same moment by another process
+        shutil.rmtree(final, ignore_errors=True)
+        return Received(Receipt.objects.get(manifest_sha256=index["manifest_sha256"]), new=False)
+    record(
+        AuditEvent.Action.RECEIVE,
+        user=user,
+        obj=receipt,
+        bundle=receipt.bundle,
+        signed_by=receipt.signed_by,
+        folder=receipt.folder,
+    )
+    return Received(receipt, new=True)
+
+
+def _read_index(path: Path) -> dict:
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        names = [v["name"] for v in index["volumes"]]
+        ok = (
+            index.get("format") == FORMAT
+            and all(_plain_name(n) for n in [*names, index["folder"], index["bundle"]])
+            and all(
+                isinstance(v["bytes"], int) and isinstance(v["sha256"], str)
+                for v in index["volumes"]
+            )
+            and isinstance(index["manifest_sha256"], str)
+            and index.get("encryption") in (None, "age")
+        )
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise BundleRefused(f"{path.name} is not an ADU bundle index.")
+    return index
+
+
+def _plain_name(name) -> bool:
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and "/" not in name
+        and "\0" not in name
+    )
+
+
+def _check_volumes(folder: Path, index: dict):
+    missing, damaged = [], []
+    for volume in index["volumes"]:
+        path = folder / volume["name"]
+        if not path.is_file():
+            missing.append(volume["name"])
+        elif path.stat().st_size != volume["bytes"] or signing.sha256_of(path) != volume["sha256"]:
+            damaged.append(volume["name"])
+    if missing or damaged:
+        said = []
+        if missing:
+            said.append(f"missing: {', '.join(missing)}")
+        if damaged:
+            said.append(
+                f"damaged or from another bundle (size or SHA-256 not the index's): {', '.join(damaged)}"
+            )
+        raise BundleRefused(f"Volumes {'; '.join(said)}. Carry those again.")
+
+
+class _Joined:
+    """The volumes read one after the other as one stream."""
+
+    def __init__(self, paths: list[Path]):
+        self._paths = list(paths)
+        self._file = None
+
+    def read(self, size: int = -1) -> bytes:
+        size = COPY_BYTES if size is None or size < 0 else size
+        while self._paths or self._file:
+            if self._file is None:
+                self._file = open(self._paths.pop(0), "rb")
+            data = self._file.read(size)
+            if data:
+                return data
+            self._file.close()
+            self._file = None
+        return b""
+
+    def close(self):
+        if self._file:
+            self._file.close()
+
+
+def _unpack(folder: Path, index: dict, into: Path):
+    joined = _Joined([folder / v["name"] for v in index["volumes"]])
+    try:
+        if index.get("encryption") == "age":
+            _decrypt_and_extract(joined, index, into)
+        else:
+            _extract(joined, index, into)
+    finally:
+        joined.close()
+
+
+def _extract(stream, index: dict, into: Path):
+    """Regular files under the export's folder name only: no links, devices, absolute
+    paths or `..` (tarfile's "data" filter, and the folder's name checked here)."""
+    try:
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=COPY_BYTES) as tar:
+            for member in tar:
+                parts = PurePosixPath(member.name).parts
+                if (
+                    not member.isfile()
+                    or len(parts) < 2
+                    or parts[0] != index["folder"]
+                    or ".." in parts
+                ):
+                    raise BundleRefused(
+                        f"The bundle holds {member.name!r}, which is not a file of its export."
+                    )
+                tar.extract(member, into, filter="data")
+    except (tarfile.TarError, EOFError) as error:
+        raise BundleRefused(f"The bundle's volumes do not make a whole export ({error}).") from None
+
+
+def _decrypt_and_extract(joined: _Joined, index: dict, into: Path):
+    import pyrage
+
+    identity = keys.identity()
+    read_end, write_end = os.pipe()
+    failure: list[BaseException] = []
+
+    def decrypt_into_pipe():
+        pipe = open(write_end, "wb", buffering=COPY_BYTES)
+        try:
+            pyrage.decrypt_io(joined, pipe, [identity])
+        except BaseException as error:  # noted before the pipe closes: see below
+            failure.append(error)
+        finally:
+            try:
+                pipe.close()
+            except OSError:  # the reader stopped first
+                pass
+
+    thread = threading.Thread(target=decrypt_into_pipe, name="adu-receive-decrypt", daemon=True)
+    thread.start()
+    try:
+        with open(read_end, "rb", buffering=COPY_BYTES) as pipe:
+            try:
+                _extract(pipe, index, into)
+            except BundleRefused:
+                # The pipe is still open: a failure already noted is the decryption's own,
+                # and the cut stream is only its consequence.
+                if failure:
+                    raise _decrypt_refusal(failure[0]) from None
+                raise
+            while pipe.read(COPY_BYTES):  # tar's padding: age checks its last chunk at the end
+                pass
+    finally:
+        thread.join()
+    if failure:
+        raise _decrypt_refusal(failure[0])
+
+
+def _decrypt_refusal(error: BaseException) -> BundleRefused:
+    return BundleRefused(
+        "The bundle cannot be decrypted with this instance's age identity: it was encrypted to "
+        f"another recipient, or altered ({error})."
+    )
