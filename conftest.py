@@ -110,6 +110,19 @@ def source_db(source_server):
 
 
 @pytest.fixture
+def target_db(source_server):
+    """A second database on the source's server: where loads write."""
+    with throwaway_database(source_server) as db:
+        yield db
+
+
+@pytest.fixture
+def target(target_db, owner):
+    """The owner's connection to target_db, marked as a load target."""
+    return target_db.connection(owner, name="far", is_target=True)
+
+
+@pytest.fixture
 def owner(django_user_model):
     """An ADU Operator who owns the connections and jobs of a test."""
     return user_with_role(django_user_model, "owner", "ADU Operator")

@@ -152,6 +152,8 @@ EXPORT_ROOT = Path(_read("ADU_EXPORT_ROOT", env.str, str(VAR_DIR / "exports"))).
 # Where exports carried across the gap are put to be loaded: a load reads a folder under
 # this or under EXPORT_ROOT, nowhere else.
 RECEIVE_ROOT = Path(_read("ADU_RECEIVE_ROOT", env.str, str(VAR_DIR / "received"))).resolve()
+# Where bundles made from the portal or the API are written (adu_bundle --to chooses).
+BUNDLE_ROOT = Path(_read("ADU_BUNDLE_ROOT", env.str, str(VAR_DIR / "bundles"))).resolve()
 
 # Carrying exports across the gap (transfer/). This instance's Ed25519 signing key (PEM
 # text; generated into var/ on first use when unset); the public keys, as PEM files,

@@ -31,6 +31,9 @@ from loads.creation import create_load
 from loads.management.commands.adu_load import load_data
 from loads.models import Load, TableLoad
 from loads.tasks import cancel_load, start_load
+from transfer.bundle import BundleRefused
+from transfer.models import Bundle, Receipt
+from transfer.tasks import create_bundle, start_bundle
 
 log = logging.getLogger("adu.api")
 
@@ -603,6 +606,105 @@ def _act(request, job_id: int, action) -> ExportJob:
         return action(job, by=request.user)
     except JobStateError as error:
         raise ApiError(409, "invalid_state", str(error)) from None
+
+
+class BundleIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    volume_size: str = Field(
+        "4G", max_length=20, description="The most bytes a volume holds: 4G, 700M, or bytes."
+    )
+    encrypt_to: str = Field(
+        "",
+        max_length=200,
+        description="The far side's age recipient (age1..., from its `adu_keys recipient`); "
+        "empty: not encrypted.",
+    )
+
+
+class BundleOut(Schema):
+    id: int
+    job_id: int
+    status: Literal[tuple(Bundle.Status.values)]
+    error: str = Field(description="Why it failed, in one sentence; empty otherwise.")
+    name: str = Field(description="The bundle's name: its volumes are NAME.001, NAME.002...")
+    folder: str = Field(description="Where on the server its volumes and signed index are.")
+    volume_size: int
+    encrypted: bool
+    volumes: int
+    bytes: int
+    created_at: str | None
+    finished_at: str | None
+
+
+@api.get(
+    "/jobs/{int:job_id}/bundles/",
+    response=answers({200: list[BundleOut]}, 404),
+    url_name="job_bundles",
+    operation_id="listJobBundles",
+    summary="A job's bundles",
+    tags=["transfer"],
+)
+def job_bundles(request, job_id: Id):
+    """The bundles made of the job's export, newest first."""
+    return [b.as_dict() for b in _visible_job(request, job_id).bundles.all()]
+
+
+@api.post(
+    "/jobs/{int:job_id}/bundles/",
+    response=answers({202: BundleOut}, 400, 403, 404),
+    url_name="job_bundle_create",
+    operation_id="createJobBundle",
+    summary="Prepare a transfer of a job's export",
+    tags=["transfer"],
+)
+def create_job_bundle(request, job_id: Id, payload: BundleIn):
+    """Queue a bundle of the finished job's export: numbered volumes of at most
+    `volume_size` bytes and a signed index, optionally encrypted to the far side's age
+    recipient, written under the server's bundle root. Poll the job's bundles until its
+    `status` is done or failed."""
+    if not roles.is_operator(request.user):
+        raise ApiError(403, "permission_denied", "Your role cannot prepare transfers.")
+    job = _visible_job(request, job_id)
+    try:
+        bundle = create_bundle(request.user, job, payload.volume_size, payload.encrypt_to)
+    except BundleRefused as error:
+        raise ApiError(400, "invalid_input", str(error)) from None
+    start_bundle(bundle)
+    return Status(202, bundle.as_dict())
+
+
+class ReceiptOut(Schema):
+    id: int
+    bundle: str
+    folder: str = Field(description="The received export's folder: load it from there.")
+    manifest_sha256: str
+    job_id: int | None = Field(description="The job on the exporting side.")
+    signed_by: str
+    volumes: int
+    bytes: int
+    encrypted: bool
+    tables: int
+    rows: int
+    received_at: str
+
+
+@api.get(
+    "/receipts/",
+    response=answers({200: list[ReceiptOut]}),
+    url_name="receipts",
+    operation_id="listReceipts",
+    summary="Exports received across the gap",
+    tags=["transfer"],
+)
+def receipts(request):
+    """What `manage.py adu_receive` received on this instance, newest first (at most 500)."""
+    return [
+        {
+            **{f: getattr(r, f) for f in ReceiptOut.model_fields if f != "received_at"},
+            "received_at": r.received_at.isoformat(),
+        }
+        for r in Receipt.objects.all()[:500]
+    ]
 
 
 @api.get(

@@ -19,10 +19,16 @@ from django.utils.module_loading import import_string
 from django_q import admin as q_admin
 from django_q.models import Failure, OrmQ, Schedule, Success
 
-# ADU's task functions (exports.tasks, loads.tasks): all a schedule or a resubmitted task
+# ADU's task functions (exports.tasks, loads.tasks, transfer.tasks): all a schedule or a resubmitted task
 # may call.
 TASKS = frozenset(
-    {"exports.tasks.sweep", "exports.tasks.coordinate", "exports.tasks.work", "loads.tasks.run"}
+    {
+        "exports.tasks.sweep",
+        "exports.tasks.coordinate",
+        "exports.tasks.work",
+        "loads.tasks.run",
+        "transfer.tasks.run",
+    }
 )
 
 

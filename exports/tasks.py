@@ -15,6 +15,7 @@ from audit.models import AuditEvent, record
 from exports.joblog import job_log
 from exports.models import ExportJob, JobError, TableRun
 from loads.tasks import sweep_loads
+from transfer.tasks import sweep_bundles
 
 MAX_RECOVERIES = 1
 # A coordinator task not started this many heartbeat timeouts after it was queued is
@@ -82,7 +83,8 @@ def sweep():
     A table whose worker stopped beating is queued again once (its coordinator takes it),
     then failed. A job whose coordinator stopped beating (its cluster was killed) is
     resumed once under a new snapshot, keeping the tables already exported; then failed.
-    Loads whose worker stopped are resumed likewise (loads.tasks.sweep_loads).
+    Loads whose worker stopped are resumed likewise (loads.tasks.sweep_loads); bundles
+    whose worker stopped fail (transfer.tasks.sweep_bundles).
     """
     from exports.engine import run as engine
 
@@ -115,6 +117,7 @@ def sweep():
         engine.finish_job(job.pk)
     requeue_lost_coordinators()
     sweep_loads()
+    sweep_bundles()
 
 
 def requeue_lost_coordinators():

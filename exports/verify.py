@@ -3,7 +3,6 @@
 Needs only the export folder: no source database and nothing from ADU's own database.
 """
 
-import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ import pyarrow.parquet as pq
 
 from exports.manifest import CHECKSUM_KEY, FORMAT, checksum
 from exports.models import MANIFEST, MANIFEST_SIGNATURE
+from transfer.signing import sha256_of
 
 OK, MISSING, CORRUPT, COUNT, SCHEMA, NOT_EXPORTED = (
     "ok",
@@ -22,7 +22,6 @@ OK, MISSING, CORRUPT, COUNT, SCHEMA, NOT_EXPORTED = (
     "schema mismatch",
     "not exported",
 )
-_CHUNK = 8 << 20
 
 
 class BadManifest(Exception):
@@ -89,7 +88,7 @@ def _verify_table(folder: Path, table: dict) -> dict:
         path = (folder / entry["path"]).resolve()
         if not path.is_relative_to(folder) or not path.is_file():
             return {**result, "status": MISSING, "detail": entry["path"]}
-        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+        if path.stat().st_size != entry["bytes"] or sha256_of(path) != entry["sha256"]:
             return {**result, "status": CORRUPT, "detail": f"{entry['path']}: hash differs"}
         try:
             parquet = pq.ParquetFile(path)
@@ -106,11 +105,3 @@ def _verify_table(folder: Path, table: dict) -> dict:
         detail = f"{rows} rows in files, {table['source_rows']} at the source"
         return {**result, "status": COUNT, "detail": detail}
     return {**result, "status": OK, "detail": f"{rows} rows"}
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -24,6 +24,7 @@ from exports.forms import (
 from exports.jobs import BadRequest, create_job
 from exports.models import ExportJob, JobStateError, NoSuchFile, TableRun
 from exports.tasks import cancel_job, retry_job, start_job
+from transfer.views import bundles_context
 
 LOG_LEVELS = {"INFO": 20, "WARNING": 30, "ERROR": 40}
 
@@ -200,7 +201,7 @@ def _table_named(rows, message: str):
 @require_GET
 def job_detail(request, pk):
     job = _job(request, pk)
-    return render(request, "exports/detail.html", _detail_context(job))
+    return render(request, "exports/detail.html", {**_detail_context(job), **bundles_context(job)})
 
 
 @require_GET

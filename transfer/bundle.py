@@ -24,6 +24,7 @@ import json
 import os
 import tarfile
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from transfer import signing
 FORMAT = "adu-bundle/1"
 INDEX_SUFFIX = ".index.json"
 COPY_BYTES = 1 << 20
+PROGRESS_SECONDS = 1.0
 MIN_VOLUME = 64 << 10
 
 
@@ -66,8 +68,9 @@ class _Volumes:
     `size` bytes each, hashing each as it goes. A volume is at its final name only once
     it is complete."""
 
-    def __init__(self, folder: Path, name: str, size: int):
+    def __init__(self, folder: Path, name: str, size: int, progress=None):
         self.folder, self.name, self.size = folder, name, size
+        self.progress, self.total, self._reported = progress, 0, time.monotonic()
         self.done: list[dict] = []
         self._file = None
         self._written = 0
@@ -101,6 +104,10 @@ class _Volumes:
             view = view[len(piece) :]
             if self._written == self.size:
                 self._close()
+        self.total += len(data)
+        if self.progress and time.monotonic() - self._reported >= PROGRESS_SECONDS:
+            self._reported = time.monotonic()
+            self.progress(self.total)
         return len(data)
 
     def flush(self):
@@ -141,8 +148,9 @@ def _write_tar(sink, folder: Path, members: list[str]):
             tar.add(folder / relative, f"{folder.name}/{relative}", False, filter=anonymous)
 
 
-def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None) -> dict:
-    """Write the bundle of the export in `folder` into the folder `to`; its index."""
+def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None, progress=None) -> dict:
+    """Write the bundle of the export in `folder` into the folder `to`; its index.
+    `progress(bytes)`, if given, is called about every second."""
     folder = Path(folder).resolve()
     manifest = export_verify.read_manifest(folder)
     report = export_verify.verify(folder)
@@ -163,7 +171,7 @@ def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None) -> dic
     index_path = to / f"{name}{INDEX_SUFFIX}"
     if index_path.exists():
         raise BundleRefused(f"{to} already holds this export's bundle ({index_path.name}).")
-    volumes = _Volumes(to, name, volume_size)
+    volumes = _Volumes(to, name, volume_size, progress)
     try:
         if recipient is None:
             _write_tar(volumes, folder, _members(folder, manifest))

@@ -16,20 +16,8 @@ from audit.models import AuditEvent
 from loads.engine import run_load
 from loads.management.commands.adu_load import load_data
 from loads.models import Load, TableLoad
-from tests.factories import throwaway_database
 
 API = "/api/v1"
-
-
-@pytest.fixture
-def target_db(source_server):
-    with throwaway_database(source_server) as db:
-        yield db
-
-
-@pytest.fixture
-def target(target_db, owner):
-    return target_db.connection(owner, name="far", is_target=True)
 
 
 @pytest.fixture

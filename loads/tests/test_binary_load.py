@@ -12,7 +12,7 @@ from loads import copy as load_copy
 from loads.creation import create_load
 from loads.engine import run_load
 from loads.models import Load, TableLoad
-from tests.factories import rows_as_text, throwaway_database
+from tests.factories import rows_as_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,17 +60,6 @@ SELECT mod(g, 3) = 0, mod(g, 32767), g * 7919, g::bigint * 1000003, g,
 FROM generate_series(1, 70000) AS g;
 UPDATE plain SET t = NULL, n = NULL, b = NULL, ts = NULL WHERE mod(i, 11) = 3;
 """
-
-
-@pytest.fixture
-def target_db(source_server):
-    with throwaway_database(source_server) as db:
-        yield db
-
-
-@pytest.fixture
-def target(target_db, owner):
-    return target_db.connection(owner, name="far", is_target=True)
 
 
 @pytest.fixture

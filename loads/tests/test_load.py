@@ -23,7 +23,6 @@ from tests.factories import (
     SPECIAL_ROWS,
     TYPES_SQL,
     rows_as_text,
-    throwaway_database,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,17 +43,6 @@ def wide_source(source_db):
         "CREATE TABLE empty_one (x int PRIMARY KEY);"
     )
     return source_db
-
-
-@pytest.fixture
-def target_db(source_server):
-    with throwaway_database(source_server) as db:
-        yield db
-
-
-@pytest.fixture
-def target(target_db, owner):
-    return target_db.connection(owner, name="far", is_target=True)
 
 
 CATALOG = """

@@ -14,15 +14,9 @@ from exports.tasks import sweep
 from loads.creation import create_load
 from loads.models import Load, TableLoad
 from loads.tasks import start_load
-from tests.factories import throwaway_database, wait_until
+from tests.factories import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def target_db(source_server):
-    with throwaway_database(source_server) as db:
-        yield db
 
 
 def slow_target(target_db, per_row_ms: float):

@@ -31,11 +31,6 @@ def target_db(source_server):
 
 
 @pytest.fixture
-def target(target_db, owner):
-    return target_db.connection(owner, name="far", is_target=True)
-
-
-@pytest.fixture
 def exported(source_db, owner, export):
     source_db.execute(
         "CREATE TYPE tone AS ENUM ('lo', 'hi');"
