@@ -494,7 +494,47 @@ def prepare_duckdb_load(spec):
     return load
 
 
+def prepare_transfer(spec):
+    """Bundle the export in spec["folder"] into spec["media"] (encrypted to spec["recipient"]
+    for the *_age tools), or receive that bundle as a far side would (its earlier receipt
+    and folder removed first, off the clock)."""
+    setup_django()
+    import shutil as sh
+
+    from django.conf import settings
+
+    from transfer import keys
+    from transfer.bundle import make_bundle
+    from transfer.models import Receipt
+    from transfer.receive import indexes, receive
+
+    media = Path(spec["media"])
+    if spec["tool"].startswith("adu_bundle"):
+        sh.rmtree(media, ignore_errors=True)
+        recipient = keys.recipient(spec["recipient"]) if spec["tool"].endswith("_age") else None
+
+        def bundle():
+            make_bundle(Path(spec["folder"]), media, 1 << 30, recipient)
+            return [], spec["rows"]
+
+        return bundle
+    Receipt.objects.all().delete()
+    sh.rmtree(settings.RECEIVE_ROOT, ignore_errors=True)
+    trusted = keys.trusted_keys([spec["trusted"]])
+
+    def received():
+        [index] = indexes(media)
+        got = receive(index, trusted)
+        return [], got.receipt.rows
+
+    return received
+
+
 PREPARE = {
+    "adu_bundle": prepare_transfer,
+    "adu_bundle_age": prepare_transfer,
+    "adu_receive": prepare_transfer,
+    "adu_receive_age": prepare_transfer,
     "adu_load": prepare_adu_load,
     "duckdb_load": prepare_duckdb_load,
     "adu_schema": prepare_adu,
@@ -562,7 +602,9 @@ def main():
         help="sizes of the schemas of small tables, in tables (comma-separated)",
     )
     parser.add_argument(
-        "--only", choices=("lineitem", "schema", "load"), help="run one of the scenarios"
+        "--only",
+        choices=("lineitem", "schema", "load", "transfer"),
+        help="run one of the scenarios",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the server running and its folder"
@@ -591,10 +633,10 @@ def main():
         pg.ensure_started()
         if args.only == "schema":
             args.rows = args.small_rows = 0
-        if args.only == "load":
+        if args.only in ("load", "transfer"):
             args.small_rows = 0
         context = prepare_source(pg, args)
-        if args.only not in ("schema", "load"):
+        if args.only not in ("schema", "load", "transfer"):
             tools = {"lineitem": TOOLS + tuple(VALIDATION_TOOLS), "lineitem_small": TOOLS}
             for table in ("lineitem", "lineitem_small"):
                 context["results"][table] = bench_table(context, table, args.runs, tools[table])
@@ -604,7 +646,9 @@ def main():
             report_fidelity(context, fidelity(context))
         if args.only in (None, "load"):
             report_load(bench_load(context, args.runs), context, args.runs)
-        if args.only not in ("lineitem", "load"):
+        if args.only in (None, "transfer"):
+            report_transfer(bench_transfer(context, args.runs), args.runs)
+        if args.only not in ("lineitem", "load", "transfer"):
             sizes = [int(n) for n in args.schema_tables.split(",") if n.strip()]
             results = {
                 schema: bench_schema(context, schema, args.runs)
@@ -847,6 +891,64 @@ def bench_load(context, runs) -> dict:
     )
     remove_output(exported)
     return results
+
+
+TRANSFER_LABELS = {
+    "adu_bundle": "bundle",
+    "adu_receive": "receive",
+    "adu_bundle_age": "bundle, age",
+    "adu_receive_age": "receive, age",
+}
+
+
+def bench_transfer(context, runs) -> dict:
+    """lineitem exported once by ADU, then bundled in volumes of 1 GiB and received, plain
+    and encrypted: what carrying it costs on this machine's disk."""
+    from transfer import keys
+
+    exported = run_tool(context, "adu", "lineitem", "lineitem-for-transfer")
+    if "error" in exported:
+        return {tool: exported for tool in TRANSFER_LABELS}
+    trusted = context["out"] / "exporter.pem"
+    trusted.write_text(keys.public_pem(keys.signing_key()))
+    spec = {
+        **context["spec"],
+        "folder": str(exported["folder"]),
+        "rows": exported["rows"],
+        "trusted": str(trusted),
+        "recipient": str(keys.identity().to_public()),
+    }
+
+    def one(tool, run):
+        media = context["out"] / ("media-age" if tool.endswith("_age") else "media")
+        return run_child({**spec, "tool": tool, "media": str(media)})
+
+    results = take_turns("transfer lineitem", runs, TRANSFER_LABELS, one)
+    results["export_bytes"] = exported["bytes"]
+    remove_output(exported)
+    return results
+
+
+def report_transfer(results, runs):
+    size = results.pop("export_bytes", 0)
+    print(
+        f"\nCarrying lineitem's export ({size / 2**20:,.0f} MB of Parquet) across the gap: "
+        f"bundled in volumes of 1 GiB and received (signatures, every hash, unpacked, "
+        f"checked as adu_verify does); median wall of {runs} run(s)"
+    )
+    header = f"{'step':<14} {'wall s':>8} {'MB/s':>8} {'peak RSS MB':>12} {'time/plain':>11}"
+    print(header)
+    print("-" * len(header))
+    for tool, label in TRANSFER_LABELS.items():
+        r = results[tool]
+        if "error" in r:
+            print(f"{label:<14} failed: {r['error']}")
+            continue
+        plain = results.get(tool.removesuffix("_age"), {}).get("wall")
+        print(
+            f"{label:<14} {r['wall']:>8.2f} {size / 2**20 / r['wall']:>8,.0f} "
+            f"{r['peak_rss_mb']:>12,.0f} {ratio(r['wall'], plain):>11}"
+        )
 
 
 def report_load(results, context, runs):

@@ -28,11 +28,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from exports import verify as export_verify
 from exports.models import MANIFEST, MANIFEST_SIGNATURE
 from transfer import signing
 
 FORMAT = "adu-bundle/1"
+CHECKSUM_KEY = "manifest_sha256"  # exports.manifest's, which imports the export engine
 INDEX_SUFFIX = ".index.json"
 COPY_BYTES = 1 << 20
 PROGRESS_SECONDS = 1.0
@@ -60,7 +60,7 @@ def parse_size(text: str) -> int:
 
 
 def bundle_name(manifest: dict) -> str:
-    return f"adu-job{manifest.get('job_id')}-{manifest[export_verify.CHECKSUM_KEY][:12]}"
+    return f"adu-job{manifest.get('job_id')}-{manifest[CHECKSUM_KEY][:12]}"
 
 
 class _Volumes:
@@ -151,6 +151,8 @@ def _write_tar(sink, folder: Path, members: list[str]):
 def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None, progress=None) -> dict:
     """Write the bundle of the export in `folder` into the folder `to`; its index.
     `progress(bytes)`, if given, is called about every second."""
+    from exports import verify as export_verify  # pyarrow: in the worker, not the portal
+
     folder = Path(folder).resolve()
     manifest = export_verify.read_manifest(folder)
     report = export_verify.verify(folder)
@@ -186,7 +188,7 @@ def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None, progre
         "bundle": name,
         "folder": folder.name,
         "job_id": manifest.get("job_id"),
-        "manifest_sha256": manifest[export_verify.CHECKSUM_KEY],
+        "manifest_sha256": manifest[CHECKSUM_KEY],
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "volume_size": volume_size,
         "encryption": "age" if recipient is not None else None,

@@ -113,7 +113,8 @@ def _receive(index_path: Path, trusted, user) -> Received:
             bundle=index["bundle"],
             folder=str(final),
             job_id=index.get("job_id"),
-            signed_by=str(manifest_signer if manifest_signer == signer else signer),
+            signed_by=str(manifest_signer)
+            + ("" if manifest_signer == signer else f"; bundled by {signer}"),
             volumes=len(index["volumes"]),
             bytes=index["bytes"],
             encrypted=bool(index.get("encryption")),

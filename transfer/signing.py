@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-
-from transfer import keys
+# transfer.keys (cryptography) is imported where a key is used: the manifest's writer and
+# adu_verify import this module, and commands start without cryptography.
 
 FORMAT = "adu-signature/1"
 SUFFIX = ".sig"
@@ -59,6 +58,8 @@ def _canonical(statement: dict) -> bytes:
 
 def sign(path: Path, sha256: str | None = None) -> Path:
     """Write path's signature beside it, whole or not at all; its path."""
+    from transfer import keys
+
     key = keys.signing_key()
     statement = {
         "format": FORMAT,
@@ -75,8 +76,11 @@ def sign(path: Path, sha256: str | None = None) -> Path:
     return target
 
 
-def check(path: Path, trusted: list[keys.TrustedKey]) -> Signer:
-    """The signer of `path` among the trusted keys, or BadSignature saying what is wrong."""
+def check(path: Path, trusted: list) -> Signer:
+    """The signer of `path` among the trusted keys (transfer.keys.TrustedKey), or
+    BadSignature saying what is wrong."""
+    from cryptography.exceptions import InvalidSignature
+
     signed = signature_path(path)
     if not path.is_file():
         raise BadSignature(f"There is no {path.name} in {path.parent}.")

@@ -10,7 +10,6 @@ from django_q.tasks import async_task
 
 from audit.models import AuditEvent, record
 from exports.models import ExportJob
-from transfer import keys
 from transfer.bundle import BundleRefused, parse_size
 from transfer.models import Bundle
 
@@ -21,6 +20,8 @@ def create_bundle(user, job: ExportJob, volume_size: str, encrypt_to: str = "") 
     """A queued bundle of the job's export; BundleRefused (with the field it is about)."""
     if not job.is_finished or not job.manifest_path().is_file():
         raise BundleRefused(f"Job {job.pk} has no finished export to bundle yet.")
+    from transfer import keys
+
     size = parse_size(volume_size)
     recipient = ""
     if encrypt_to.strip():
@@ -41,7 +42,8 @@ def start_bundle(bundle: Bundle):
 
 
 def run(bundle_id: int):
-    from transfer.bundle import make_bundle  # pyarrow: in the worker, not the portal
+    from transfer import keys
+    from transfer.bundle import make_bundle
 
     taken = Bundle.objects.filter(pk=bundle_id, status=Bundle.Status.QUEUED).update(
         status=Bundle.Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now()

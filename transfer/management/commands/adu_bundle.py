@@ -4,12 +4,11 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
+from accounts import roles
 from audit.models import AuditEvent, record
 from exports.job_display import JobCommand
 from exports.models import ExportJob
-from exports.verify import BadManifest
-from transfer import keys
-from transfer.bundle import BundleRefused, make_bundle, parse_size
+from transfer.bundle import BundleRefused, parse_size
 
 
 class Command(JobCommand):
@@ -30,8 +29,14 @@ class Command(JobCommand):
         )  # fmt: skip
 
     def act(self, job: ExportJob, options):
+        if not roles.is_operator(self.user(options)):
+            raise CommandError("Your role cannot prepare transfers.")
         if not job.is_finished or not job.manifest_path().is_file():
             raise CommandError(f"Job {job.pk} has no finished export to bundle yet.")
+        from exports.verify import BadManifest  # pyarrow: not for --help
+        from transfer import keys
+        from transfer.bundle import make_bundle
+
         try:
             size = parse_size(options["volume_size"])
             recipient = keys.recipient(options["encrypt_to"]) if options["encrypt_to"] else None

@@ -6,9 +6,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from adu_site.commands import AduCommand
-from transfer import keys
 from transfer.bundle import BundleRefused
-from transfer.receive import indexes, receive
 
 
 class Command(AduCommand):
@@ -30,6 +28,9 @@ class Command(AduCommand):
         super().add_arguments(parser)
 
     def handle(self, *args, **options):
+        from transfer import keys  # cryptography and pyarrow: not for --help
+        from transfer.receive import indexes, receive
+
         user = self.user(options)
         try:
             trusted = keys.trusted_keys(options["trust"] or None)
