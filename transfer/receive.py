@@ -224,7 +224,9 @@ def _extract(stream, index: dict, into: Path):
     """Regular files under the export's folder name only: no links, devices, absolute
     paths or `..` (tarfile's "data" filter, and the folder's name checked here)."""
     try:
-        with tarfile.open(fileobj=stream, mode="r|", bufsize=COPY_BYTES) as tar:
+        # A small stream buffer: tarfile's stream mode copies what it holds on each read.
+        with tarfile.open(fileobj=stream, mode="r|", bufsize=64 << 10) as tar:
+            tar.copybufsize = COPY_BYTES
             for member in tar:
                 parts = PurePosixPath(member.name).parts
                 if (
