@@ -230,7 +230,7 @@ def _extract(stream, index: dict, into: Path):
             for member in tar:
                 parts = PurePosixPath(member.name).parts
                 if (
-                    not member.isfile()
+                    member.type not in (tarfile.REGTYPE, tarfile.AREGTYPE)  # not sparse either
                     or len(parts) < 2
                     or parts[0] != index["folder"]
                     or ".." in parts
