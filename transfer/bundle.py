@@ -37,6 +37,7 @@ INDEX_SUFFIX = ".index.json"
 COPY_BYTES = 1 << 20
 PROGRESS_SECONDS = 1.0
 MIN_VOLUME = 64 << 10
+MAX_VOLUME = 1 << 50
 
 
 class BundleRefused(Exception):
@@ -44,18 +45,20 @@ class BundleRefused(Exception):
 
 
 def parse_size(text: str) -> int:
-    """ "4G", "700M", "1.5G", "65536" -> bytes (binary units)."""
+    """Bytes of a size as typed: "4G", "700M", "1.5G", "65536" (binary units)."""
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
     value = str(text).strip().upper().removesuffix("B").removesuffix("I")
     unit = value[-1:] if value[-1:] in units and value[-1:] else ""
     try:
         size = int(float(value[: len(value) - len(unit)]) * units[unit])
-    except ValueError:
+    except (ValueError, OverflowError):  # "lots", "nan", "inf"
         raise BundleRefused(
             f"The volume size {text!r} is not a size: write it as 4G, 700M or a number of bytes."
         ) from None
-    if size < MIN_VOLUME:
-        raise BundleRefused(f"The volume size must be at least {MIN_VOLUME // 1024} kB.")
+    if not MIN_VOLUME <= size <= MAX_VOLUME:
+        raise BundleRefused(
+            f"The volume size must be between {MIN_VOLUME // 1024} kB and {MAX_VOLUME >> 40} TB."
+        )
     return size
 
 

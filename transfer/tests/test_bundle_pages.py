@@ -115,7 +115,7 @@ def test_the_api_queues_a_bundle_and_lists_it(client, owner, job, bundle_root):
     assert Path(listed["folder"]).is_relative_to(bundle_root)
 
     bad = post_json(client, f"{API}/jobs/{job.pk}/bundles/", {"volume_size": "1k"}, **bearer)
-    assert bad.status_code == 400 and "at least 64 kB" in error_of(bad)["message"]
+    assert bad.status_code == 400 and "between 64 kB" in error_of(bad)["message"]
     unknown = post_json(client, f"{API}/jobs/{job.pk}/bundles/", {"colour": "red"}, **bearer)
     assert unknown.status_code == 400
     missing = post_json(client, f"{API}/jobs/99999/bundles/", {}, **bearer)

@@ -353,10 +353,23 @@ def test_an_index_out_of_shape_is_refused_before_any_volume_is_read(
 
 def test_bundle_command_inputs(job, owner, tmp_path, capsys):
     user = ["--as", owner.username]
-    for size, said in (("4X", "is not a size"), ("1k", "at least 64 kB"), ("0", "at least")):
+    for size, said in (
+        ("4X", "is not a size"),
+        ("inf", "is not a size"),
+        ("nan", "is not a size"),
+        ("1k", "between 64 kB and 1024 TB"),
+        ("0", "between"),
+        ("-5G", "between"),
+        ("1e30", "between"),
+    ):
         with pytest.raises(CommandError, match=said):
             call_command(
-                "adu_bundle", str(job.pk), "--to", str(tmp_path / "m"), "--volume-size", size, *user
+                "adu_bundle",
+                str(job.pk),
+                "--to",
+                str(tmp_path / "m"),
+                f"--volume-size={size}",
+                *user,
             )
     with pytest.raises(CommandError, match="not an age public key"):
         call_command(
