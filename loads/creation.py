@@ -77,6 +77,22 @@ def _not_loaded_before(manifest: dict, target: Connection, destinations: set[tup
             )
 
 
+def _check_signer(folder: Path):
+    """On an instance that trusts keys (ADU_TRUSTED_KEYS), an export loads only when one of
+    them signed its manifest, unchanged since: as adu_receive and adu_verify require."""
+    from django.conf import settings
+
+    if not settings.TRUSTED_KEYS:
+        return
+    from exports.models import MANIFEST
+    from transfer import keys, signing
+
+    try:
+        signing.check(folder / MANIFEST, keys.trusted_keys())
+    except (keys.BadKey, signing.BadSignature) as error:
+        raise BadRequest(str(error), "folder") from None
+
+
 def create_load(owner, folder, target: Connection, tables=(), **options) -> Load:
     """Check the export and the user's choices and record the queued load; BadRequest with
     one sentence otherwise. The same export already loaded into the same target (by its
@@ -109,6 +125,7 @@ def create_load(owner, folder, target: Connection, tables=(), **options) -> Load
         raise BadRequest(str(error), "folder") from None
     except OSError as error:
         raise BadRequest(f"{folder} cannot be read: {error.strerror}.", "folder") from None
+    _check_signer(folder)
     if_exists = options.get("if_exists") or Load.IfExists.FAIL
     if if_exists not in Load.IfExists.values:
         raise BadRequest(f"--if-exists is one of {', '.join(Load.IfExists.values)}.", "if_exists")

@@ -442,3 +442,18 @@ for attempt in (1, 2):
     assert lines[1] == lines[3] == "exit 0"
     [received] = (far / "received").iterdir()
     assert (received / MANIFEST).read_bytes() == (job.folder() / MANIFEST).read_bytes()
+
+
+def test_an_instance_that_trusts_keys_loads_only_what_they_signed(
+    job, near_key, tmp_path, settings, owner, target
+):
+    from exports.selection import BadRequest
+    from loads.creation import create_load
+
+    stranger = tmp_path / "stranger.pem"
+    stranger.write_text(keys.public_pem(Ed25519PrivateKey.generate()))
+    settings.TRUSTED_KEYS = [str(stranger)]
+    with pytest.raises(BadRequest, match="which is not among the trusted keys"):
+        create_load(owner, job.folder(), target)
+    settings.TRUSTED_KEYS = [str(near_key)]
+    assert create_load(owner, job.folder(), target).tables.count() == 3
