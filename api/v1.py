@@ -651,7 +651,7 @@ def job_bundles(request, job_id: Id):
 
 @api.post(
     "/jobs/{int:job_id}/bundles/",
-    response=answers({202: BundleOut}, 400, 403, 404),
+    response=answers({202: BundleOut}, 400, 403, 404, 409),
     url_name="job_bundle_create",
     operation_id="createJobBundle",
     summary="Prepare a transfer of a job's export",
@@ -660,8 +660,8 @@ def job_bundles(request, job_id: Id):
 def create_job_bundle(request, job_id: Id, payload: BundleIn):
     """Queue a bundle of the finished job's export: numbered volumes of at most
     `volume_size` bytes and a signed index, optionally encrypted to the far side's age
-    recipient, written under the server's bundle root. Poll the job's bundles until its
-    `status` is done or failed."""
+    recipient, written under the server's bundle root; 409 while the job has no finished
+    export. Poll the job's bundles until its `status` is done or failed."""
     if not roles.is_operator(request.user):
         raise ApiError(403, "permission_denied", "Your role cannot prepare transfers.")
     job = _visible_job(request, job_id)
@@ -669,6 +669,8 @@ def create_job_bundle(request, job_id: Id, payload: BundleIn):
         bundle = create_bundle(request.user, job, payload.volume_size, payload.encrypt_to)
     except BundleRefused as error:
         raise ApiError(400, "invalid_input", str(error)) from None
+    except JobStateError as error:
+        raise ApiError(409, "invalid_state", str(error)) from None
     start_bundle(bundle)
     return Status(202, bundle.as_dict())
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from audit.models import AuditEvent, record
-from exports.models import ExportJob
+from exports.models import ExportJob, JobStateError
 from transfer.bundle import BundleRefused, parse_size
 from transfer.models import Bundle
 
@@ -17,9 +17,10 @@ log = logging.getLogger("adu.transfer")
 
 
 def create_bundle(user, job: ExportJob, volume_size: str, encrypt_to: str = "") -> Bundle:
-    """A queued bundle of the job's export; BundleRefused (with the field it is about)."""
+    """A queued bundle of the job's export; BundleRefused for a bad size or recipient,
+    JobStateError while the job has no finished export."""
     if not job.is_finished or not job.manifest_path().is_file():
-        raise BundleRefused(f"Job {job.pk} has no finished export to bundle yet.")
+        raise JobStateError(f"Job {job.pk} has no finished export to bundle yet.")
     from transfer import keys
 
     size = parse_size(volume_size)

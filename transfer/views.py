@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import roles
-from exports.models import ExportJob
+from exports.models import ExportJob, JobStateError
 from transfer.bundle import BundleRefused
 from transfer.models import Bundle, Receipt
 from transfer.tasks import create_bundle, start_bundle
@@ -40,7 +40,7 @@ def bundle_new(request, pk):
             request.POST.get("volume_size", "").strip() or "4G",
             request.POST.get("encrypt_to", ""),
         )
-    except BundleRefused as error:
+    except (BundleRefused, JobStateError) as error:
         messages.error(request, str(error))
     else:
         start_bundle(bundle)

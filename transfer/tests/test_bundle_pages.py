@@ -120,6 +120,12 @@ def test_the_api_queues_a_bundle_and_lists_it(client, owner, job, bundle_root):
     assert unknown.status_code == 400
     missing = post_json(client, f"{API}/jobs/99999/bundles/", {}, **bearer)
     assert missing.status_code == 404
+    from exports.jobs import create_job
+
+    queued = create_job(owner, job.connection, tables=["public.t"])
+    early = post_json(client, f"{API}/jobs/{queued.pk}/bundles/", {}, **bearer)
+    assert early.status_code == 409
+    assert error_of(early)["message"] == f"Job {queued.pk} has no finished export to bundle yet."
     assert client.get(f"{API}/receipts/", **bearer).json() == []
 
 
