@@ -611,7 +611,10 @@ def _act(request, job_id: int, action) -> ExportJob:
 class BundleIn(Schema):
     model_config = ConfigDict(extra="forbid")
     volume_size: str = Field(
-        "4G", max_length=20, description="The most bytes a volume holds: 4G, 700M, or bytes."
+        "4G",
+        max_length=20,
+        pattern=r"^[0-9]+(\.[0-9]+)?[KMGTkmgt]?([iI]?[bB])?$",
+        description="The most bytes a volume holds, 64K to 1024T: 4G, 700M, or bytes.",
     )
     encrypt_to: str = Field(
         "",
@@ -668,7 +671,7 @@ def create_job_bundle(request, job_id: Id, payload: BundleIn):
     try:
         bundle = create_bundle(request.user, job, payload.volume_size, payload.encrypt_to)
     except BundleRefused as error:
-        raise ApiError(400, "invalid_input", str(error)) from None
+        raise ApiError(400, "invalid_input", str(error), field=error.field) from None
     except JobStateError as error:
         raise ApiError(409, "invalid_state", str(error)) from None
     start_bundle(bundle)

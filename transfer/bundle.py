@@ -41,7 +41,12 @@ MAX_VOLUME = 1 << 50
 
 
 class BundleRefused(Exception):
-    """The bundle cannot be made or received; the message says why in one sentence."""
+    """The bundle cannot be made or received; the message says why in one sentence, and
+    `field` names the input it is about, if one is."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 def parse_size(text: str) -> int:
@@ -53,7 +58,8 @@ def parse_size(text: str) -> int:
         size = int(float(value[: len(value) - len(unit)]) * units[unit])
     except (ValueError, OverflowError):  # "lots", "nan", "inf"
         raise BundleRefused(
-            f"The volume size {text!r} is not a size: write it as 4G, 700M or a number of bytes."
+            f"The volume size {text!r} is not a size: write it as 4G, 700M or a number of bytes.",
+            "volume_size",
         ) from None
     if not MIN_VOLUME <= size <= MAX_VOLUME:
         raise BundleRefused(

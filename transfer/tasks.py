@@ -29,7 +29,7 @@ def create_bundle(user, job: ExportJob, volume_size: str, encrypt_to: str = "") 
         try:
             recipient = str(keys.recipient(encrypt_to.strip()))
         except keys.BadKey as error:
-            raise BundleRefused(str(error)) from None
+            raise BundleRefused(str(error), "encrypt_to") from None
     return Bundle.objects.create(job=job, created_by=user, volume_size=size, recipient=recipient)
 
 

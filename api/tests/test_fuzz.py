@@ -26,6 +26,8 @@ MAX_EXAMPLES = 8
 #   404s).
 # - createLoad: likewise, the document cannot say which folders hold an export or which
 #   connections are load targets: a well-formed body is refused with a 400 naming the field.
+# - createJobBundle: a well-formed size may lie outside 64K..1024T, and the document cannot
+#   say which strings are age recipients: refused with a 400 naming the field.
 # - downloadJobFile: a job and a file it lists, so that the download itself is checked
 #   against the document (random ids and paths are all 404s; test_jobs.py tries those).
 CONFIG = """
@@ -36,6 +38,10 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 
 [[operations]]
 include-operation-id = "createLoad"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+[[operations]]
+include-operation-id = "createJobBundle"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 
 [[operations]]
