@@ -59,7 +59,13 @@ def indexes(folder: Path) -> list[Path]:
 def receive(index_path: Path, trusted: list[keys.TrustedKey], user=None) -> Received:
     """Receive the bundle of `index_path`; BundleRefused (recorded on the audit trail)."""
     try:
-        return _receive(Path(index_path), trusted, user)
+        try:
+            return _receive(Path(index_path), trusted, user)
+        except OSError as error:  # a full disk, a volume unreadable: a sentence, no traceback
+            raise BundleRefused(
+                f"Receiving failed on the disk ({error.strerror or error}): nothing was kept; "
+                "free the space or mend the media and receive it again."
+            ) from None
     except (BundleRefused, signing.BadSignature, keys.BadKey, export_verify.BadManifest) as error:
         record(
             AuditEvent.Action.RECEIVE_REJECT,

@@ -457,3 +457,22 @@ def test_an_instance_that_trusts_keys_loads_only_what_they_signed(
         create_load(owner, job.folder(), target)
     settings.TRUSTED_KEYS = [str(near_key)]
     assert create_load(owner, job.folder(), target).tables.count() == 3
+
+
+def test_a_full_disk_while_unpacking_is_one_sentence_and_keeps_nothing(
+    job, trusted, tmp_path, settings, owner, monkeypatch
+):
+    import errno
+
+    index = make_bundle(job.folder(), tmp_path / "media", MB)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extract", full)
+    with pytest.raises(BundleRefused, match=r"Receiving failed on the disk \(No space left"):
+        receive(tmp_path / "media" / f"{index['bundle']}.index.json", trusted, owner)
+    root = Path(settings.RECEIVE_ROOT)
+    assert not root.exists() or list(root.iterdir()) == []
+    assert Receipt.objects.count() == 0
+    assert AuditEvent.objects.filter(action=AuditEvent.Action.RECEIVE_REJECT).count() == 1
