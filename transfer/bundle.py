@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from exports.models import MANIFEST, MANIFEST_SIGNATURE
-from transfer import signing
+from transfer import age, signing
 
 FORMAT = "adu-bundle/1"
 CHECKSUM_KEY = "manifest_sha256"  # exports.manifest's, which imports the export engine
@@ -233,10 +233,9 @@ class _Told:
         return self._written
 
 
-def _encrypted(volumes: _Volumes, folder: Path, members: list[str], recipient):
-    """The tar, written by a thread into a pipe, encrypted by age on its way to the volumes."""
-    import pyrage
-
+def _encrypted(volumes: _Volumes, folder: Path, members: list[str], recipient: age.Recipient):
+    """The tar, written by a thread into a pipe, encrypted by age on its way to the volumes:
+    the tar and the encryption each have a core."""
     read_end, write_end = os.pipe()
     failure: list[BaseException] = []
 
@@ -251,7 +250,10 @@ def _encrypted(volumes: _Volumes, folder: Path, members: list[str], recipient):
     writer.start()
     try:
         with open(read_end, "rb", buffering=COPY_BYTES) as pipe:
-            pyrage.encrypt_io(pipe, volumes, [recipient])
+            encrypting = age.Encrypting(volumes, recipient)
+            while block := pipe.read(COPY_BYTES):
+                encrypting.write(block)
+            encrypting.close()
     finally:
         writer.join()
     if failure:

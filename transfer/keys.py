@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
 
+from transfer import age
+
 log = logging.getLogger("adu.transfer")
 
 SIGNING_KEY_FILE = "signing_key.pem"
@@ -154,9 +156,8 @@ def trusted_keys(paths: list[str] | None = None) -> list[TrustedKey]:
 
 
 def identity():
-    """This instance's age identity (pyrage.x25519.Identity): ADU_AGE_IDENTITY, or
-    var/age_identity.txt, made on first use."""
-    from pyrage import x25519
+    """This instance's age identity: ADU_AGE_IDENTITY, or var/age_identity.txt, made on
+    first use."""
 
     text = settings.AGE_IDENTITY
     where = "ADU_AGE_IDENTITY"
@@ -165,7 +166,7 @@ def identity():
         where = str(path)
         if not path.exists():
             try:
-                _write_secret(path, (str(x25519.Identity.generate()) + "\n").encode())
+                _write_secret(path, (str(age.Identity.generate()) + "\n").encode())
             except FileExistsError:
                 pass
             else:
@@ -179,22 +180,21 @@ def identity():
         text = path.read_text()
     lines = [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
     try:
-        return x25519.Identity.from_str(lines[0])
-    except Exception:  # no line, or pyrage.IdentityError
+        return age.Identity.from_str(lines[0])
+    except (IndexError, ValueError):
         raise BadKey(f"{where} is not an age identity (AGE-SECRET-KEY-1...).") from None
 
 
 def recipient(text: str):
     """An age recipient ("age1...") as typed, or read from the file it names."""
-    from pyrage import x25519
 
     value = text.strip()
     if not value.startswith("age1") and Path(value).is_file():
         lines = [ln.strip() for ln in Path(value).read_text().splitlines()]
         value = next((ln for ln in lines if ln and not ln.startswith("#")), "")
     try:
-        return x25519.Recipient.from_str(value)
-    except Exception:
+        return age.Recipient.from_str(value)
+    except ValueError:
         raise BadKey(
             "The recipient is not an age public key (age1...) nor a file holding one: "
             "print the far side's with manage.py adu_keys recipient."

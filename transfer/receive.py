@@ -23,7 +23,7 @@ from django.db import IntegrityError
 from audit.models import AuditEvent, record
 from exports import verify as export_verify
 from exports.models import MANIFEST
-from transfer import keys, signing
+from transfer import age, keys, signing
 from transfer.bundle import COPY_BYTES, FORMAT, INDEX_SUFFIX, BundleRefused
 from transfer.models import Receipt
 
@@ -250,8 +250,8 @@ def _extract(stream, index: dict, into: Path):
 
 
 def _decrypt_and_extract(joined: _Joined, index: dict, into: Path):
-    import pyrage
-
+    """The volumes decrypted by a thread into a pipe, the tar unpacked from it: each has a
+    core."""
     identity = keys.identity()
     read_end, write_end = os.pipe()
     failure: list[BaseException] = []
@@ -259,7 +259,9 @@ def _decrypt_and_extract(joined: _Joined, index: dict, into: Path):
     def decrypt_into_pipe():
         pipe = open(write_end, "wb", buffering=COPY_BYTES)
         try:
-            pyrage.decrypt_io(joined, pipe, [identity])
+            decrypting = age.Decrypting(joined, identity)
+            while block := decrypting.read(COPY_BYTES):
+                pipe.write(block)
         except BaseException as error:  # noted before the pipe closes: see below
             failure.append(error)
         finally:
@@ -288,8 +290,10 @@ def _decrypt_and_extract(joined: _Joined, index: dict, into: Path):
         raise _decrypt_refusal(failure[0])
 
 
-def _decrypt_refusal(error: BaseException) -> BundleRefused:
-    return BundleRefused(
-        "The bundle cannot be decrypted with this instance's age identity: it was encrypted to "
-        f"another recipient, or altered ({error})."
-    )
+def _decrypt_refusal(error: BaseException) -> BaseException:
+    """The decryption's failure as the caller's: age's own as a sentence, a disk's as is."""
+    if isinstance(error, age.AgeError):
+        return BundleRefused(
+            f"The bundle cannot be decrypted with this instance's age identity: {error}."
+        )
+    return error

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_q.brokers import get_broker
 
 from api.tests.helpers import error_of, post_json
-from transfer import keys
+from transfer import age, keys
 from transfer.models import Bundle, Receipt
 from transfer.receive import receive
 from transfer.tasks import run, sweep_bundles
@@ -38,9 +38,7 @@ def bundle_root(tmp_path, settings):
 def test_prepare_transfer_on_a_job_page_makes_a_bundle_the_far_side_receives(
     client, owner, job, bundle_root, tmp_path
 ):
-    from pyrage import x25519
-
-    far = x25519.Identity.generate()
+    far = age.Identity.generate()
     client.force_login(owner)
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert 'id="prepare-transfer"' in page

@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 
 from audit.models import AuditEvent
 from exports.models import MANIFEST
-from transfer import keys, signing
+from transfer import age, keys, signing
 from transfer.bundle import BundleRefused, make_bundle, parse_size
 from transfer.models import Receipt
 from transfer.receive import receive
@@ -262,9 +262,7 @@ def test_a_bad_bundle_is_refused_in_one_sentence_and_nothing_is_unpacked(
 def test_an_encrypted_bundle_leaves_nothing_readable_and_opens_only_with_its_identity(
     job, trusted, tmp_path, settings, owner
 ):
-    from pyrage import x25519
-
-    far = x25519.Identity.generate()
+    far = age.Identity.generate()
     settings.AGE_IDENTITY = str(far)
     media = tmp_path / "media"
     index = make_bundle(job.folder(), media, MB, recipient=far.to_public())
@@ -275,7 +273,7 @@ def test_an_encrypted_bundle_leaves_nothing_readable_and_opens_only_with_its_ide
         assert b"PAR1" not in data and plain not in data and b"manifest.json" not in data
     assert volumes_of(index, media)[0].read_bytes().startswith(b"age-encryption.org/v1\n")
 
-    settings.AGE_IDENTITY = str(x25519.Identity.generate())
+    settings.AGE_IDENTITY = str(age.Identity.generate())
     with pytest.raises(BundleRefused, match="cannot be decrypted with this instance's age"):
         receive(media / f"{index['bundle']}.index.json", trusted, owner)
     assert Receipt.objects.count() == 0
