@@ -154,6 +154,16 @@ EXPORT_ROOT = Path(_read("ADU_EXPORT_ROOT", env.str, str(VAR_DIR / "exports"))).
 RECEIVE_ROOT = Path(_read("ADU_RECEIVE_ROOT", env.str, str(VAR_DIR / "received"))).resolve()
 # Where bundles made from the portal or the API are written (adu_bundle --to chooses).
 BUNDLE_ROOT = Path(_read("ADU_BUNDLE_ROOT", env.str, str(VAR_DIR / "bundles"))).resolve()
+# Notifications (plans.notify): e-mail through the site's SMTP server, and the portal's
+# address for links in messages ("" leaves links out).
+EMAIL_HOST = _read("ADU_EMAIL_HOST", env.str, "localhost")
+EMAIL_PORT = _read("ADU_EMAIL_PORT", env.int, 25)
+EMAIL_HOST_USER = _read("ADU_EMAIL_USER", env.str, "")
+EMAIL_HOST_PASSWORD = _read("ADU_EMAIL_PASSWORD", env.str, "")
+EMAIL_USE_TLS = _read("ADU_EMAIL_STARTTLS", env.bool, False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = _read("ADU_EMAIL_FROM", env.str, "adu@localhost")
+PORTAL_URL = _read("ADU_PORTAL_URL", env.str, "")
 
 # Carrying exports across the gap (transfer/). This instance's Ed25519 signing key (PEM
 # text; generated into var/ on first use when unset); the public keys, as PEM files,
@@ -178,6 +188,7 @@ INSTALLED_APPS = [
     "exports",
     "loads",
     "transfer",
+    "plans",
     "quality",
     "audit",
     "api",

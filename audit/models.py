@@ -48,6 +48,10 @@ class AuditEvent(models.Model):
         RECEIVE = "receive", "Bundle received"
         RECEIVE_REJECT = "receive_reject", "Bundle refused"
         CLEANUP = "cleanup", "Clean-up"
+        PLAN_CREATE = "plan_create", "Plan created"
+        PLAN_UPDATE = "plan_update", "Plan changed"
+        PLAN_DELETE = "plan_delete", "Plan removed"
+        PLAN_RUN = "plan_run", "Plan run"
         TOKEN_CREATE = "token_create", "API token created"
         TOKEN_REVOKE = "token_revoke", "API token revoked"
         # At most one per token per minute (see api.models.ApiToken.note_use): a script

@@ -112,6 +112,31 @@ def create_job(
     return job
 
 
+def job_arguments(connection, definition: dict) -> dict:
+    """create_job's arguments (after owner and connection) from an export's definition as
+    stored and typed: {"schemas", "tables", "exclude", "options", "selections": {"s.t":
+    request}, "queries": [names], "allow_sensitive"} (exports.cli, plans)."""
+    queries = []
+    for name in definition.get("queries", []):
+        query = connection.queries.filter(name=name).first()
+        if query is None:
+            raise BadRequest(
+                f"Connection '{connection.name}' has no saved query '{name}'.", "queries"
+            )
+        queries.append(query)
+    return {
+        "schemas": definition.get("schemas", []),
+        "tables": definition.get("tables", []),
+        "exclude": definition.get("exclude", []),
+        "options": definition.get("options", {}),
+        "selections": {
+            _split_name(name): request for name, request in definition.get("selections", {}).items()
+        },
+        "queries": queries,
+        "allow_sensitive": definition.get("allow_sensitive", []),
+    }
+
+
 def _split_name(name: str) -> tuple[str, str]:
     schema, dot, table = name.strip().partition(".")
     if not dot or not schema or not table:

@@ -36,6 +36,10 @@ def header(job: ExportJob) -> dict:
             "database": connection.database,
         },
         "snapshot_id": job.snapshot_id,
+        # Incremental tables: the snapshot's transaction ids, and the export this one
+        # follows (exports.incremental; adu_verify --chain).
+        "snapshot_xids": job.snapshot_xids or None,
+        "predecessor": _predecessor(job),
         **drivers.consistency(job.snapshot_id),
         "attempts": job.attempts,
         "options": {name: job.option(name) for name in export_options.OPTIONS},
@@ -70,6 +74,9 @@ def table_entry(run) -> dict:
             "sensitive": (run.spec or {}).get("sensitive", {}),
         },
         "files": run.files,
+        # {"mode": "base" or "incremental", "after", "before", "reason"}: the transactions
+        # whose rows it holds (exports.incremental); null for a table exported whole.
+        "incremental": (run.spec or {}).get("window"),
         "validation": run.validation or None,
     }
 
@@ -85,6 +92,23 @@ def write(job: ExportJob):
     digest = hashlib.sha256()
     write_atomically(path, (_hashed(digest, line.encode()) for line in text))
     signing.sign(path, digest.hexdigest())
+    job.manifest_sha256 = _checksum_of(path)
+    type(job).objects.filter(pk=job.pk).update(manifest_sha256=job.manifest_sha256)
+
+
+def _checksum_of(path) -> str:
+    """The checksum the manifest ends with (its last lines, not the whole file read)."""
+    with open(path, "rb") as file:
+        file.seek(max(0, file.seek(0, 2) - 200))
+        tail = file.read().decode()
+    return tail.rsplit(f'"{CHECKSUM_KEY}": "', 1)[1][:64]
+
+
+def _predecessor(job: ExportJob) -> dict | None:
+    before = job.predecessor
+    if before is None:
+        return None
+    return {"job_id": before.pk, "folder": before.output_dir, CHECKSUM_KEY: before.manifest_sha256}
 
 
 def _hashed(digest, data: bytes) -> bytes:

@@ -129,6 +129,15 @@ class ExportJob(models.Model):
     # log files outlive them.
     log_token = models.CharField(max_length=16, default=new_log_token, editable=False)
     snapshot_id = models.CharField(max_length=100, blank=True)
+    # The snapshot's transaction ids, "xmin:xmax:xip,...": incremental tables' windows
+    # end at its xmin (exports.incremental). PostgreSQL only.
+    snapshot_xids = models.TextField(blank=True)
+    # The export an incremental one follows (an export plan's last); its manifest's
+    # checksum is named in this one's, so that adu_verify --chain can check the chain.
+    predecessor = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="successors"
+    )
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
     cancel_requested = models.BooleanField(default=False)
     attempt = models.PositiveIntegerField(default=1)
     # [{"attempt": 1, "snapshot_id": "...", "started_at": "...", "reason": "..."}]
@@ -395,20 +404,22 @@ class ExportJob(models.Model):
         self.save(update_fields=fields)
         StatusChange.objects.create(job=self, status=status, note=note[:200])
 
-    def begin_attempt(self, snapshot_id: str, reason: str):
+    def begin_attempt(self, snapshot_id: str, reason: str, xids: str = ""):
         """The coordinator holds a new snapshot: record it for the manifest."""
         self.snapshot_id = snapshot_id
+        self.snapshot_xids = xids
         self.heartbeat_at = timezone.now()
         self.attempts = [
             *self.attempts,
             {
                 "attempt": self.attempt,
                 "snapshot_id": snapshot_id,
+                **({"snapshot_xids": xids} if xids else {}),
                 "started_at": timezone.now().isoformat(),
                 "reason": reason,
             },
         ]
-        self.save(update_fields=["snapshot_id", "heartbeat_at", "attempts"])
+        self.save(update_fields=["snapshot_id", "snapshot_xids", "heartbeat_at", "attempts"])
 
     def beat(self):
         ExportJob.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())

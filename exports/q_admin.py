@@ -19,8 +19,8 @@ from django.utils.module_loading import import_string
 from django_q import admin as q_admin
 from django_q.models import Failure, OrmQ, Schedule, Success
 
-# ADU's task functions (exports.tasks, loads.tasks, transfer.tasks): all a schedule or a resubmitted task
-# may call.
+# ADU's task functions (exports, loads, transfer and plans tasks): all a schedule or a
+# resubmitted task may call.
 TASKS = frozenset(
     {
         "exports.tasks.sweep",
@@ -28,6 +28,9 @@ TASKS = frozenset(
         "exports.tasks.work",
         "loads.tasks.run",
         "transfer.tasks.run",
+        "plans.tasks.run_due",
+        "plans.tasks.run",
+        "plans.tasks.deliver",
     }
 )
 

@@ -61,6 +61,46 @@ def verify(folder: Path) -> dict:
     }
 
 
+def verify_chain(folders: list[Path]) -> dict:
+    """A chain of incremental exports, oldest first (exports.incremental): each export
+    checked as verify() does, each naming the one before as its predecessor (by its
+    manifest's checksum), from the same source, and each incremental table's window
+    starting where that table's last window ended. {"ok", "exports": [verify's reports],
+    "problems": [sentences]}."""
+    reports, problems = [], []
+    last_window: dict[tuple[str, str], int] = {}
+    previous = None
+    for folder in [Path(f).resolve() for f in folders]:
+        manifest = read_manifest(folder)
+        reports.append(verify(folder))
+        if previous is not None:
+            named = (manifest.get("predecessor") or {}).get(CHECKSUM_KEY)
+            if named != previous[1][CHECKSUM_KEY]:
+                problems.append(
+                    f"{folder.name} does not follow {previous[0].name}: it names "
+                    f"{(manifest.get('predecessor') or {}).get('folder') or 'no export'} as the one before."
+                )
+            if manifest.get("source") != previous[1].get("source"):
+                problems.append(f"{folder.name} comes from another source than {previous[0].name}.")
+        for table in manifest["tables"]:
+            window, name = table.get("incremental"), (table["schema"], table["table"])
+            if not window or table["status"] != "complete":
+                continue
+            if window["mode"] == "incremental" and last_window.get(name) != window["after"]:
+                problems.append(
+                    f"{name[0]}.{name[1]} in {folder.name} starts at transaction "
+                    f"{window['after']}, but the chain's last export of it ended at "
+                    f"{last_window.get(name, 'none')}: rows are missing or twice."
+                )
+            last_window[name] = window["before"]
+        previous = (folder, manifest)
+    return {
+        "ok": not problems and all(r["ok"] for r in reports),
+        "exports": reports,
+        "problems": problems,
+    }
+
+
 def _unlisted(folder: Path, manifest: dict) -> list[str]:
     """Files in the folder that no table of the manifest lists: a reader of a table's
     folder (part-*.parquet) would take one for the table's rows."""

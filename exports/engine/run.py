@@ -21,7 +21,7 @@ from django.utils import timezone
 from connections import drivers
 from connections.drivers.base import DoesNotFit, TableDescription
 from connections.models import ConnectionFailed
-from exports import manifest, selection
+from exports import incremental, manifest, selection
 from exports.engine import column_kinds, masking, memory
 from exports.engine.anomaly import anomalies, last_complete_runs
 from exports.engine.parquet import TableWriter
@@ -34,6 +34,7 @@ from exports.models import (
     TableRun,
     explain_os_error,
 )
+from exports.signals import job_finished
 from quality import validation
 from quality.models import Rule
 from quality.validation import Validator
@@ -91,15 +92,22 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
     log = job_log(job)
     connection = job.connection
     job.set_status(ExportJob.Status.RUNNING, note=reason)
+    driver = connection.driver()
     try:
-        leader, snapshot_id = connection.driver().open_snapshot(
+        leader, snapshot_id = driver.open_snapshot(
             connection, lock_timeout=job.option("lock_timeout")
         )
-    except ConnectionFailed as error:
+        xids = ""
+        if (
+            connection.kind == "postgresql"
+            and job.tables.filter(spec__has_key="incremental").exists()
+        ):
+            xids = _phase("connect", connection, driver.snapshot_xids, leader)
+    except (ConnectionFailed, TableFailed) as error:
         log.error("%s", error)
         job.fail_all(str(error), phase="connect")
         return finish_job(job.pk)
-    job.begin_attempt(snapshot_id, reason)
+    job.begin_attempt(snapshot_id, reason, xids)
     log.info("attempt %s: snapshot %s pinned (%s)", job.attempt, snapshot_id, reason)
     # Saved queries and views are checked again now: what they read may have changed
     # since the job was created.
@@ -456,7 +464,11 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
     query = spec.get("query", "")
     # Only what was asked reaches the driver: a kind without filters or queries still
     # exports whole tables.
-    narrowing = {"row_filter": spec.get("filter", ""), "query": query}
+    narrowing = {
+        "row_filter": spec.get("filter", ""),
+        "query": query,
+        "xid_window": _window(run, job, spec),
+    }
     narrowing = {key: value for key, value in narrowing.items() if value}
     counting: futures.Future | None = None
     try:
@@ -474,7 +486,9 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
         chosen = _selected(source_columns, spec)
         # What stays behind is named on the job page and in the manifest, beside what left.
         left_out = [c.name for c in source_columns if c not in chosen]
-        run.spec = {key: value for key, value in {**spec, "left_out": left_out}.items() if value}
+        run.spec = {
+            key: value for key, value in {**(run.spec or {}), "left_out": left_out}.items() if value
+        }
         source_columns = chosen
         money_scale = _phase("describe", connection, pool.money_scale, first)
         run.rows_expected = None  # a count of an earlier attempt saw another snapshot
@@ -733,6 +747,23 @@ def _validation_failure(failed: list) -> str:
     )
 
 
+def _window(run: TableRun, job: ExportJob, spec: dict) -> dict | None:
+    """An incremental table's window in this attempt's snapshot, kept in its spec for the
+    manifest (exports.incremental)."""
+    if "incremental" not in spec:
+        return None
+    if job.connection.kind != "postgresql" or spec.get("query") or not job.snapshot_xids:
+        raise TableFailed(
+            "Incremental exports read PostgreSQL tables by the transaction that wrote each "
+            "row: export this one in full.",
+            "describe",
+        )
+    asked = spec["incremental"]
+    found = incremental.window(job.snapshot_xids, asked.get("after"), asked.get("reason", ""))
+    run.spec = {**spec, "window": {k: v for k, v in found.items() if k != "xmax"}}
+    return found
+
+
 def _selected(columns: list, spec: dict) -> list:
     """The source's columns that leave, in the source's order; a chosen column gone since
     the job was created fails the table rather than shrink it silently."""
@@ -815,6 +846,7 @@ def finish_job(job_id: int) -> ExportJob:
         job.tables_total,
         job.rows_written,
     )
+    job_finished.send(ExportJob, job=job)
     return job
 
 

@@ -34,6 +34,7 @@ from connections.drivers.postgresql.session import (
     join_snapshot,
     may_reuse,
     open_snapshot,
+    snapshot_xids,
     test,
 )
 from connections.drivers.postgresql.types import plan
@@ -62,6 +63,7 @@ __all__ = [
     "preview",
     "query_columns",
     "read_batches",
+    "snapshot_xids",
     "relatives",
     "schemas",
     "tables",

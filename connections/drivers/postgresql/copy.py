@@ -46,11 +46,13 @@ def read_batches(
     sent: list[int | None] | None = None,
     row_filter: str = "",
     query: str = "",
+    xid_window: dict | None = None,
 ) -> Generator[pa.RecordBatch, None, None]:
     """Arrow batches of the table (or of `query`'s result) for its column plans, read over
     `readers` sessions opened by `open_session`, keeping only rows that meet `row_filter`
-    (checked before). As each COPY ends well, the rows the server reports it sent ("COPY
-    n", or None from a server or pooler that leaves it out) are appended to `sent`.
+    (checked before) and are in `xid_window` (exports.incremental). As each COPY ends
+    well, the rows the server reports it sent ("COPY n", or None from a server or pooler
+    that leaves it out) are appended to `sent`.
 
     The COPYs together read each row of the snapshot once: one reads the whole table, or
     each reads a ctid range, the ranges running from the first page to past the last one
@@ -75,7 +77,7 @@ def read_batches(
         sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT {})").format(
             sql.SQL(", ").join(p.expression for p in plans),
             relation,
-            selection.where_clause(row_filter, conditions),
+            selection.where_clause(row_filter, conditions, xid_window),
             sql.SQL(form),
         )
         for conditions in ranges or [[]]

@@ -18,7 +18,9 @@ from connections.drivers.postgresql.errors import safe_reason
 NUMERIC_OID = 1700  # pg_type of numeric: a query result column's type_code
 
 
-def count_rows(db, schema: str, table: str, row_filter: str = "", query: str = "") -> int:
+def count_rows(
+    db, schema: str, table: str, row_filter: str = "", query: str = "", xid_window=None
+) -> int:
     with db.cursor() as cur:
         if db.server_version >= 90600:
             # The count runs beside the read: parallel workers would only take the cores
@@ -26,19 +28,22 @@ def count_rows(db, schema: str, table: str, row_filter: str = "", query: str = "
             cur.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         cur.execute(
             sql.SQL("SELECT count(*) FROM {}{}").format(
-                from_clause(schema, table, query), where_clause(row_filter, [])
+                from_clause(schema, table, query),
+                where_clause(row_filter, [], xid_window),
             )
         )
         return cur.fetchone()[0]
 
 
-def fingerprint(db, schema: str, table: str, columns: list[dict], row_filter: str = ""):
+def fingerprint(
+    db, schema: str, table: str, columns: list[dict], row_filter: str = "", xid_window=None
+):
     """(rows, digest): the content fingerprint of the table's rows (those the filter
     keeps) as a load computes it over its target (loads.fingerprint), in this session's
     snapshot."""
     from loads import fingerprint as content
 
-    where = sql.SQL(user_sql.check_filter(row_filter).sql) if row_filter else None
+    where = condition(row_filter, [], xid_window)
     with db.cursor() as cur:
         # Parallel workers are welcome here: unlike a count, nothing reads beside it.
         cur.execute(content.sql(schema, table, columns, where))
@@ -54,14 +59,44 @@ def from_clause(schema: str, table: str, query: str) -> sql.Composable:
     return sql.Identifier(schema, table)
 
 
-def where_clause(row_filter: str, conditions: list) -> sql.Composable:
-    """The checked row filter and the other conditions (a COPY's ctid range), ANDed."""
+def where_clause(
+    row_filter: str, conditions: list, xid_window: dict | None = None
+) -> sql.Composable:
+    """ " WHERE " and condition(...), or nothing."""
+    found = condition(row_filter, conditions, xid_window)
+    return sql.SQL(" WHERE ") + found if found is not None else sql.SQL("")
+
+
+def condition(row_filter: str, conditions: list, xid_window: dict | None = None):
+    """The checked row filter, the incremental window and the other conditions (a COPY's
+    ctid range), ANDed; None when there is none."""
+    if xid_window:
+        conditions = [xid_condition(xid_window), *conditions]
     if row_filter:
         checked = user_sql.check_filter(row_filter)
         conditions = [sql.SQL("({})").format(sql.SQL(checked.sql)), *conditions]
-    if not conditions:
-        return sql.SQL("")
-    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+    return sql.SQL(" AND ").join(conditions) if conditions else None
+
+
+def xid_condition(xid_window: dict) -> sql.Composable:
+    """The rows whose writer is in the window (exports.incremental), from the literal
+    numbers of the window: nothing a user typed."""
+    from exports import incremental
+
+    bounds = incremental.bounds(xid_window)
+    xmin = sql.SQL("xmin::text::bigint")
+    back = sql.SQL("(({} - {} + {}) % {})").format(
+        sql.Literal(bounds["xmax32"]),
+        xmin,
+        sql.Literal(incremental.WRAP),
+        sql.Literal(incremental.WRAP),
+    )
+    below = sql.SQL("{} > {}").format(back, sql.Literal(bounds["nearer_than"]))
+    if bounds["within"] is None:  # a base: 0-2 are the bootstrap and pre-9.4 frozen ids
+        return sql.SQL("({} < 3 OR {})").format(xmin, below)
+    return sql.SQL("({} >= 3 AND {} AND {} <= {})").format(
+        xmin, below, back, sql.Literal(bounds["within"])
+    )
 
 
 def check_filter(db, schema: str, table: str, expression: str) -> user_sql.CheckedFilter:

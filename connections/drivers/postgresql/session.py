@@ -203,6 +203,14 @@ def open_snapshot(connection, lock_timeout: int | None = None):
         raise ConnectionFailed(explain(error, connection)) from None
 
 
+def snapshot_xids(db) -> str:
+    """The transaction ids of the session's snapshot, "xmin:xmax:xip,..." with 64-bit ids
+    (exports.incremental)."""
+    with db.cursor() as cur:
+        cur.execute("SELECT txid_current_snapshot()::text")
+        return cur.fetchone()[0]
+
+
 def may_reuse(db) -> bool:
     """Idle inside the snapshot's transaction: a session that failed, was cancelled or
     whose transaction ended (a new one would see another snapshot) is not reused."""

@@ -22,7 +22,15 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("folder", help="The export folder (the one holding manifest.json).")
+        parser.add_argument(
+            "folder", nargs="+",
+            help="The export folder (the one holding manifest.json); with --chain, several.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--chain", action="store_true",
+            help="The folders are a plan's incremental exports, oldest first: check each, "
+            "and that each follows the one before with no rows missing or twice.",
+        )  # fmt: skip
         parser.add_argument("--json", action="store_true", help="Print JSON for machines.")
         parser.add_argument(
             "--against", metavar="CONNECTION",
@@ -42,6 +50,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from exports.verify import OK, BadManifest, verify  # pyarrow: not for --help
 
+        if options["chain"]:
+            return self._chain(options)
+        if len(options["folder"]) > 1:
+            raise CommandError("Give one export folder, or several with --chain.")
+        options["folder"] = options["folder"][0]
         signer = self._signer(options)
         if options["against"]:
             return self._against(options)
@@ -69,6 +82,32 @@ class Command(BaseCommand):
                 summary += f" {len(report['unlisted'])} file(s) not in the manifest."
             style = self.style.SUCCESS if report["ok"] else self.style.ERROR
             self.stdout.write(style(summary))
+        sys.exit(0 if report["ok"] else 1)
+
+    def _chain(self, options):
+        from exports.verify import OK, BadManifest, verify_chain
+
+        try:
+            for folder in options["folder"]:
+                self._signer({**options, "folder": folder})
+            report = verify_chain([Path(f) for f in options["folder"]])
+        except BadManifest as error:
+            raise CommandError(str(error)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(report, indent=2))
+        else:
+            for folder, checked in zip(options["folder"], report["exports"], strict=True):
+                bad = sum(1 for t in checked["tables"] if t["status"] != OK)
+                line = f"{folder:60} {len(checked['tables'])} table(s), {bad} not ok"
+                self.stdout.write(
+                    self.style.SUCCESS(line) if checked["ok"] else self.style.ERROR(line)
+                )
+            for problem in report["problems"]:
+                self.stdout.write(self.style.ERROR(problem))
+            summary = f"Chain of {len(options['folder'])} export(s): " + (
+                "each follows the one before." if report["ok"] else "not ok."
+            )
+            self.stdout.write((self.style.SUCCESS if report["ok"] else self.style.ERROR)(summary))
         sys.exit(0 if report["ok"] else 1)
 
     def _signer(self, options) -> str:

@@ -1,0 +1,117 @@
+"""Running plans: by hand, or when due (the cluster's "adu-plans" schedule calls run_due
+every minute). A plan never overlaps itself: a run due while its last job is still at work
+is skipped and recorded. Runs missed while the cluster was down are made up once.
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.models import AuditEvent, record
+from connections.models import ConnectionFailed
+from exports.jobs import BadRequest, create_job, job_arguments
+from exports.models import ExportJob, TableRun
+from plans.models import ExportPlan, PlanRun
+
+
+def run_due(now=None) -> list[PlanRun]:
+    """Run every plan that is due; each is claimed first, so that two calls at the same
+    moment (two clusters) run it once."""
+    now = now or timezone.now()
+    done = []
+    for plan in ExportPlan.objects.filter(paused=False, next_run_at__lte=now).select_related(
+        "connection", "owner"
+    ):
+        claimed = ExportPlan.objects.filter(pk=plan.pk, next_run_at=plan.next_run_at).update(
+            next_run_at=plan.next_after(now)
+        )
+        if claimed:
+            done.append(run_plan(plan, trigger="schedule"))
+    return done
+
+
+def run_plan(plan: ExportPlan, trigger: str = "manual", by=None, start=None) -> PlanRun:
+    """Start a job of the plan unless its last one is still at work; the run's record.
+    `start(job)` starts it (default: on the cluster, exports.tasks.start_job)."""
+    from exports.tasks import start_job
+
+    with transaction.atomic():
+        plan = (
+            ExportPlan.objects.select_for_update()
+            .select_related("connection", "owner")
+            .get(pk=plan.pk)
+        )
+        last = plan.runs.filter(job__isnull=False).select_related("job").first()
+        if last and not last.job.is_finished:
+            run = PlanRun.objects.create(
+                plan=plan,
+                trigger=trigger,
+                outcome=PlanRun.Outcome.SKIPPED,
+                note=f"Job {last.job.pk} of the last run is still {last.job.get_status_display().lower()}.",
+            )
+            record(AuditEvent.Action.PLAN_RUN, user=by, obj=plan, outcome="skipped", note=run.note)
+            return run
+        number = plan.runs.filter(outcome=PlanRun.Outcome.STARTED).count() + 1
+        try:
+            job = create_job(plan.owner, plan.connection, **_job_arguments(plan, number))
+        except (BadRequest, ConnectionFailed) as error:
+            run = PlanRun.objects.create(
+                plan=plan, trigger=trigger, outcome=PlanRun.Outcome.REFUSED, note=str(error)
+            )
+            record(AuditEvent.Action.PLAN_RUN, user=by, obj=plan, outcome="refused", note=run.note)
+            from plans import notify
+
+            notify.plan_refused(plan, run)
+            return run
+        _chain(plan, job)
+        run = PlanRun.objects.create(
+            plan=plan, job=job, trigger=trigger, outcome=PlanRun.Outcome.STARTED
+        )
+        record(AuditEvent.Action.PLAN_RUN, user=by, obj=plan, outcome="started", job=job.pk)
+    (start or start_job)(job)
+    return run
+
+
+def _job_arguments(plan: ExportPlan, number: int) -> dict:
+    out = plan.folder_name(timezone.now(), number)
+    taken = set(
+        ExportJob.objects.filter(output_dir__startswith=out).values_list("output_dir", flat=True)
+    )
+    out = next(name for name in [out, *(f"{out}-{n}" for n in range(2, 1000))] if name not in taken)
+    return {**job_arguments(plan.connection, plan.definition), "out": out}
+
+
+def _chain(plan: ExportPlan, job: ExportJob):
+    """Link the job to the plan's last export and give each incremental table the window's
+    start: where that table's last complete export of this plan ended."""
+    previous = (
+        ExportJob.objects.filter(plan_runs__plan=plan, manifest_sha256__gt="")
+        .exclude(pk=job.pk)
+        .order_by("-pk")
+        .first()
+    )
+    if previous is not None:
+        ExportJob.objects.filter(pk=job.pk).update(predecessor=previous)
+    runs = [
+        r
+        for r in job.tables.all()
+        if plan.is_incremental(r.schema, r.table) and not r.spec.get("query")
+    ]
+    for run in runs:
+        last = (
+            TableRun.objects.filter(
+                job__plan_runs__plan=plan,
+                schema=run.schema,
+                table=run.table,
+                status=TableRun.Status.COMPLETE,
+                spec__has_key="window",
+            )
+            .exclude(job=job)
+            .order_by("-job_id")
+            .first()
+        )
+        if last is None:
+            asked = {"after": None, "reason": f"the first export of this table by plan {plan.name}"}
+        else:
+            asked = {"after": last.spec["window"]["before"], "job": last.job_id}
+        run.spec = {**(run.spec or {}), "incremental": asked}
+        run.save(update_fields=["spec"])
