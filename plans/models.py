@@ -34,7 +34,7 @@ def check_schedule(cron: str, every_minutes, zone: str) -> None:
     in a known time zone."""
     from croniter import croniter
 
-    if bool(cron) == bool(every_minutes):
+    if bool(cron) == (every_minutes is not None):
         raise PlanRefused(
             "Give a plan either a cron expression (--cron '0 2 * * *') or an interval in "
             "minutes (--every 60), not both and not neither; pause it to stop its runs.",

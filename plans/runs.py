@@ -13,9 +13,9 @@ from exports.models import ExportJob, TableRun
 from plans.models import ExportPlan, PlanRun
 
 
-def run_due(now=None) -> list[PlanRun]:
+def run_due(now=None, start=None) -> list[PlanRun]:
     """Run every plan that is due; each is claimed first, so that two calls at the same
-    moment (two clusters) run it once."""
+    moment (two clusters) run it once. `start`: as run_plan's."""
     now = now or timezone.now()
     done = []
     for plan in ExportPlan.objects.filter(paused=False, next_run_at__lte=now).select_related(
@@ -25,7 +25,7 @@ def run_due(now=None) -> list[PlanRun]:
             next_run_at=plan.next_after(now)
         )
         if claimed:
-            done.append(run_plan(plan, trigger="schedule"))
+            done.append(run_plan(plan, trigger="schedule", start=start))
     return done
 
 

@@ -8,7 +8,6 @@ import random
 import threading
 import time
 
-import psycopg2
 import pyarrow.parquet as pq
 import pytest
 from django.core.management import call_command
@@ -158,7 +157,9 @@ def test_a_chain_of_incremental_exports_holds_each_row_version_once(plan, source
     assert applied[9][2] == "held"
     assert {1001, 1002} <= {r[0] for r in rows_of(chain[1])}  # the late commit: next export
     assert len(last_xid) > 20 and sum(r[2] == "w" for r in seen) > 10  # the writer's rows
-    print(f"chain of {len(chain)}: rows {[len(rows_of(job)) for job in chain]}, writes {len(last_xid)}")
+    print(
+        f"chain of {len(chain)}: rows {[len(rows_of(job)) for job in chain]}, writes {len(last_xid)}"
+    )
     assert len(chain[1].folder().name) and chain[1].predecessor_id == chain[0].pk
 
     folders = [str(job.folder()) for job in chain]
