@@ -29,6 +29,7 @@ urlpatterns = [
     path("rules/", include("quality.urls")),
     path("loads/", include("loads.urls")),
     path("transfer/", include("transfer.urls")),
+    path("plans/", include("plans.urls")),
     path("", include("api.urls")),
     path("", include("exports.urls")),
 ]

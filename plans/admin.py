@@ -1,0 +1,82 @@
+from django import forms
+from django.contrib import admin
+from django.utils import timezone
+
+from plans.models import Delivery, ExportPlan, Notification, PlanRefused, PlanRun
+
+
+class ExportPlanForm(forms.ModelForm):
+    class Meta:
+        model = ExportPlan
+        fields = [
+            "name", "owner", "connection", "definition", "incremental", "folder_pattern",
+            "cron", "every_minutes", "timezone", "paused",
+        ]  # fmt: skip
+
+    def clean(self):
+        data = super().clean()
+        names = [f.name for f in ExportPlan._meta.fields if f.name in data]
+        plan = ExportPlan(**{name: data[name] for name in names})
+        if "connection" not in data:
+            return data  # its own error is shown
+        try:
+            plan.refuse_unless_valid()
+        except PlanRefused as error:
+            field = error.field if error.field in self.fields else None
+            raise forms.ValidationError({field: str(error)} if field else str(error)) from None
+        return data
+
+
+class NotificationInline(admin.TabularInline):
+    model = Notification
+    fields = ("channel", "address", "when")  # the webhook's secret is never shown
+    extra = 0
+
+
+@admin.register(ExportPlan)
+class ExportPlanAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "connection",
+        "owner",
+        "cron",
+        "every_minutes",
+        "timezone",
+        "paused",
+        "next_run_at",
+    )
+    list_filter = ("paused",)
+    search_fields = ("name",)
+    readonly_fields = ("next_run_at", "created_at")
+    inlines = [NotificationInline]
+    form = ExportPlanForm
+
+    def save_model(self, request, obj, form, change):
+        obj.next_run_at = None if obj.paused else obj.next_after(timezone.now())
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(PlanRun)
+class PlanRunAdmin(admin.ModelAdmin):
+    """Read-only: what came of each time a plan was due."""
+
+    list_display = ("plan", "at", "trigger", "outcome", "job", "note")
+    list_filter = ("outcome", "trigger")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ("notification", "job", "event", "status", "tries", "last_error", "sent_at")
+    list_filter = ("status", "event")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
