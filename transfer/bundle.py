@@ -23,13 +23,12 @@ import hashlib
 import json
 import os
 import tarfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from exports.models import MANIFEST, MANIFEST_SIGNATURE
-from transfer import age, signing
+from transfer import age, signing, streams
 
 FORMAT = "adu-bundle/1"
 CHECKSUM_KEY = "manifest_sha256"  # exports.manifest's, which imports the export engine
@@ -188,11 +187,17 @@ def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None, progre
     if index_path.exists():
         raise BundleRefused(f"{to} already holds this export's bundle ({index_path.name}).")
     volumes = _Volumes(to, name, volume_size, progress)
+    # The volumes are hashed and written by a thread of their own, beside the tar (and
+    # its encryption): each half has a core.
+    behind = streams.Behind(volumes, name="adu-bundle-volumes")
     try:
-        if recipient is None:
-            _write_tar(volumes, folder, _members(folder, manifest))
-        else:
-            _encrypted(volumes, folder, _members(folder, manifest), recipient)
+        try:
+            if recipient is None:
+                _write_tar(behind, folder, _members(folder, manifest))
+            else:
+                _encrypted(behind, folder, _members(folder, manifest), recipient)
+        finally:
+            behind.close()
         done = volumes.finish()
     except BaseException:
         volumes.remove()
@@ -216,45 +221,23 @@ def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None, progre
     return index
 
 
-class _Told:
-    """A pipe's writer that says how much went through it (tarfile asks)."""
+def _encrypted(volumes: _Volumes, folder: Path, members: list[str], recipient: age.Recipient):
+    """The tar encrypted by age on its way to the volumes."""
+    encrypting = age.Encrypting(volumes, recipient)
+    _write_tar(_Counted(encrypting), folder, members)
+    encrypting.close()
 
-    def __init__(self, pipe):
-        self._pipe, self._written = pipe, 0
+
+class _Counted:
+    """A writer that says how much went through it (tarfile asks)."""
+
+    def __init__(self, sink):
+        self._sink, self._written = sink, 0
 
     def write(self, data) -> int:
-        view = memoryview(data)
-        while view:  # a pipe takes part of a large write at a time
-            view = view[self._pipe.write(view) :]
+        self._sink.write(data)
         self._written += len(data)
         return len(data)
 
     def tell(self) -> int:
         return self._written
-
-
-def _encrypted(volumes: _Volumes, folder: Path, members: list[str], recipient: age.Recipient):
-    """The tar, written by a thread into a pipe, encrypted by age on its way to the volumes:
-    the tar and the encryption each have a core."""
-    read_end, write_end = os.pipe()
-    failure: list[BaseException] = []
-
-    def tar_into_pipe():
-        try:
-            with open(write_end, "wb", buffering=0) as pipe:
-                _write_tar(_Told(pipe), folder, members)
-        except BaseException as error:  # raised again below, in the caller's thread
-            failure.append(error)
-
-    writer = threading.Thread(target=tar_into_pipe, name="adu-bundle-tar", daemon=True)
-    writer.start()
-    try:
-        with open(read_end, "rb", buffering=COPY_BYTES) as pipe:
-            encrypting = age.Encrypting(volumes, recipient)
-            while block := pipe.read(COPY_BYTES):
-                encrypting.write(block)
-            encrypting.close()
-    finally:
-        writer.join()
-    if failure:
-        raise failure[0]

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import tarfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -23,7 +22,7 @@ from django.db import IntegrityError
 from audit.models import AuditEvent, record
 from exports import verify as export_verify
 from exports.models import MANIFEST
-from transfer import age, keys, signing
+from transfer import age, keys, signing, streams
 from transfer.bundle import COPY_BYTES, FORMAT, INDEX_SUFFIX, BundleRefused
 from transfer.models import Receipt
 
@@ -216,13 +215,30 @@ class _Joined:
 
 
 def _unpack(folder: Path, index: dict, into: Path):
+    """The volumes read (and decrypted) by a thread of their own, ahead of the tar's
+    unpacking: each half has a core."""
     joined = _Joined([folder / v["name"] for v in index["volumes"]])
+    read = joined.read
+    if index.get("encryption") == "age":
+        identity = keys.identity()
+        decrypting = None
+
+        def read():
+            nonlocal decrypting
+            decrypting = decrypting or age.Decrypting(joined, identity)
+            return decrypting.read(COPY_BYTES)
+
+    ahead = streams.Ahead(read, name="adu-receive-read")
     try:
-        if index.get("encryption") == "age":
-            _decrypt_and_extract(joined, index, into)
-        else:
-            _extract(joined, index, into)
+        _extract(ahead, index, into)
+        while ahead.read(COPY_BYTES):  # past the tar's end: age checks its last chunk there
+            pass
+    except age.AgeError as error:
+        raise BundleRefused(
+            f"The bundle cannot be decrypted with this instance's age identity: {error}."
+        ) from None
     finally:
+        ahead.close()
         joined.close()
 
 
@@ -247,53 +263,3 @@ def _extract(stream, index: dict, into: Path):
                 tar.extract(member, into, filter="data")
     except (tarfile.TarError, EOFError) as error:
         raise BundleRefused(f"The bundle's volumes do not make a whole export ({error}).") from None
-
-
-def _decrypt_and_extract(joined: _Joined, index: dict, into: Path):
-    """The volumes decrypted by a thread into a pipe, the tar unpacked from it: each has a
-    core."""
-    identity = keys.identity()
-    read_end, write_end = os.pipe()
-    failure: list[BaseException] = []
-
-    def decrypt_into_pipe():
-        pipe = open(write_end, "wb", buffering=COPY_BYTES)
-        try:
-            decrypting = age.Decrypting(joined, identity)
-            while block := decrypting.read(COPY_BYTES):
-                pipe.write(block)
-        except BaseException as error:  # noted before the pipe closes: see below
-            failure.append(error)
-        finally:
-            try:
-                pipe.close()
-            except OSError:  # the reader stopped first
-                pass
-
-    thread = threading.Thread(target=decrypt_into_pipe, name="adu-receive-decrypt", daemon=True)
-    thread.start()
-    try:
-        with open(read_end, "rb", buffering=COPY_BYTES) as pipe:
-            try:
-                _extract(pipe, index, into)
-            except BundleRefused:
-                # The pipe is still open: a failure already noted is the decryption's own,
-                # and the cut stream is only its consequence.
-                if failure:
-                    raise _decrypt_refusal(failure[0]) from None
-                raise
-            while pipe.read(COPY_BYTES):  # tar's padding: age checks its last chunk at the end
-                pass
-    finally:
-        thread.join()
-    if failure:
-        raise _decrypt_refusal(failure[0])
-
-
-def _decrypt_refusal(error: BaseException) -> BaseException:
-    """The decryption's failure as the caller's: age's own as a sentence, a disk's as is."""
-    if isinstance(error, age.AgeError):
-        return BundleRefused(
-            f"The bundle cannot be decrypted with this instance's age identity: {error}."
-        )
-    return error
