@@ -6,6 +6,7 @@ tables, with exactly the permissions of the pages (an object the caller may not 
 import json
 import logging
 import re
+import secrets
 from datetime import date, datetime
 from functools import wraps
 from typing import Annotated, Any, Literal
@@ -31,6 +32,8 @@ from loads.creation import create_load
 from loads.management.commands.adu_load import load_data
 from loads.models import Load, TableLoad
 from loads.tasks import cancel_load, start_load
+from plans import models as plan_models
+from plans.models import DEFAULT_PATTERN, ExportPlan, Notification, PlanRefused, PlanRun
 from transfer.bundle import BundleRefused
 from transfer.models import Bundle, Receipt
 from transfer.tasks import create_bundle, start_bundle
@@ -328,7 +331,9 @@ class TableSelection(Schema):
     masks: dict[Name, Mask] = Field({}, max_length=MAX_TABLES, description="Column: mask.")
 
 
-class JobIn(Schema):
+class ExportIn(Schema):
+    """What to export: the body of a job, and of a plan."""
+
     model_config = ConfigDict(extra="forbid")
     connection: int = Field(ge=1, le=MAX_ID, description="The connection's id (GET /connections/).")
     tables: list[Qualified] = Field(
@@ -360,6 +365,21 @@ class JobIn(Schema):
         "unmasked ('*': all).",
     )
     options: export_options.ExportOptions = Field(default_factory=export_options.ExportOptions)
+
+    def definition(self) -> dict:
+        """The export's definition as plans store it (exports.jobs.job_arguments)."""
+        return {
+            "schemas": list(dict.fromkeys(self.schemas)),
+            "tables": self.tables,
+            "exclude": self.exclude,
+            "selections": {f"{s}.{t}": r for (s, t), r in _requests(self.selections).items()},
+            "queries": self.queries,
+            "allow_sensitive": self.allow_sensitive,
+            "options": self.options.model_dump(exclude_none=True),
+        }
+
+
+class JobIn(ExportIn):
     out: str = Field(
         "",
         pattern=FOLDER,
@@ -710,6 +730,247 @@ def receipts(request):
         }
         for r in Receipt.objects.all()[:500]
     ]
+
+
+# Plans ---------------------------------------------------------------------------------
+
+
+class NotifyIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    channel: Literal["email", "webhook"]
+    address: str = Field(
+        max_length=500, description="An e-mail address, or the webhook's http(s) URL."
+    )
+    when: Literal[tuple(Notification.When.values)] = Field(
+        "problems",
+        description="failure: when a job fails; problems: also with errors or warnings; "
+        "always: when a job ends.",
+    )
+
+
+class PlanIn(ExportIn):
+    name: str = Field(pattern=rf"^{plan_models.NAME}$", description="The plan's name.")
+    cron: str = Field(
+        "",
+        max_length=100,
+        description="When, as cron ('0 2 * * *': 02:00 daily); or `every_minutes`.",
+    )
+    every_minutes: int | None = Field(None, ge=1, le=60 * 24 * 366)
+    timezone: str = Field("UTC", max_length=64, description="The cron's time zone.")
+    folder_pattern: str = Field(
+        DEFAULT_PATTERN,
+        max_length=200,
+        description="Each run's folder under the export root: text with {plan}, {date}, {time}, {run}.",
+    )
+    incremental: list[Annotated[str, StringConstraints(pattern=rf"^(\*|{QUALIFIED[1:-1]})$")]] = (
+        Field(
+            [],
+            max_length=MAX_TABLES,
+            description="SCHEMA.TABLE names (or '*') exported by their changes since the plan's "
+            "last export (PostgreSQL: by the transaction that wrote each row).",
+        )
+    )
+    paused: bool = False
+    notify: list[NotifyIn] = Field([], max_length=20)
+
+
+class PlanRunOut(Schema):
+    at: str
+    trigger: str
+    outcome: Literal[tuple(PlanRun.Outcome.values)]
+    job_id: int | None
+    note: str = Field(description="Why it was skipped or could not start; empty otherwise.")
+
+
+class PlanOut(Schema):
+    id: int
+    name: str
+    connection: int
+    cron: str
+    every_minutes: int | None
+    timezone: str
+    paused: bool
+    next_run_at: str | None
+    folder_pattern: str
+    incremental: list[str]
+    definition: dict[str, Any]
+    notify: list[NotifyIn] = Field(
+        description="Who hears of its jobs' ends (never the webhook's secret)."
+    )
+    history: list[PlanRunOut] = Field(description="Its last 20 runs, newest first.")
+
+
+class PlanCreated(PlanOut):
+    webhook_secrets: dict[str, str] = Field(
+        description="Each webhook's HMAC-SHA-256 key, shown only in this answer: each POST "
+        "carries X-ADU-Signature: sha256=<hex of the body's HMAC with it>."
+    )
+
+
+PLAN_FIELDS = ("id", "name", "cron", "every_minutes", "timezone", "paused", "folder_pattern")
+PLAN_FIELDS += ("incremental", "definition")
+
+
+def _plan_data(plan: ExportPlan) -> dict:
+    return {
+        **{
+            f: getattr(plan, f)
+            for f in (
+                "id",
+                "name",
+                "cron",
+                "every_minutes",
+                "timezone",
+                "paused",
+                "folder_pattern",
+                "incremental",
+                "definition",
+            )
+        },
+        "connection": plan.connection_id,
+        "next_run_at": plan.next_run_at.isoformat() if plan.next_run_at else None,
+        "notify": [
+            {"channel": n.channel, "address": n.address, "when": n.when}
+            for n in plan.notifications.all()
+        ],
+        "history": [_run_data(r) for r in plan.runs.all()[:20]],
+    }
+
+
+def _run_data(run: PlanRun) -> dict:
+    return {
+        "at": run.at.isoformat(),
+        "trigger": run.trigger,
+        "outcome": run.outcome,
+        "job_id": run.job_id,
+        "note": run.note,
+    }
+
+
+def _plan(request, plan_id: int, change: bool = False) -> ExportPlan:
+    plans = ExportPlan.objects.visible_to(request.user)
+    plan = plans.filter(pk=plan_id).first()
+    if plan is None:
+        raise _not_found_error("plan", plan_id)
+    if change and not ExportPlan.objects.actionable_by(request.user).filter(pk=plan_id).exists():
+        raise ApiError(403, "permission_denied", "Your role cannot run or change this plan.")
+    return plan
+
+
+@api.get(
+    "/plans/",
+    response=answers({200: list[PlanOut]}),
+    url_name="plans",
+    operation_id="listPlans",
+    summary="Export plans",
+    tags=["plans"],
+)
+def plans(request):
+    """The plans the caller may see, by name (at most 500)."""
+    return [_plan_data(p) for p in ExportPlan.objects.visible_to(request.user)[:500]]
+
+
+@api.post(
+    "/plans/",
+    response=answers({201: PlanCreated}, 400, 403, 404),
+    url_name="plan_create",
+    operation_id="createPlan",
+    summary="Save an export plan",
+    tags=["plans"],
+)
+def create_plan(request, payload: PlanIn):
+    """Save a plan: what to export (as a job's body, without `out`), when (`cron` in
+    `timezone`, or `every_minutes`), and who hears of its jobs' ends. The task cluster runs
+    it when due; a run never overlaps the one before."""
+    if not roles.is_operator(request.user):
+        raise ApiError(403, "permission_denied", "Your role cannot save plans.")
+    connection = Connection.objects.usable_by(request.user).filter(pk=payload.connection).first()
+    if connection is None:
+        raise _not_found_error("connection", payload.connection, field="connection")
+    notify = [
+        (n.channel, n.address, secrets.token_urlsafe(32) if n.channel == "webhook" else "")
+        for n in payload.notify
+    ]
+    try:
+        plan = ExportPlan.create(
+            name=payload.name,
+            owner=request.user,
+            connection=connection,
+            definition=payload.definition(),
+            incremental=payload.incremental,
+            folder_pattern=payload.folder_pattern,
+            cron=payload.cron,
+            every_minutes=payload.every_minutes,
+            timezone=payload.timezone,
+            paused=payload.paused,
+            notify=notify,
+            notify_on=payload.notify[0].when if payload.notify else None,
+        )
+    except PlanRefused as error:
+        raise ApiError(400, "invalid_input", str(error), field=error.field) from None
+    created = {**_plan_data(plan), "webhook_secrets": {a: s for c, a, s in notify if s}}
+    return Status(201, created)
+
+
+@api.get(
+    "/plans/{int:plan_id}/",
+    response=answers({200: PlanOut}, 404),
+    url_name="plan",
+    operation_id="getPlan",
+    summary="An export plan and its history",
+    tags=["plans"],
+)
+def plan(request, plan_id: Id):
+    return _plan_data(_plan(request, plan_id))
+
+
+@api.post(
+    "/plans/{int:plan_id}/run/",
+    response=answers({202: PlanRunOut}, 400, 403, 404, 409),
+    url_name="plan_run",
+    operation_id="runPlan",
+    summary="Run an export plan now",
+    tags=["plans"],
+)
+def run_plan(request, plan_id: Id):
+    """Start a job of the plan now; 409 while its last job is still at work (the skipped
+    run is recorded), 400 if the job cannot start (its sentence says why)."""
+    from plans import runs
+
+    run = runs.run_plan(_plan(request, plan_id, change=True), trigger="manual", by=request.user)
+    if run.outcome == PlanRun.Outcome.SKIPPED:
+        raise ApiError(409, "invalid_state", run.note)
+    if run.outcome == PlanRun.Outcome.REFUSED:
+        raise ApiError(400, "invalid_input", run.note)
+    return Status(202, _run_data(run))
+
+
+@api.post(
+    "/plans/{int:plan_id}/{action}/",
+    response=answers({200: PlanOut}, 403, 404),
+    url_name="plan_pause",
+    operation_id="pauseOrResumePlan",
+    summary="Pause or resume an export plan",
+    tags=["plans"],
+)
+def pause_plan(request, plan_id: Id, action: Literal["pause", "resume"]):
+    plan = _plan(request, plan_id, change=True)
+    plan.set_paused(action == "pause", by=request.user)
+    return _plan_data(plan)
+
+
+@api.delete(
+    "/plans/{int:plan_id}/",
+    response=answers({204: None}, 403, 404),
+    url_name="plan_delete",
+    operation_id="deletePlan",
+    summary="Remove an export plan",
+    tags=["plans"],
+)
+def delete_plan(request, plan_id: Id):
+    """Remove the plan, its schedule and its history; its jobs stay."""
+    _plan(request, plan_id, change=True).remove(by=request.user)
+    return Status(204, None)
 
 
 @api.get(

@@ -186,7 +186,8 @@ class ExportPlan(models.Model):
                 "incremental",
             )
         for name in self.incremental:
-            if name != "*" and not re.fullmatch(r"[^.\s]+\.[^.\s]+", name):
+            schema, dot, table = str(name).partition(".")
+            if name != "*" and not (dot and schema.strip() and table.strip()):
                 raise PlanRefused(f"'{name}' is not SCHEMA.TABLE (or '*').", "incremental")
 
     def folder_name(self, at: datetime, number: int) -> str:

@@ -41,7 +41,7 @@ def test_a_user_makes_and_revokes_a_token_and_uses_the_api_from_the_browser(
 
     page.click("header >> text=API")
     page.wait_for_selector(".swagger-ui .opblock")
-    assert page.locator(".swagger-ui .opblock").count() == 18
+    assert page.locator(".swagger-ui .opblock").count() == 24
     shot(page, "api-reference")
 
     jobs = f"{live_server.url}/api/v1/jobs/"

@@ -28,6 +28,10 @@ MAX_EXAMPLES = 8
 #   connections are load targets: a well-formed body is refused with a 400 naming the field.
 # - createJobBundle: a well-formed size may lie outside 64K..1024T, and the document cannot
 #   say which strings are age recipients: refused with a 400 naming the field.
+# - createPlan: the document cannot say which plan names are free, which cron expressions
+#   and time zones exist, or which folder patterns make folder names: a well-formed body is
+#   refused with a 400 naming the field. runPlan: a run is refused (400) or skipped (409)
+#   by what the plan and its last job are.
 # - downloadJobFile: a job and a file it lists, so that the download itself is checked
 #   against the document (random ids and paths are all 404s; test_jobs.py tries those).
 CONFIG = """
@@ -42,6 +46,15 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 
 [[operations]]
 include-operation-id = "createJobBundle"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+[[operations]]
+include-operation-id = "createPlan"
+parameters = {{ "body.connection" = {connection_id} }}
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
+[[operations]]
+include-operation-id = "runPlan"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 
 [[operations]]
