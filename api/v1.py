@@ -748,6 +748,16 @@ class NotifyIn(Schema):
     )
 
 
+class WatermarkIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+    column: Name
+    lag: str = Field(
+        "0",
+        pattern=rf"^{plan_models.LAG}$",
+        description="A number for numbers (0, 100); a duration for dates and timestamps ('5 minutes').",
+    )
+
+
 class PlanIn(ExportIn):
     name: str = Field(pattern=rf"^{plan_models.NAME}$", description="The plan's name.")
     cron: str = Field(
@@ -769,6 +779,12 @@ class PlanIn(ExportIn):
             description="SCHEMA.TABLE names (or '*') exported by their changes since the plan's "
             "last export (PostgreSQL: by the transaction that wrote each row).",
         )
+    )
+    watermarks: dict[Qualified, WatermarkIn] = Field(
+        {},
+        max_length=MAX_TABLES,
+        description="Per SCHEMA.TABLE: exported by a column that only grows (an id, a "
+        "timestamp), up to its highest value less `lag`, instead of by xmin.",
     )
     paused: bool = False
     notify: list[NotifyIn] = Field([], max_length=20)
@@ -793,6 +809,7 @@ class PlanOut(Schema):
     next_run_at: str | None
     folder_pattern: str
     incremental: list[str]
+    watermarks: dict[str, dict[str, str]]
     definition: dict[str, Any]
     notify: list[NotifyIn] = Field(
         description="Who hears of its jobs' ends (never the webhook's secret)."
@@ -808,7 +825,7 @@ class PlanCreated(PlanOut):
 
 
 PLAN_FIELDS = ("id", "name", "cron", "every_minutes", "timezone", "paused", "folder_pattern")
-PLAN_FIELDS += ("incremental", "definition")
+PLAN_FIELDS += ("incremental", "watermarks", "definition")
 
 
 def _plan_data(plan: ExportPlan) -> dict:
@@ -898,6 +915,7 @@ def create_plan(request, payload: PlanIn):
             connection=connection,
             definition=payload.definition(),
             incremental=payload.incremental,
+            watermarks={name: mark.model_dump() for name, mark in payload.watermarks.items()},
             folder_pattern=payload.folder_pattern,
             cron=payload.cron,
             every_minutes=payload.every_minutes,

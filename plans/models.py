@@ -18,6 +18,7 @@ from exports import options as export_options
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 PATTERN_FIELDS = ("plan", "date", "time", "run")
 DEFAULT_PATTERN = "{plan}-{date}-{time}"
+LAG = r"\d+(\.\d+)?( (second|minute|hour|day)s?)?"
 
 
 class PlanRefused(Exception):
@@ -82,6 +83,9 @@ class ExportPlan(models.Model):
     definition = models.JSONField(default=dict, blank=True)
     # "schema.table" names exported incrementally (exports.incremental), or ["*"]: all.
     incremental = models.JSONField(default=list, blank=True)
+    # {"schema.table": {"column": ..., "lag": ...}}: tables exported incrementally by a
+    # column that only grows (an id, a timestamp), less a safety lag, instead of by xmin.
+    watermarks = models.JSONField(default=dict, blank=True)
     folder_pattern = models.CharField(max_length=200, default=DEFAULT_PATTERN)
     cron = models.CharField(max_length=100, blank=True)
     every_minutes = models.PositiveIntegerField(null=True, blank=True)
@@ -179,7 +183,7 @@ class ExportPlan(models.Model):
             export_options.checked(self.definition.get("options"))
         except export_options.BadOption as error:
             raise PlanRefused(str(error), error.field) from None
-        if self.incremental and self.connection.kind != "postgresql":
+        if (self.incremental or self.watermarks) and self.connection.kind != "postgresql":
             raise PlanRefused(
                 "Incremental exports read PostgreSQL tables by the transaction that wrote "
                 f"each row; '{self.connection.name}' is {self.connection.get_kind_display()}.",
@@ -189,6 +193,16 @@ class ExportPlan(models.Model):
             schema, dot, table = str(name).partition(".")
             if name != "*" and not (dot and schema.strip() and table.strip()):
                 raise PlanRefused(f"'{name}' is not SCHEMA.TABLE (or '*').", "incremental")
+        for name, mark in self.watermarks.items():
+            schema, dot, table = str(name).partition(".")
+            if not (dot and schema.strip() and table.strip()):
+                raise PlanRefused(f"'{name}' is not SCHEMA.TABLE.", "watermarks")
+            if not re.fullmatch(LAG, str(mark.get("lag", ""))) or not mark.get("column"):
+                raise PlanRefused(
+                    f"The watermark of {name} needs a column and a lag: a number of the column's "
+                    "unit for numbers (0, 100), a duration for dates and timestamps ('5 minutes').",
+                    "watermarks",
+                )
 
     def folder_name(self, at: datetime, number: int) -> str:
         local = at.astimezone(ZoneInfo(self.timezone))
@@ -213,7 +227,8 @@ class ExportPlan(models.Model):
         return due + step * ((moment - due) // step + 1)
 
     def is_incremental(self, schema: str, table: str) -> bool:
-        return "*" in self.incremental or f"{schema}.{table}" in self.incremental
+        name = f"{schema}.{table}"
+        return "*" in self.incremental or name in self.incremental or name in self.watermarks
 
 
 class PlanRun(models.Model):

@@ -109,9 +109,15 @@ def _chain(plan: ExportPlan, job: ExportJob):
             .order_by("-job_id")
             .first()
         )
+        watermark = plan.watermarks.get(f"{run.schema}.{run.table}")
+        by = "watermark" if watermark else "xmin"
+        if last is not None and last.spec["window"].get("by", "xmin") != by:
+            last = None  # the window's kind changed: a new chain
         if last is None:
             asked = {"after": None, "reason": f"the first export of this table by plan {plan.name}"}
         else:
             asked = {"after": last.spec["window"]["before"], "job": last.job_id}
+        if watermark:
+            asked["watermark"] = watermark
         run.spec = {**(run.spec or {}), "incremental": asked}
         run.save(update_fields=["spec"])

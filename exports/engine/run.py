@@ -483,6 +483,9 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
             if per_table:
                 described.pages = None  # one reader: its transaction is the table's own
         source_columns = described.columns
+        watermark = _watermark(run, driver, first, source_columns, spec)
+        if watermark:
+            narrowing["watermark"] = watermark
         chosen = _selected(source_columns, spec)
         # What stays behind is named on the job page and in the manifest, beside what left.
         left_out = [c.name for c in source_columns if c not in chosen]
@@ -748,9 +751,9 @@ def _validation_failure(failed: list) -> str:
 
 
 def _window(run: TableRun, job: ExportJob, spec: dict) -> dict | None:
-    """An incremental table's window in this attempt's snapshot, kept in its spec for the
-    manifest (exports.incremental)."""
-    if "incremental" not in spec:
+    """An incremental table's window by xmin in this attempt's snapshot, kept in its spec
+    for the manifest (exports.incremental)."""
+    if "incremental" not in spec or "watermark" in spec["incremental"]:
         return None
     if job.connection.kind != "postgresql" or spec.get("query") or not job.snapshot_xids:
         raise TableFailed(
@@ -760,8 +763,57 @@ def _window(run: TableRun, job: ExportJob, spec: dict) -> dict | None:
         )
     asked = spec["incremental"]
     found = incremental.window(job.snapshot_xids, asked.get("after"), asked.get("reason", ""))
-    run.spec = {**spec, "window": {k: v for k, v in found.items() if k != "xmax"}}
+    run.spec = {**spec, "window": {"by": "xmin", **{k: v for k, v in found.items() if k != "xmax"}}}
     return found
+
+
+def _watermark(run: TableRun, driver, session, columns: list, spec: dict) -> dict | None:
+    """An incremental table's window by the watermark column the plan names: (the last
+    end, its highest value less the lag] in the snapshot, kept in its spec."""
+    asked = (spec.get("incremental") or {}).get("watermark")
+    if not asked:
+        return None
+    column = next((c for c in columns if c.name == asked["column"]), None)
+    kinds = getattr(driver, "WATERMARK_TYPES", {})
+    if column is None or column.base_type not in kinds:
+        raise TableFailed(
+            f"The watermark column {asked['column']} is not "
+            + ("a column of this table" if column is None else "a number, a date or a timestamp")
+            + ": name another in the plan.",
+            "describe",
+        )
+    after = spec["incremental"].get("after")
+    try:
+        before = driver.watermark_upper(
+            session, run.schema, run.table, column.name, column.base_type, asked["lag"], after
+        )
+    except Exception as error:  # a lag the column's type cannot take
+        session.rollback()
+        raise TableFailed(
+            f"The watermark's lag '{asked['lag']}' does not fit column {column.name} "
+            f"({column.source_type}): give a number for numbers, and a duration such as "
+            "'5 minutes' for dates and timestamps.",
+            "describe",
+        ) from error
+    window = {
+        "column": column.name,
+        "base_type": column.base_type,
+        "after": after,
+        "before": before,
+    }
+    run.spec = {
+        **(run.spec or {}),
+        "window": {
+            "by": "watermark",
+            "mode": "base" if after is None else "incremental",
+            "column": column.name,
+            "lag": asked["lag"],
+            "after": after,
+            "before": before,
+            "reason": spec["incremental"].get("reason", "") if after is None else "",
+        },
+    }
+    return window
 
 
 def _selected(columns: list, spec: dict) -> list:

@@ -209,3 +209,67 @@ def test_the_xmin_arithmetic_places_rows_across_an_epoch(source_db):
         cur.execute(sql.SQL("SELECT " + condition))
         assert cur.fetchone()[0] is inside, xmin
     db.close()
+
+
+@pytest.mark.parametrize(
+    "kind, lag, late_mark, second_takes",
+    [
+        ("bigint", "5", "48", set(range(46, 56)) | {61}),
+        ("timestamptz", "10 minutes", "now() - interval '1 day'", {50, 61}),
+    ],
+)
+def test_a_watermark_chain_takes_what_fell_behind_its_lag_once(
+    source_db, owner, kind, lag, late_mark, second_takes
+):
+    """By a column that only grows, less a lag: rows within the lag of the highest value
+    wait for the next export, and so does a row committed late with a value inside the
+    lag: taken once, by the next export."""
+    default = "nextval('seq')" if kind == "bigint" else "now()"
+    source_db.execute(
+        "CREATE SEQUENCE seq;"
+        f"CREATE TABLE m (id int PRIMARY KEY, mark {kind} NOT NULL DEFAULT {default}, note text);"
+        "INSERT INTO m (id, note) SELECT i, 'base' FROM generate_series(1, 50) i;"
+    )
+    if kind == "timestamptz":
+        source_db.execute("UPDATE m SET mark = now() - interval '1 day' * (51 - id)")
+    plan = ExportPlan.create(
+        name=f"by-{kind}", owner=owner, connection=source_db.connection(owner),
+        definition={"tables": ["public.m"]}, every_minutes=60,
+        watermarks={"public.m": {"column": "mark", "lag": lag}},
+    )  # fmt: skip
+    base = export(plan)
+    window = manifest_table(base, "m")["incremental"]
+    assert window["by"] == "watermark" and window["mode"] == "base" and window["column"] == "mark"
+    assert {r[0] for r in rows_of_m(base)} == set(range(1, 50 if kind != "bigint" else 46))
+    source_db.execute("INSERT INTO m (id, note) SELECT i, 'new' FROM generate_series(51, 60) i")
+    source_db.execute(f"INSERT INTO m VALUES (61, {late_mark}, 'late')")
+    second = export(plan)
+    after = manifest_table(second, "m")["incremental"]
+    assert after["mode"] == "incremental" and after["after"] == window["before"]
+    assert {r[0] for r in rows_of_m(second)} == second_takes
+    third = export(plan)  # nothing new fell behind the lag, or the rest did: never twice
+    both = [r[0] for job in (base, second, third) for r in rows_of_m(job)]
+    assert len(both) == len(set(both))
+
+
+def rows_of_m(job: ExportJob) -> list[tuple]:
+    files = [job.folder() / f["path"] for f in manifest_table(job, "m")["files"]]
+    return [(r["id"], r["note"]) for path in files for r in pq.read_table(path).to_pylist()]
+
+
+def test_a_watermark_that_cannot_work_fails_its_table_with_a_sentence(source_db, owner):
+    source_db.execute("CREATE TABLE w (id int, note text); INSERT INTO w VALUES (1, 'a');")
+    for mark, says in [
+        ({"column": "note", "lag": "0"}, "is not a number, a date or a timestamp"),
+        ({"column": "gone", "lag": "0"}, "is not a column of this table"),
+        ({"column": "id", "lag": "5 minutes"}, "does not fit column id"),
+    ]:
+        ExportPlan.objects.all().delete()
+        plan = ExportPlan.create(
+            name="w", owner=owner, connection=source_db.connection(owner, name=f"c-{mark['column']}"),
+            definition={"tables": ["public.w"]}, every_minutes=60, watermarks={"public.w": mark},
+        )  # fmt: skip
+        run = runs.run_plan(plan, start=in_process)
+        job = ExportJob.objects.get(pk=run.job_id)
+        assert job.status == "failed"
+        assert says in job.errors.get().message

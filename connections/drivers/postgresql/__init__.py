@@ -18,6 +18,7 @@ from connections.drivers.postgresql.catalog import (
 from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, REPORTS_ROWS_SENT, read_batches
 from connections.drivers.postgresql.errors import explain, explain_load
 from connections.drivers.postgresql.selection import (
+    WATERMARK_TYPES,
     check_filter,
     check_query,
     check_view,
@@ -27,6 +28,7 @@ from connections.drivers.postgresql.selection import (
     query_columns,
     relatives,
     views,
+    watermark_upper,
 )
 from connections.drivers.postgresql.session import (
     connect,
@@ -40,6 +42,7 @@ from connections.drivers.postgresql.session import (
 from connections.drivers.postgresql.types import plan
 
 __all__ = [
+    "WATERMARK_TYPES",
     "CSV_BLOCK_BYTES",
     "REPORTS_ROWS_SENT",
     "TABLES_PER_DESCRIBE",
@@ -69,4 +72,5 @@ __all__ = [
     "tables",
     "test",
     "views",
+    "watermark_upper",
 ]

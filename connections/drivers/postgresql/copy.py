@@ -47,10 +47,11 @@ def read_batches(
     row_filter: str = "",
     query: str = "",
     xid_window: dict | None = None,
+    watermark: dict | None = None,
 ) -> Generator[pa.RecordBatch, None, None]:
     """Arrow batches of the table (or of `query`'s result) for its column plans, read over
     `readers` sessions opened by `open_session`, keeping only rows that meet `row_filter`
-    (checked before) and are in `xid_window` (exports.incremental). As each COPY ends
+    (checked before) and are in the incremental window (`xid_window` or `watermark`). As each COPY ends
     well, the rows the server reports it sent ("COPY n", or None from a server or pooler
     that leaves it out) are appended to `sent`.
 
@@ -77,7 +78,7 @@ def read_batches(
         sql.SQL("COPY (SELECT {} FROM {}{}) TO STDOUT (FORMAT {})").format(
             sql.SQL(", ").join(p.expression for p in plans),
             relation,
-            selection.where_clause(row_filter, conditions, xid_window),
+            selection.where_clause(row_filter, conditions, xid_window, watermark),
             sql.SQL(form),
         )
         for conditions in ranges or [[]]

@@ -19,7 +19,13 @@ NUMERIC_OID = 1700  # pg_type of numeric: a query result column's type_code
 
 
 def count_rows(
-    db, schema: str, table: str, row_filter: str = "", query: str = "", xid_window=None
+    db,
+    schema: str,
+    table: str,
+    row_filter: str = "",
+    query: str = "",
+    xid_window=None,
+    watermark=None,
 ) -> int:
     with db.cursor() as cur:
         if db.server_version >= 90600:
@@ -29,21 +35,27 @@ def count_rows(
         cur.execute(
             sql.SQL("SELECT count(*) FROM {}{}").format(
                 from_clause(schema, table, query),
-                where_clause(row_filter, [], xid_window),
+                where_clause(row_filter, [], xid_window, watermark),
             )
         )
         return cur.fetchone()[0]
 
 
 def fingerprint(
-    db, schema: str, table: str, columns: list[dict], row_filter: str = "", xid_window=None
+    db,
+    schema: str,
+    table: str,
+    columns: list[dict],
+    row_filter: str = "",
+    xid_window=None,
+    watermark=None,
 ):
     """(rows, digest): the content fingerprint of the table's rows (those the filter
     keeps) as a load computes it over its target (loads.fingerprint), in this session's
     snapshot."""
     from loads import fingerprint as content
 
-    where = condition(row_filter, [], xid_window)
+    where = condition(row_filter, [], xid_window, watermark)
     with db.cursor() as cur:
         # Parallel workers are welcome here: unlike a count, nothing reads beside it.
         cur.execute(content.sql(schema, table, columns, where))
@@ -60,18 +72,20 @@ def from_clause(schema: str, table: str, query: str) -> sql.Composable:
 
 
 def where_clause(
-    row_filter: str, conditions: list, xid_window: dict | None = None
+    row_filter: str, conditions: list, xid_window=None, watermark=None
 ) -> sql.Composable:
     """ " WHERE " and condition(...), or nothing."""
-    found = condition(row_filter, conditions, xid_window)
+    found = condition(row_filter, conditions, xid_window, watermark)
     return sql.SQL(" WHERE ") + found if found is not None else sql.SQL("")
 
 
-def condition(row_filter: str, conditions: list, xid_window: dict | None = None):
-    """The checked row filter, the incremental window and the other conditions (a COPY's
-    ctid range), ANDed; None when there is none."""
+def condition(row_filter: str, conditions: list, xid_window=None, watermark=None):
+    """The checked row filter, the incremental window (by xmin or by a watermark column)
+    and the other conditions (a COPY's ctid range), ANDed; None when there is none."""
     if xid_window:
         conditions = [xid_condition(xid_window), *conditions]
+    if watermark and watermark_condition(watermark) is not None:
+        conditions = [watermark_condition(watermark), *conditions]
     if row_filter:
         checked = user_sql.check_filter(row_filter)
         conditions = [sql.SQL("({})").format(sql.SQL(checked.sql)), *conditions]
@@ -96,6 +110,55 @@ def xid_condition(xid_window: dict) -> sql.Composable:
         return sql.SQL("({} < 3 OR {})").format(xmin, below)
     return sql.SQL("({} >= 3 AND {} AND {} <= {})").format(
         xmin, below, back, sql.Literal(bounds["within"])
+    )
+
+
+# The types a watermark column may have, and what its lag is in each.
+WATERMARK_TYPES = {
+    "int2": ("smallint", "numeric"),
+    "int4": ("integer", "numeric"),
+    "int8": ("bigint", "numeric"),
+    "numeric": ("numeric", "numeric"),
+    "date": ("date", "interval"),
+    "timestamp": ("timestamp", "interval"),
+    "timestamptz": ("timestamptz", "interval"),
+}
+
+
+def watermark_upper(db, schema: str, table: str, column: str, base_type: str, lag: str, after):
+    """The watermark's end in the session's snapshot, as text: the column's highest value
+    less the lag, never before `after` (the last end); None for an empty table's base."""
+    type_name, lag_type = WATERMARK_TYPES[base_type]
+    with db.cursor() as cur:
+        cur.execute(
+            sql.SQL(
+                "SELECT GREATEST(CAST(max({}) - CAST(%s AS {}) AS {}), CAST(%s AS {}))::text FROM {}"
+            ).format(
+                sql.Identifier(column),
+                sql.SQL(lag_type),
+                sql.SQL(type_name),
+                sql.SQL(type_name),
+                sql.Identifier(schema, table),
+            ),
+            [lag, after],
+        )
+        return cur.fetchone()[0]
+
+
+def watermark_condition(watermark: dict):
+    """The rows whose watermark is in (after, before]; a base also takes the rows without
+    one. Values are literals cast to the column's type (from WATERMARK_TYPES)."""
+    column = sql.Identifier(watermark["column"])
+    type_name = sql.SQL(WATERMARK_TYPES[watermark["base_type"]][0])
+    if watermark["before"] is None:  # the base of an empty table: all there is
+        return None
+    below = sql.SQL("{} <= CAST({} AS {})").format(
+        column, sql.Literal(watermark["before"]), type_name
+    )
+    if watermark["after"] is None:
+        return sql.SQL("({} OR {} IS NULL)").format(below, column)
+    return sql.SQL("({} > CAST({} AS {}) AND {})").format(
+        column, sql.Literal(watermark["after"]), type_name, below
     )
 
 

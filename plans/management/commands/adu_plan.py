@@ -40,6 +40,12 @@ class Command(AduCommand):
             "--incremental", action="append", default=[], metavar="S.T",
             help="Export this table (or '*': every table) by its changes since the last run.",
         )  # fmt: skip
+        add.add_argument(
+            "--watermark", action="append", default=[], metavar="S.T:COLUMN[:LAG]",
+            help="Export this table by a column that only grows (an id, a timestamp): the rows "
+            "above its last export's end, up to its highest value less LAG (default 0; a "
+            "duration such as '5 minutes' for timestamps).",
+        )  # fmt: skip
         add.add_argument("--email", action="append", default=[], help="Notify this address.")
         add.add_argument("--webhook", action="append", default=[], metavar="URL", help="POST here.")
         add.add_argument(
@@ -103,6 +109,11 @@ class Command(AduCommand):
             definition = cli.definition(options)
         except BadRequest as error:
             raise CommandError(str(error)) from None
+        watermarks = {}
+        for text in options["watermark"]:
+            name, _, rest = text.partition(":")
+            column, _, lag = rest.partition(":")
+            watermarks[name.strip()] = {"column": column.strip(), "lag": lag.strip() or "0"}
         webhooks = [(url, secrets.token_urlsafe(32)) for url in options["webhook"]]
         try:
             plan = ExportPlan.create(
@@ -111,6 +122,7 @@ class Command(AduCommand):
                 connection=connection,
                 definition=definition,
                 incremental=options["incremental"],
+                watermarks=watermarks,
                 folder_pattern=options["folder_pattern"],
                 cron=options["cron"],
                 every_minutes=options["every"],
@@ -149,6 +161,7 @@ def plan_data(plan: ExportPlan) -> dict:
         "paused": plan.paused,
         "next_run_at": plan.next_run_at,
         "incremental": plan.incremental,
+        "watermarks": plan.watermarks,
         "folder_pattern": plan.folder_pattern,
         "definition": plan.definition,
     }
