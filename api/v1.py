@@ -16,7 +16,7 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.urls import reverse
 from ninja import Field, NinjaAPI, Path, Query, Schema, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
-from pydantic import BeforeValidator, ConfigDict, StringConstraints
+from pydantic import BeforeValidator, ConfigDict, StrictBool, StringConstraints
 
 from accounts import roles
 from api.auth import AUTH, ApiError, NotAuthenticated, authenticate
@@ -312,7 +312,7 @@ class JobErrorOut(Schema):
 
 
 class Mask(Schema):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     method: Literal[tuple(masking.METHODS)] = Field(description="How the column is masked.")
     precision: int | None = Field(
         None, ge=-18, le=18, description="truncate: digits after the point (negative: tens...)."
@@ -332,9 +332,9 @@ class TableSelection(Schema):
 
 
 class ExportIn(Schema):
-    """What to export: the body of a job, and of a plan."""
+    """What to export: the body of a job, and of a plan. Strict: a `true` is not a 1."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     connection: int = Field(ge=1, le=MAX_ID, description="The connection's id (GET /connections/).")
     tables: list[Qualified] = Field(
         [], max_length=MAX_TABLES, description="SCHEMA.TABLE names to export."
@@ -786,7 +786,7 @@ class PlanIn(ExportIn):
         description="Per SCHEMA.TABLE: exported by a column that only grows (an id, a "
         "timestamp), up to its highest value less `lag`, instead of by xmin.",
     )
-    paused: bool = False
+    paused: StrictBool = False
     notify: list[NotifyIn] = Field([], max_length=20)
 
 
@@ -830,20 +830,7 @@ PLAN_FIELDS += ("incremental", "watermarks", "definition")
 
 def _plan_data(plan: ExportPlan) -> dict:
     return {
-        **{
-            f: getattr(plan, f)
-            for f in (
-                "id",
-                "name",
-                "cron",
-                "every_minutes",
-                "timezone",
-                "paused",
-                "folder_pattern",
-                "incremental",
-                "definition",
-            )
-        },
+        **{f: getattr(plan, f) for f in PLAN_FIELDS},
         "connection": plan.connection_id,
         "next_run_at": plan.next_run_at.isoformat() if plan.next_run_at else None,
         "notify": [
@@ -1157,7 +1144,7 @@ class LoadIn(Schema):
         "export that put one of these tables there before is refused unless replace or append.",
     )
     parallel: int = Field(2, ge=1, le=32, description="Tables loaded at once.")
-    create_only: bool = Field(False, description="Create the tables and their keys, empty.")
+    create_only: StrictBool = Field(False, description="Create the tables and their keys, empty.")
 
 
 def _load_url(request, pk: int) -> str:

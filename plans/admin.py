@@ -80,3 +80,27 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """A user's notifications (of all their jobs) or a plan's. A new webhook gets its
+    signing secret here, shown once; it is never shown again."""
+
+    list_display = ("__str__", "user", "plan", "when")
+    fields = ("user", "plan", "channel", "address", "when")
+
+    def save_model(self, request, obj, form, change):
+        import secrets
+
+        new_secret = obj.channel == Notification.Channel.WEBHOOK and not str(obj.secret or "")
+        if new_secret:
+            obj.secret = secrets.token_urlsafe(32)
+        super().save_model(request, obj, form, change)
+        if new_secret:
+            self.message_user(
+                request,
+                f"The webhook's signing secret, shown only now: {obj.secret} (each POST carries "
+                "X-ADU-Signature: sha256=HMAC-SHA-256 of its body with it).",
+                level="warning",
+            )

@@ -787,8 +787,10 @@ def _watermark(run: TableRun, driver, session, columns: list, spec: dict) -> dic
         before = driver.watermark_upper(
             session, run.schema, run.table, column.name, column.base_type, asked["lag"], after
         )
-    except Exception as error:  # a lag the column's type cannot take
-        session.rollback()
+    except Exception as error:
+        if (getattr(error, "pgcode", None) or "")[:2] not in ("22", "42"):
+            raise TableFailed(_explain(error, run.job.connection), "describe") from error
+        # A data or a type error: a lag the column's type cannot take.
         raise TableFailed(
             f"The watermark's lag '{asked['lag']}' does not fit column {column.name} "
             f"({column.source_type}): give a number for numbers, and a duration such as "

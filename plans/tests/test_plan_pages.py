@@ -96,3 +96,34 @@ def test_others_cannot_see_or_run_a_plan(client, owner, outsider, viewer, connec
     client.force_login(viewer)
     assert client.get("/plans/new/").status_code == 403
     assert not PlanRun.objects.exists()
+
+
+def test_the_admin_refuses_a_bad_plan_and_gives_a_new_webhook_its_secret_once(
+    client, admin_user, owner, connection
+):
+    client.force_login(admin_user)
+    fields = {
+        "name": "adm", "owner": owner.pk, "connection": connection.pk, "definition": "{}",
+        "incremental": "[]", "watermarks": "{}", "folder_pattern": "{plan}-{date}",
+        "cron": "every day", "every_minutes": "", "timezone": "UTC",
+        "notifications-TOTAL_FORMS": "0", "notifications-INITIAL_FORMS": "0",
+    }  # fmt: skip
+    page = client.post("/admin/plans/exportplan/add/", fields).content.decode()
+    assert "is not a cron expression" in page and not ExportPlan.objects.exists()
+    client.post("/admin/plans/exportplan/add/", {**fields, "cron": "0 3 * * *"})
+    plan = ExportPlan.objects.get()
+    assert plan.next_run_at is not None
+
+    added = client.post(
+        "/admin/plans/notification/add/",
+        {
+            "user": owner.pk,
+            "channel": "webhook",
+            "address": "https://h.example.org/",
+            "when": "always",
+        },
+        follow=True,
+    ).content.decode()
+    secret = str(plan.notifications.model.objects.get().secret)
+    assert len(secret) > 30 and secret in added
+    assert secret not in client.get("/admin/plans/notification/").content.decode()
