@@ -56,30 +56,28 @@ class ExportPlanAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """Read-only: a record of what happened."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(PlanRun)
-class PlanRunAdmin(admin.ModelAdmin):
-    """Read-only: what came of each time a plan was due."""
+class PlanRunAdmin(RecordAdmin):
+    """What came of each time a plan was due."""
 
     list_display = ("plan", "at", "trigger", "outcome", "job", "note")
     list_filter = ("outcome", "trigger")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(RecordAdmin):
     list_display = ("notification", "job", "event", "status", "tries", "last_error", "sent_at")
     list_filter = ("status", "event")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Notification)
