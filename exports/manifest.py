@@ -37,7 +37,7 @@ def header(job: ExportJob) -> dict:
         },
         "snapshot_id": job.snapshot_id,
         # Incremental tables: the snapshot's transaction ids, and the export this one
-        # follows (exports.incremental; adu_verify --chain).
+        # follows (connections.drivers.postgresql.incremental; adu_verify --chain).
         "snapshot_xids": job.snapshot_xids or None,
         "predecessor": _predecessor(job),
         **drivers.consistency(job.snapshot_id),
@@ -75,7 +75,7 @@ def table_entry(run) -> dict:
         },
         "files": run.files,
         # {"mode": "base" or "incremental", "after", "before", "reason"}: the transactions
-        # whose rows it holds (exports.incremental); null for a table exported whole.
+        # whose rows it holds (connections.drivers.postgresql.incremental); null for a table exported whole.
         "incremental": (run.spec or {}).get("window"),
         "validation": run.validation or None,
     }

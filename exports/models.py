@@ -130,7 +130,7 @@ class ExportJob(models.Model):
     log_token = models.CharField(max_length=16, default=new_log_token, editable=False)
     snapshot_id = models.CharField(max_length=100, blank=True)
     # The snapshot's transaction ids, "xmin:xmax:xip,...": incremental tables' windows
-    # end at its xmin (exports.incremental). PostgreSQL only.
+    # end at its xmin (connections.drivers.postgresql.incremental). PostgreSQL only.
     snapshot_xids = models.TextField(blank=True)
     # The export an incremental one follows (an export plan's last); its manifest's
     # checksum is named in this one's, so that adu_verify --chain can check the chain.

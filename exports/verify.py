@@ -62,7 +62,7 @@ def verify(folder: Path) -> dict:
 
 
 def verify_chain(folders: list[Path]) -> dict:
-    """A chain of incremental exports, oldest first (exports.incremental): each export
+    """A chain of incremental exports, oldest first (connections.drivers.postgresql.incremental): each export
     checked as verify() does, each naming the one before as its predecessor (by its
     manifest's checksum), from the same source, and each incremental table's window
     starting where that table's last window ended. {"ok", "exports": [verify's reports],

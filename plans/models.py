@@ -81,7 +81,7 @@ class ExportPlan(models.Model):
     # {"columns", "exclude", "filter", "masks"}}, "queries": [names], "options": {...},
     # "allow_sensitive": [...]}: the API's job body, without connection and folder.
     definition = models.JSONField(default=dict, blank=True)
-    # "schema.table" names exported incrementally (exports.incremental), or ["*"]: all.
+    # "schema.table" names exported incrementally (connections.drivers.postgresql.incremental), or ["*"]: all.
     incremental = models.JSONField(default=list, blank=True)
     # {"schema.table": {"column": ..., "lag": ...}}: tables exported incrementally by a
     # column that only grows (an id, a timestamp), less a safety lag, instead of by xmin.

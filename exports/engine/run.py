@@ -21,7 +21,7 @@ from django.utils import timezone
 from connections import drivers
 from connections.drivers.base import DoesNotFit, TableDescription
 from connections.models import ConnectionFailed
-from exports import incremental, manifest, selection
+from exports import manifest, selection
 from exports.engine import column_kinds, masking, memory
 from exports.engine.anomaly import anomalies, last_complete_runs
 from exports.engine.parquet import TableWriter
@@ -752,7 +752,7 @@ def _validation_failure(failed: list) -> str:
 
 def _window(run: TableRun, job: ExportJob, spec: dict) -> dict | None:
     """An incremental table's window by xmin in this attempt's snapshot, kept in its spec
-    for the manifest (exports.incremental)."""
+    for the manifest (connections.drivers.postgresql.incremental)."""
     if "incremental" not in spec or "watermark" in spec["incremental"]:
         return None
     if job.connection.kind != "postgresql" or spec.get("query") or not job.snapshot_xids:
@@ -762,7 +762,9 @@ def _window(run: TableRun, job: ExportJob, spec: dict) -> dict | None:
             "describe",
         )
     asked = spec["incremental"]
-    found = incremental.window(job.snapshot_xids, asked.get("after"), asked.get("reason", ""))
+    found = job.connection.driver().xid_window(
+        job.snapshot_xids, asked.get("after"), asked.get("reason", "")
+    )
     run.spec = {**spec, "window": {"by": "xmin", **{k: v for k, v in found.items() if k != "xmax"}}}
     return found
 

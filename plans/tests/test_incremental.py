@@ -172,7 +172,7 @@ def test_a_chain_of_incremental_exports_holds_each_row_version_once(plan, source
 
 
 def test_wraparound_or_a_restored_source_exports_the_table_whole_with_the_reason():
-    from exports import incremental
+    from connections.drivers.postgresql import incremental
 
     gone_far = incremental.window("5000000000:5000000010:", 5000000000 - (1 << 31) - 1)
     assert gone_far["mode"] == "base" and "2^31" in gone_far["reason"]

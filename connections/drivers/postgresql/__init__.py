@@ -17,6 +17,7 @@ from connections.drivers.postgresql.catalog import (
 )
 from connections.drivers.postgresql.copy import CSV_BLOCK_BYTES, REPORTS_ROWS_SENT, read_batches
 from connections.drivers.postgresql.errors import explain, explain_load
+from connections.drivers.postgresql.incremental import window as xid_window
 from connections.drivers.postgresql.selection import (
     WATERMARK_TYPES,
     check_filter,
@@ -72,5 +73,6 @@ __all__ = [
     "tables",
     "test",
     "views",
+    "xid_window",
     "watermark_upper",
 ]

@@ -12,6 +12,7 @@ from psycopg2 import sql
 
 from connections.drivers import user_sql
 from connections.drivers.base import BadSelection, SourceColumn
+from connections.drivers.postgresql import incremental
 from connections.drivers.postgresql.catalog import columns, is_system_schema, resolve_types
 from connections.drivers.postgresql.errors import safe_reason
 
@@ -93,10 +94,8 @@ def condition(row_filter: str, conditions: list, xid_window=None, watermark=None
 
 
 def xid_condition(xid_window: dict) -> sql.Composable:
-    """The rows whose writer is in the window (exports.incremental), from the literal
+    """The rows whose writer is in the window (connections.drivers.postgresql.incremental), from the literal
     numbers of the window: nothing a user typed."""
-    from exports import incremental
-
     bounds = incremental.bounds(xid_window)
     xmin = sql.SQL("xmin::text::bigint")
     back = sql.SQL("(({} - {} + {}) % {})").format(

@@ -205,7 +205,7 @@ def open_snapshot(connection, lock_timeout: int | None = None):
 
 def snapshot_xids(db) -> str:
     """The transaction ids of the session's snapshot, "xmin:xmax:xip,..." with 64-bit ids
-    (exports.incremental)."""
+    (connections.drivers.postgresql.incremental)."""
     with db.cursor() as cur:
         cur.execute("SELECT txid_current_snapshot()::text")
         return cur.fetchone()[0]
