@@ -228,6 +228,23 @@ class SourceColumn:
     extra: dict = field(default_factory=dict)
 
 
+class IncrementalDriver(Driver, Protocol):
+    """What a driver that exports tables incrementally adds (PostgreSQL; see
+    connections.drivers.postgresql.incremental): the snapshot's transaction ids, a table's
+    window in them, and the end of a watermark column's window."""
+
+    # The base types a watermark column may have: (SQL type, the type of its lag).
+    WATERMARK_TYPES: dict[str, tuple[str, str]]
+
+    def snapshot_xids(self, db) -> str: ...
+
+    def xid_window(self, snapshot_xids: str, after: int | None, reason: str = "") -> dict: ...
+
+    def watermark_upper(
+        self, db, schema: str, table: str, column: str, base_type: str, lag: str, after
+    ) -> str | None: ...
+
+
 class DoesNotFit(Exception):
     """A value of this column cannot be held by the column's native Arrow type."""
 

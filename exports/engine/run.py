@@ -11,6 +11,7 @@ from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import cast
 
 import pyarrow as pa
 from django.conf import settings
@@ -19,7 +20,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from connections import drivers
-from connections.drivers.base import DoesNotFit, TableDescription
+from connections.drivers.base import DoesNotFit, IncrementalDriver, TableDescription
 from connections.models import ConnectionFailed
 from exports import manifest, selection
 from exports.engine import column_kinds, masking, memory
@@ -102,7 +103,8 @@ def coordinate(job_id: int, spawn, reason: str = "start") -> ExportJob:
             connection.kind == "postgresql"
             and job.tables.filter(spec__has_key="incremental").exists()
         ):
-            xids = _phase("connect", connection, driver.snapshot_xids, leader)
+            incremental = cast(IncrementalDriver, driver)
+            xids = _phase("connect", connection, incremental.snapshot_xids, leader)
     except (ConnectionFailed, TableFailed) as error:
         log.error("%s", error)
         job.fail_all(str(error), phase="connect")
@@ -483,7 +485,7 @@ def _export(run: TableRun, sessions: list, pool: SessionPool):
             if per_table:
                 described.pages = None  # one reader: its transaction is the table's own
         source_columns = described.columns
-        watermark = _watermark(run, driver, first, source_columns, spec)
+        watermark = _watermark(run, cast(IncrementalDriver, driver), first, source_columns, spec)
         if watermark:
             narrowing["watermark"] = watermark
         chosen = _selected(source_columns, spec)
@@ -762,21 +764,22 @@ def _window(run: TableRun, job: ExportJob, spec: dict) -> dict | None:
             "describe",
         )
     asked = spec["incremental"]
-    found = job.connection.driver().xid_window(
-        job.snapshot_xids, asked.get("after"), asked.get("reason", "")
-    )
+    driver = cast(IncrementalDriver, job.connection.driver())
+    found = driver.xid_window(job.snapshot_xids, asked.get("after"), asked.get("reason", ""))
     run.spec = {**spec, "window": {"by": "xmin", **{k: v for k, v in found.items() if k != "xmax"}}}
     return found
 
 
-def _watermark(run: TableRun, driver, session, columns: list, spec: dict) -> dict | None:
+def _watermark(
+    run: TableRun, driver: IncrementalDriver, session, columns: list, spec: dict
+) -> dict | None:
     """An incremental table's window by the watermark column the plan names: (the last
     end, its highest value less the lag] in the snapshot, kept in its spec."""
     asked = (spec.get("incremental") or {}).get("watermark")
     if not asked:
         return None
     column = next((c for c in columns if c.name == asked["column"]), None)
-    kinds = getattr(driver, "WATERMARK_TYPES", {})
+    kinds = driver.WATERMARK_TYPES if run.job.connection.kind == "postgresql" else {}
     if column is None or column.base_type not in kinds:
         raise TableFailed(
             f"The watermark column {asked['column']} is not "
