@@ -26,7 +26,6 @@ Keys are written in Bech32: "age1..." for a recipient (the public key) and
 """
 
 import base64
-import collections
 import hmac
 import os
 from hashlib import sha256
@@ -353,83 +352,48 @@ class Encrypting:
 class Decrypting:
     """A reader of the plain bytes of the age file `source` holds, for `identity`.
     read() raises AgeError as soon as a chunk fails its tag, and at the end if the file
-    was cut or goes on after its last chunk; what it returned before is authentic.
+    was cut or goes on after its last chunk; what it returned before is authentic."""
 
-    Chunks are decrypted on `workers` threads, each chunk by its own nonce, a few ahead of
-    the reader: OpenSSL lets go of the GIL, so the cores share the work."""
-
-    def __init__(self, source, identity: Identity, workers: int = min(4, os.cpu_count() or 1)):
-        from concurrent.futures import ThreadPoolExecutor
-
+    def __init__(self, source, identity: Identity):
         self._source = source
         self._aead = _aead(_read_header(source, identity))
-        self._workers = ThreadPoolExecutor(workers, thread_name_prefix="adu-age")
-        self._ahead: collections.deque = collections.deque()
-        self._depth = 2 * workers
-        self._read_all = False
-        self._sealed = 0
         self._number = 0
         self._done = False
-        self._trailing = False
         self._left = memoryview(b"")
 
-    def _open(self, number: int, sealed: bytes) -> tuple[bytes, bool]:
-        """The chunk and whether it is the last; only the tag tells whether a full chunk
-        is the last one (the nonce's last byte)."""
+    def _open(self, sealed: bytes, last: bool) -> bytes:
+        return self._aead.decrypt(_chunk_nonce(self._number, last), sealed, None)
+
+    def _next_chunk(self) -> bytes:
+        sealed = _read_exactly(self._source, CHUNK + TAG)
         if len(sealed) < TAG:
             raise AgeError("its payload was cut short")
+        # Only the tag tells whether a full chunk is the last one: the nonce's last byte.
         last = len(sealed) < CHUNK + TAG
         try:
             try:
-                return self._aead.decrypt(_chunk_nonce(number, last), sealed, None), last
+                chunk = self._open(sealed, last)
             except Exception:  # InvalidTag
                 if last:
                     raise
-                return self._aead.decrypt(_chunk_nonce(number, True), sealed, None), True
+                last = True
+                chunk = self._open(sealed, last)
         except Exception:
             raise AgeError("its payload was altered") from None
-
-    def _read_ahead(self):
-        while not self._read_all and len(self._ahead) < self._depth:
-            sealed = _read_exactly(self._source, CHUNK + TAG)
-            if len(sealed) < CHUNK + TAG:
-                self._read_all = True  # the end of the file
-                if not sealed:
-                    break
-            self._ahead.append(self._workers.submit(self._open, self._sealed, sealed))
-            self._sealed += 1
-
-    def _next_chunk(self) -> bytes:
-        self._read_ahead()
-        if not self._ahead:
-            raise AgeError("its payload was cut short")  # no last chunk
-        chunk, last = self._ahead.popleft().result()
         if last and not chunk and self._number:
             raise AgeError("its last chunk is empty")
         self._number += 1
-        if last:
-            self._done = True
-            self._trailing = bool(self._ahead) or (
-                not self._read_all and bool(self._source.read(1))
-            )
+        self._done = last
         return chunk
 
     def read(self, size: int = -1) -> bytes:
         """Up to `size` bytes (a chunk's worth when no size is given); b"" at the end."""
-        try:
-            while not self._left:
-                if self._done:
-                    if self._trailing:
-                        raise AgeError("it goes on after its last chunk")
-                    self.close()
-                    return b""
-                self._left = memoryview(self._next_chunk())
-        except BaseException:
-            self.close()
-            raise
+        while not self._left:
+            if self._done:
+                if self._source.read(1):
+                    raise AgeError("it goes on after its last chunk")
+                return b""
+            self._left = memoryview(self._next_chunk())
         size = len(self._left) if size is None or size < 0 else size
         data, self._left = self._left[:size], self._left[size:]
         return bytes(data)
-
-    def close(self):
-        self._workers.shutdown(wait=False, cancel_futures=True)
