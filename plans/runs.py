@@ -96,7 +96,16 @@ def _chain(plan: ExportPlan, job: ExportJob):
         for r in job.tables.all()
         if plan.is_incremental(r.schema, r.table) and not r.spec.get("query")
     ]
+    kinds = _kinds(plan, {r.schema for r in runs})
     for run in runs:
+        name = f"{run.schema}.{run.table}"
+        kind = kinds.get((run.schema, run.table), "table")
+        if kind not in ROWS_WITH_XMIN and name not in plan.watermarks:
+            if name not in plan.incremental:
+                continue  # by '*': a view has no rows of its own, it goes whole each time
+            run.spec = {**(run.spec or {}), "incremental": {"after": None, "refused": kind}}
+            run.save(update_fields=["spec"])
+            continue
         last = (
             TableRun.objects.filter(
                 job__plan_runs__plan=plan,
@@ -121,3 +130,21 @@ def _chain(plan: ExportPlan, job: ExportJob):
             asked["watermark"] = watermark
         run.spec = {**(run.spec or {}), "incremental": asked}
         run.save(update_fields=["spec"])
+
+
+# Relations whose rows carry the transaction that wrote them.
+ROWS_WITH_XMIN = ("table", "partitioned table", "materialized view")
+
+
+def _kinds(plan: ExportPlan, schemas: set[str]) -> dict[tuple[str, str], str]:
+    """What each relation of these schemas is (a table, a view...), as discovery says; a
+    source that does not answer now is asked again by the job, whose tables then fail
+    with its sentence."""
+    found = {}
+    for schema in schemas:
+        try:
+            tables = plan.connection.driver().tables(plan.connection, schema, sizes=False)
+        except ConnectionFailed:
+            return found
+        found.update({(info.schema, info.name): info.kind for info in tables})
+    return found

@@ -757,6 +757,13 @@ def _window(run: TableRun, job: ExportJob, spec: dict) -> dict | None:
     for the manifest (connections.drivers.postgresql.incremental)."""
     if "incremental" not in spec or "watermark" in spec["incremental"]:
         return None
+    if spec["incremental"].get("refused"):
+        raise TableFailed(
+            f"{run.schema}.{run.table} is a {spec['incremental']['refused']}: its rows carry no "
+            "transaction to export its changes by. Leave it out of the plan's incremental "
+            "tables (it is then exported whole each time), or give it a watermark column.",
+            "describe",
+        )
     if job.connection.kind != "postgresql" or spec.get("query") or not job.snapshot_xids:
         raise TableFailed(
             "Incremental exports read PostgreSQL tables by the transaction that wrote each "

@@ -273,3 +273,41 @@ def test_a_watermark_that_cannot_work_fails_its_table_with_a_sentence(source_db,
         job = ExportJob.objects.get(pk=run.job_id)
         assert job.status == "failed"
         assert says in job.errors.get().message
+
+
+def test_a_view_goes_whole_under_star_and_fails_with_a_sentence_when_named(source_db, owner):
+    source_db.execute(
+        "CREATE TABLE base (id int); INSERT INTO base VALUES (1), (2);"
+        "CREATE VIEW seen AS SELECT id FROM base;"
+        "CREATE TABLE parted (id int) PARTITION BY RANGE (id);"
+        "CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);"
+        "INSERT INTO parted VALUES (5), (6);"
+    )
+    connection = source_db.connection(owner)
+    star = ExportPlan.create(
+        name="star", owner=owner, connection=connection, every_minutes=60,
+        definition={"tables": ["public.base", "public.seen", "public.parted"]}, incremental=["*"],
+    )  # fmt: skip
+    job = export(star)
+    assert manifest_table(job, "seen")["incremental"] is None and len(rows_of_view(job)) == 2
+    assert manifest_table(job, "parted")["incremental"]["mode"] == "base"
+    source_db.execute("INSERT INTO parted VALUES (7)")
+    again = export(star)
+    assert [r["id"] for r in read_rows(again, "parted")] == [7]
+    named = ExportPlan.create(
+        name="named", owner=owner, connection=connection, every_minutes=60,
+        definition={"tables": ["public.seen"]}, incremental=["public.seen"],
+    )  # fmt: skip
+    run = runs.run_plan(named, start=in_process)
+    failed = ExportJob.objects.get(pk=run.job_id)
+    assert failed.status == "failed"
+    assert "public.seen is a view: its rows carry no transaction" in failed.errors.get().message
+
+
+def read_rows(job: ExportJob, table: str) -> list[dict]:
+    files = [job.folder() / f["path"] for f in manifest_table(job, table)["files"]]
+    return [r for path in files for r in pq.read_table(path).to_pylist()]
+
+
+def rows_of_view(job: ExportJob) -> list[dict]:
+    return read_rows(job, "seen")
