@@ -45,7 +45,15 @@ def event_of(job: ExportJob) -> str:
 
 
 def on_job_finished(sender, job: ExportJob, **kwargs):
-    """exports.signals.job_finished: a delivery per notification that wants this end."""
+    """exports.signals.job_finished: a delivery per notification that wants this end. A
+    notification that cannot be queued is logged; it never fails the job."""
+    try:
+        _queue_deliveries(job)
+    except Exception:
+        log.exception("notifications of job %s could not be queued", job.pk)
+
+
+def _queue_deliveries(job: ExportJob):
     event = event_of(job)
     plan_run = PlanRun.objects.filter(job=job).select_related("plan").first()
     wanted = Notification.objects.filter(user=job.owner)

@@ -169,3 +169,23 @@ def test_a_delivery_that_keeps_failing_is_given_up_and_recorded(source_db, owner
     assert "cannot be reached" in delivery.last_error
     assert Schedule.objects.filter(func="plans.tasks.deliver").count() == len(notify.BACKOFF)
     assert not notify.deliver(delivery.pk) and Delivery.objects.get().tries == delivery.tries
+
+
+def test_a_broker_that_cannot_take_the_notification_does_not_fail_the_job(
+    source_db, owner, monkeypatch, caplog
+):
+    """A fault injected where the broker is called: the job ends as it would, logged."""
+    source_db.execute("CREATE TABLE t (id int);")
+    plan = ExportPlan.create(
+        name="p", owner=owner, connection=source_db.connection(owner), every_minutes=60,
+        definition={"tables": ["public.t"]},
+        notify=[("email", "dba@example.org", "")], notify_on=Notification.When.ALWAYS,
+    )  # fmt: skip
+
+    def down(*args, **kwargs):
+        raise ConnectionError("the broker is down")
+
+    monkeypatch.setattr("django_q.tasks.async_task", down)
+    run = runs.run_plan(plan, start=in_process)
+    assert run.job.__class__.objects.get(pk=run.job_id).status == "complete"
+    assert "notifications of job" in caplog.text
