@@ -2,6 +2,7 @@
 of its runs; and who hears of a job's end (notifications)."""
 
 import re
+import string
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -205,6 +206,11 @@ class ExportPlan(models.Model):
                 )
 
     def folder_name(self, at: datetime, number: int) -> str:
+        """ValueError unless the pattern's fields are exactly {plan}, {date}, {time} and
+        {run}: no attribute or index of them ("{plan.__class__}"), no format spec."""
+        for _, field, spec, conversion in string.Formatter().parse(self.folder_pattern):
+            if field is not None and (field not in PATTERN_FIELDS or spec or conversion):
+                raise ValueError(field)
         local = at.astimezone(ZoneInfo(self.timezone))
         name = self.folder_pattern.format(
             plan=self.name, date=f"{local:%Y-%m-%d}", time=f"{local:%H%M}", run=number

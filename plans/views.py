@@ -4,6 +4,7 @@ import secrets
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -63,6 +64,8 @@ def plan_action(request, pk, action):
     elif action in ("pause", "resume"):
         plan.set_paused(action == "pause", by=request.user)
         messages.success(request, f"Plan {plan.name} {'paused' if plan.paused else 'resumed'}.")
+    elif action != "remove":
+        raise Http404(f"A plan has no action '{action}'.")
     else:
         plan.remove(by=request.user)
         messages.success(request, f"Removed plan {plan.name}; its jobs stay.")

@@ -70,6 +70,8 @@ def test_a_plan_made_run_and_paused_from_the_portal(client, owner, connection):
     history = client.get(f"/plans/{plan.pk}/history/").content.decode()
     assert "hx-trigger" not in history and "Complete" in history
 
+    assert client.post(f"/plans/{plan.pk}/drop/").status_code == 404  # no action by a typo
+    assert ExportPlan.objects.filter(pk=plan.pk).exists()
     client.post(f"/plans/{plan.pk}/pause/")
     plan.refresh_from_db()
     assert plan.paused and plan.next_run_at is None
