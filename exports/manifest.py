@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterable, Iterator
 
 import adu_site
+from adu_site.durable import sync_folders, write_atomically
 from connections import drivers
 from exports import options as export_options
-from exports.engine.parquet import sync_folders, write_atomically
 from exports.models import ExportJob
 from transfer import signing
 

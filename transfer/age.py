@@ -287,20 +287,21 @@ def _read_header(source, identity: Identity) -> bytes:
         raise AgeError("it was encrypted to another recipient")
     if not hmac.compare_digest(_header_mac(file_key, bytes(header)), mac):
         raise AgeError("its header was altered")
-    nonce = _read_exactly(source, NONCE)
+    nonce = bytes(_read_exactly(source, NONCE))
     if len(nonce) != NONCE:
         raise AgeError("the file ends before its payload")
     return _hkdf(file_key, nonce, b"payload")
 
 
-def _read_exactly(source, size: int) -> bytes:
-    data = bytearray()
-    while len(data) < size:
-        part = source.read(size - len(data))
-        if not part:
-            break
+def _read_exactly(source, size: int):
+    """`size` bytes of `source`, fewer only at its end; as read when one read gives them."""
+    part = source.read(size)
+    if len(part) == size or not part:
+        return part
+    data = bytearray(part)
+    while len(data) < size and (part := source.read(size - len(data))):
         data += part
-    return bytes(data)
+    return data
 
 
 def _chunk_nonce(number: int, last: bool) -> bytes:
@@ -311,10 +312,15 @@ def _chunk_nonce(number: int, last: bool) -> bytes:
 
 # --- Streams --------------------------------------------------------------------------------
 
+# Chunks sealed or opened per call: 256 kB stay in the core's cache (a megabyte at a time
+# took 0.26 s to decrypt 136 MB here, 256 kB 0.21 s, one chunk of 64 kB 0.23 s).
+BATCH = 4
+SEALED = CHUNK + TAG
+
 
 class Encrypting:
     """A writer that encrypts what it is given to `sink`, as an age file to `recipient`.
-    close() writes the last chunk; memory holds one chunk at a time."""
+    close() writes the last chunk; memory holds a batch of chunks at a time."""
 
     def __init__(self, sink, recipient: Recipient):
         header, key = _header(recipient)
@@ -323,29 +329,40 @@ class Encrypting:
         self._number = 0
         sink.write(header)
 
-    def _seal(self, chunk, last: bool):
-        self._sink.write(self._aead.encrypt(_chunk_nonce(self._number, last), chunk, None))
-        self._number += 1
+    def _seal(self, plain: memoryview, last: bool):
+        """Seal `plain`, whole chunks but maybe its last, as the chunks that follow."""
+        chunks = range(0, max(len(plain), 1), CHUNK)
+        sealed = bytearray(len(plain) + TAG * len(chunks))
+        out = memoryview(sealed)
+        for n, start in enumerate(chunks):
+            piece = plain[start : start + CHUNK]
+            nonce = _chunk_nonce(self._number, last and n == len(chunks) - 1)
+            at = start + TAG * n
+            self._aead.encrypt_into(nonce, piece, None, out[at : at + len(piece) + TAG])
+            self._number += 1
+        self._sink.write(sealed)
 
     def write(self, data) -> int:
-        view = memoryview(data)
+        view = memoryview(data).cast("B")
         if self._pending:  # fill the chunk begun by the last write first
             taken = CHUNK - len(self._pending)
             self._pending += view[:taken]
             view = view[taken:]
             if not view:
                 return len(data)
-            self._seal(self._pending, False)
+            self._seal(memoryview(self._pending), False)
             self._pending = bytearray()
         # A chunk is sealed only when more follows: the last one, full or not, is flagged.
         while len(view) > CHUNK:
-            self._seal(view[:CHUNK], False)
-            view = view[CHUNK:]
+            whole = min(BATCH, (len(view) - 1) // CHUNK) * CHUNK
+            self._seal(view[:whole], False)
+            view = view[whole:]
         self._pending += view
         return len(data)
 
     def close(self):
-        self._seal(self._pending, True)  # empty only when nothing was written at all
+        # Empty only when nothing was written at all.
+        self._seal(memoryview(self._pending), True)
         self._pending = bytearray()
 
 
@@ -359,41 +376,60 @@ class Decrypting:
         self._aead = _aead(_read_header(source, identity))
         self._number = 0
         self._done = False
+        self._failure: AgeError | None = None
         self._left = memoryview(b"")
 
-    def _open(self, sealed: bytes, last: bool) -> bytes:
-        return self._aead.decrypt(_chunk_nonce(self._number, last), sealed, None)
+    def _open(self, sealed: memoryview, last: bool, into: memoryview):
+        self._aead.decrypt_into(_chunk_nonce(self._number, last), sealed, None, into)
 
-    def _next_chunk(self) -> bytes:
-        sealed = _read_exactly(self._source, CHUNK + TAG)
-        if len(sealed) < TAG:
+    def _next_batch(self) -> memoryview:
+        """The next batch of chunks opened; those opened before a chunk that fails, with
+        its error raised by the next call (what came before it is authentic)."""
+        if self._failure is not None:
+            raise self._failure
+        sealed = memoryview(_read_exactly(self._source, BATCH * SEALED))
+        out, opened = memoryview(bytearray(len(sealed))), 0  # a tag's room to spare per chunk
+        try:
+            for at in range(0, max(len(sealed), 1), SEALED):
+                opened += self._open_chunk(sealed[at : at + SEALED], out[opened:])
+        except AgeError as error:
+            if not opened:
+                raise
+            self._failure = error
+        return out[:opened]
+
+    def _open_chunk(self, piece: memoryview, out: memoryview) -> int:
+        if self._done:
+            raise AgeError("it goes on after its last chunk")
+        if len(piece) < TAG:
             raise AgeError("its payload was cut short")
+        into = out[: len(piece) - TAG]
         # Only the tag tells whether a full chunk is the last one: the nonce's last byte.
-        last = len(sealed) < CHUNK + TAG
+        last = len(piece) < SEALED
         try:
             try:
-                chunk = self._open(sealed, last)
+                self._open(piece, last, into)
             except Exception:  # InvalidTag
                 if last:
                     raise
                 last = True
-                chunk = self._open(sealed, last)
+                self._open(piece, last, into)
         except Exception:
             raise AgeError("its payload was altered") from None
-        if last and not chunk and self._number:
+        if last and not len(into) and self._number:
             raise AgeError("its last chunk is empty")
         self._number += 1
         self._done = last
-        return chunk
+        return len(into)
 
     def read(self, size: int = -1) -> bytes:
-        """Up to `size` bytes (a chunk's worth when no size is given); b"" at the end."""
+        """Up to `size` bytes (a batch's worth when no size is given); b"" at the end."""
         while not self._left:
-            if self._done:
+            if self._done and self._failure is None:
                 if self._source.read(1):
                     raise AgeError("it goes on after its last chunk")
                 return b""
-            self._left = memoryview(self._next_chunk())
+            self._left = self._next_batch()
         size = len(self._left) if size is None or size < 0 else size
         data, self._left = self._left[:size], self._left[size:]
         return bytes(data)

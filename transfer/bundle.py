@@ -27,6 +27,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adu_site.durable import DurableFile, write_atomically
 from exports.models import MANIFEST, MANIFEST_SIGNATURE
 from transfer import age, signing, streams
 
@@ -87,12 +88,12 @@ class _Volumes:
     def _open(self):
         number = len(self.done) + 1
         self._path = self.folder / f"{self.name}.{number:03d}"
-        self._file = open(self._path.with_name(self._path.name + ".part"), "wb")
+        part = self._path.with_name(self._path.name + ".part")
+        part.unlink(missing_ok=True)  # left by a bundle that died
+        self._file = DurableFile(part)
         self._written, self._digest = 0, hashlib.sha256()
 
     def _close(self):
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._file.name, self._path)
         self.done.append(
@@ -132,8 +133,7 @@ class _Volumes:
     def remove(self):
         """Everything this bundle wrote so far: a failed bundle leaves nothing."""
         if self._file is not None:
-            self._file.close()
-            Path(self._file.name).unlink(missing_ok=True)
+            self._file.discard()
         for volume in self.done:
             (self.folder / volume["name"]).unlink(missing_ok=True)
 
@@ -214,9 +214,8 @@ def make_bundle(folder: Path, to: Path, volume_size: int, recipient=None, progre
         "bytes": sum(v["bytes"] for v in done),
         "volumes": done,
     }
-    part = index_path.with_name(index_path.name + ".part")
-    part.write_text(json.dumps(index, indent=1) + "\n")
-    os.replace(part, index_path)
+    # The volumes' names reach the disk with the index's (one folder).
+    write_atomically(index_path, [(json.dumps(index, indent=1) + "\n").encode()])
     signing.sign(index_path)  # until it is there, the far side refuses the bundle as unsigned
     return index
 

@@ -9,6 +9,7 @@ the export checked as adu_verify does. Only then is the folder renamed to its fi
 and the receipt recorded.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.db import IntegrityError
 
+from adu_site.durable import DurableFile, fsync_dir, sync_folders
 from audit.models import AuditEvent, record
 from exports import verify as export_verify
 from exports.models import MANIFEST
@@ -95,7 +97,7 @@ def _receive(index_path: Path, trusted, user) -> Received:
     shutil.rmtree(partial, ignore_errors=True)  # left by a receive that died
     partial.mkdir(parents=True)
     try:
-        _unpack(index_path.parent, index, partial)
+        hashed = _unpack(index_path.parent, index, partial)
         folder = partial / index["folder"]
         manifest = export_verify.read_manifest(folder)
         if manifest[export_verify.CHECKSUM_KEY] != index["manifest_sha256"]:
@@ -104,12 +106,13 @@ def _receive(index_path: Path, trusted, user) -> Received:
                 "was put together from two exports."
             )
         manifest_signer = signing.check(folder / MANIFEST, trusted)
-        report = export_verify.verify(folder)
+        report = export_verify.verify(folder, hashed)
         if not report["ok"]:
             bad = [f"{t['schema']}.{t['table']} ({t['status']})" for t in report["tables"]]
             bad = [b for b in bad if not b.endswith("(ok)")] + report["unlisted"]
             raise BundleRefused(f"The unpacked export does not check out: {', '.join(bad)}.")
         os.replace(folder, final)
+        fsync_dir(root)  # the files were synced, and their folders, before the rename
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     try:
@@ -214,9 +217,10 @@ class _Joined:
             self._file.close()
 
 
-def _unpack(folder: Path, index: dict, into: Path):
+def _unpack(folder: Path, index: dict, into: Path) -> dict[str, str]:
     """The volumes read (and decrypted) by a thread of their own, ahead of the tar's
-    unpacking: each half has a core."""
+    unpacking: each half has a core. The SHA-256 of the files written, by their path in
+    the export's folder."""
     joined = _Joined([folder / v["name"] for v in index["volumes"]])
     read = joined.read
     if index.get("encryption") == "age":
@@ -230,7 +234,7 @@ def _unpack(folder: Path, index: dict, into: Path):
 
     ahead = streams.Ahead(read, name="adu-receive-read")
     try:
-        _extract(ahead, index, into)
+        hashed = _extract(ahead, index, into)
         while ahead.read(COPY_BYTES):  # past the tar's end: age checks its last chunk there
             pass
     except age.AgeError as error:
@@ -240,15 +244,18 @@ def _unpack(folder: Path, index: dict, into: Path):
     finally:
         ahead.close()
         joined.close()
+    return hashed
 
 
-def _extract(stream, index: dict, into: Path):
+def _extract(stream, index: dict, into: Path) -> dict[str, str]:
     """Regular files under the export's folder name only: no links, devices, absolute
-    paths or `..` (tarfile's "data" filter, and the folder's name checked here)."""
+    paths or `..` (tarfile's "data" filter, and the folder's name checked here). Each file
+    is hashed as it is written and is on the disk when this returns; their SHA-256 by
+    their path in the export's folder."""
+    hashed = {}
     try:
         # A small stream buffer: tarfile's stream mode copies what it holds on each read.
         with tarfile.open(fileobj=stream, mode="r|", bufsize=64 << 10) as tar:
-            tar.copybufsize = COPY_BYTES
             for member in tar:
                 parts = PurePosixPath(member.name).parts
                 if (
@@ -260,6 +267,30 @@ def _extract(stream, index: dict, into: Path):
                     raise BundleRefused(
                         f"The bundle holds {member.name!r}, which is not a file of its export."
                     )
-                tar.extract(member, into, filter="data")
+                tarfile.data_filter(member, str(into))
+                hashed["/".join(parts[1:])] = _write_member(tar, member, into.joinpath(*parts))
     except (tarfile.TarError, EOFError) as error:
         raise BundleRefused(f"The bundle's volumes do not make a whole export ({error}).") from None
+    sync_folders(into)
+    return hashed
+
+
+def _write_member(tar: tarfile.TarFile, member: tarfile.TarInfo, path: Path) -> str:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = DurableFile(path)
+    except (FileExistsError, NotADirectoryError):
+        raise BundleRefused(
+            f"The bundle holds {member.name!r} twice, or under a file of the same name."
+        ) from None
+    digest = hashlib.sha256()
+    source = tar.extractfile(member)
+    try:
+        while data := source.read(COPY_BYTES):
+            digest.update(data)
+            file.write(data)
+    except BaseException:
+        file.discard()
+        raise
+    file.close()
+    return digest.hexdigest()

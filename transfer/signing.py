@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adu_site.durable import write_atomically
+
 # transfer.keys (cryptography) is imported where a key is used: the manifest's writer and
 # adu_verify import this module, and commands start without cryptography.
 
@@ -70,9 +72,7 @@ def sign(path: Path, sha256: str | None = None) -> Path:
     }
     statement["signature"] = base64.b64encode(key.sign(_canonical(statement))).decode()
     target = signature_path(path)
-    part = target.with_name(target.name + ".part")
-    part.write_text(json.dumps(statement, indent=1) + "\n")
-    part.replace(target)
+    write_atomically(target, [(json.dumps(statement, indent=1) + "\n").encode()])
     return target
 
 

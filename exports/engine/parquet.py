@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 from collections import deque
-from collections.abc import Iterable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from adu_site.durable import DurableFile
 from exports.engine import memory, parquet_join, profile
 
 # 96k rows: lineitem's row groups hold about 2.9 MB each; 128k rows made the file 0.4%
@@ -45,10 +45,10 @@ class IncompleteFile(Exception):
 
 
 class _HashingFile(io.RawIOBase):
-    """A write-only file that hashes what passes through it."""
+    """A write-only file that hashes what passes through it, on the disk once closed."""
 
     def __init__(self, path: Path):
-        self._file = open(path, "xb")  # never overwrite: a clash is a bug, not a retry
+        self._file = DurableFile(path)
         self.sha256 = hashlib.sha256()
         self.size = 0
 
@@ -66,10 +66,7 @@ class _HashingFile(io.RawIOBase):
         return self.size
 
     def close(self):
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        self._file.close()
         super().close()
 
 
@@ -289,30 +286,3 @@ def dictionary_columns(
     statistics). `distinct` and `rows` are the server's estimates."""
     most = DICTIONARY_MAX_DISTINCT if rows is None else min(DICTIONARY_MAX_DISTINCT, rows // 2)
     return [name for name in schema.names if distinct.get(name, 0) <= most]
-
-
-def sync_folders(root: Path):
-    """Make the renames of every file under `root` durable: the job's files, before the
-    manifest that vouches for them."""
-    for folder, _, _ in os.walk(root):
-        _fsync_dir(Path(folder))
-
-
-def _fsync_dir(path: Path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, parts: Iterable[bytes]):
-    """Write a file (the manifest) so that it is either absent or complete."""
-    part = path.with_name(path.name + ".part")
-    with open(part, "wb") as f:
-        for data in parts:
-            f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, path)
-    _fsync_dir(path.parent)

@@ -10,6 +10,7 @@ from django.core.management.base import CommandError
 from exports.engine.run import run_job
 from exports.jobs import create_job
 from exports.manifest import CHECKSUM_KEY, checksum
+from transfer.signing import sha256_of
 
 
 @pytest.fixture
@@ -110,6 +111,25 @@ def test_a_flipped_byte_is_corrupt(export_folder):
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     assert verify(export_folder) == (1, {"a": "corrupt", "b": "ok"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hashes_taken_while_writing_stand_for_reading_the_file_again(export_folder):
+    """A receiver hashes each file as it writes it: a hash given is the file's, right or
+    wrong, and the others are read."""
+    from exports.verify import verify as check
+
+    a, b = export_folder / "public" / "a.parquet", export_folder / "public" / "b.parquet"
+    right = {"public/a.parquet": sha256_of(a)}
+    wrong = {"public/a.parquet": sha256_of(b)}
+
+    def statuses(report):
+        return {t["table"]: t["status"] for t in report["tables"]}
+
+    assert statuses(check(export_folder, right)) == {"a": "ok", "b": "ok"}
+    assert statuses(check(export_folder, wrong)) == {"a": "corrupt", "b": "ok"}
+    b.write_bytes(b"x" + b.read_bytes()[1:])  # not in the hashes given: read, and found
+    assert statuses(check(export_folder, right)) == {"a": "ok", "b": "corrupt"}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from adu_site.durable import DurableFile
 from audit.models import AuditEvent
 from exports.models import MANIFEST
 from transfer import age, keys, signing
@@ -207,6 +208,30 @@ def test_a_bundle_in_volumes_of_1_mb_is_received_once(job, trusted, tmp_path, se
     assert AuditEvent.objects.filter(action=AuditEvent.Action.RECEIVE).count() == 1
 
 
+def test_a_received_export_is_on_the_disk_before_its_receipt(
+    job, trusted, tmp_path, settings, owner, monkeypatch
+):
+    """Every file and folder is fsynced before the folder takes its final name, and the
+    receiving folder after: a crash cannot leave a receipt over files still in memory."""
+    index = make_bundle(job.folder(), tmp_path / "media", MB)
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), Receipt.objects.exists()))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    received = receive(tmp_path / "media" / f"{index['bundle']}.index.json", trusted, owner)
+    root = Path(settings.RECEIVE_ROOT)
+    partial = root / f".{index['bundle']}.partial" / index["folder"]
+    final = Path(received.receipt.folder)
+    files = [p.relative_to(final) for p in final.rglob("*")]
+    assert len([f for f in files if (final / f).is_file()]) == 2 + 3  # manifest, its signature
+    assert {(str(partial / f), False) for f in files} | {(str(partial), False)} <= set(synced)
+    assert synced[-1] == (str(root), False)
+
+
 @pytest.mark.parametrize(
     "damage, said",
     [
@@ -291,13 +316,27 @@ def call_command_ok(*args) -> bool:
     return ended.value.code == 0
 
 
-@pytest.mark.parametrize("member", ["../../outside.txt", "link", "/etc/cron.d/x", "fifo"])
+NOT_ITS_FILE = "which is not a file of its export"
+TWICE = "twice, or under a file of the same name"
+
+
+@pytest.mark.parametrize(
+    "member, refusal",
+    [
+        ("../../outside.txt", NOT_ITS_FILE),
+        ("link", NOT_ITS_FILE),
+        ("/etc/cron.d/x", NOT_ITS_FILE),
+        ("fifo", NOT_ITS_FILE),
+        ("twice", TWICE),
+        ("under a file", TWICE),
+    ],
+)
 def test_a_bundle_whose_tar_leaves_its_folder_or_holds_no_plain_file_is_refused(
-    job, trusted, tmp_path, settings, owner, member
+    job, trusted, tmp_path, settings, owner, member, refusal
 ):
     """A signed index over a volume someone made by hand (with the signing key: the checks
     behind the signature, in depth): a member that climbs out, a link, an absolute path,
-    a FIFO."""
+    a FIFO, a file twice, a file under another's name."""
     index = make_bundle(job.folder(), tmp_path / "media", 64 * MB)
     [volume] = volumes_of(index, tmp_path / "media")
     evil = tmp_path / "evil.txt"
@@ -313,13 +352,19 @@ def test_a_bundle_whose_tar_leaves_its_folder_or_holds_no_plain_file_is_refused(
             tar.addfile(info)
         elif member.startswith("/"):
             tar.add(evil, member)
+        elif member == "twice":
+            tar.add(evil, f"{index['folder']}/manifest.json")
+            tar.add(evil, f"{index['folder']}/manifest.json")
+        elif member == "under a file":
+            tar.add(evil, f"{index['folder']}/manifest.json")
+            tar.add(evil, f"{index['folder']}/manifest.json/x")
         else:
             tar.add(evil, f"{index['folder']}/{member}")
     index["volumes"][0].update(bytes=volume.stat().st_size, sha256=signing.sha256_of(volume))
     path = tmp_path / "media" / f"{index['bundle']}.index.json"
     path.write_text(json.dumps(index))
     signing.sign(path)
-    with pytest.raises(BundleRefused, match="which is not a file of its export"):
+    with pytest.raises(BundleRefused, match=refusal):
         receive(path, trusted, owner)
     root = Path(settings.RECEIVE_ROOT)
     assert not (root.parent / "outside.txt").exists() and not (root / "outside.txt").exists()
@@ -464,10 +509,10 @@ def test_a_full_disk_while_unpacking_is_one_sentence_and_keeps_nothing(
 
     index = make_bundle(job.folder(), tmp_path / "media", MB)
 
-    def full(*args, **kwargs):
+    def full(self, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tarfile.TarFile, "extract", full)
+    monkeypatch.setattr(DurableFile, "write", full)
     with pytest.raises(BundleRefused, match=r"Receiving failed on the disk \(No space left"):
         receive(tmp_path / "media" / f"{index['bundle']}.index.json", trusted, owner)
     root = Path(settings.RECEIVE_ROOT)
