@@ -1,12 +1,14 @@
 """Receiving a bundle on the far side: prove it, unpack it once, check the export.
 
 In order, stopping at the first refusal with one sentence: the index's signature by a
-trusted key; every volume present with the index's size and SHA-256 (the missing and
-damaged ones named together, so that only those are carried again); not received before
-(by the manifest's checksum); then the stream decrypted and unpacked into a hidden folder
-under RECEIVE_ROOT, its manifest signed by a trusted key with the index's checksum, and
-the export checked as adu_verify does. Only then is the folder renamed to its final name
-and the receipt recorded.
+trusted key; not received before (by the manifest's checksum: a bundle received again is
+not read again); every volume present with the index's size and SHA-256 (the missing and
+damaged ones named together, so that only those are carried again). Only then do the age
+and tar parsers see the volumes: they read nothing a trusted key did not sign. The stream
+is decrypted and unpacked into a hidden folder under RECEIVE_ROOT, each file hashed and
+synced as it is written; the manifest must be signed by a trusted key and be the one the
+index names, and the export must check out as adu_verify checks it. Only then is the
+folder renamed to its final name and the receipt recorded.
 """
 
 import hashlib
@@ -85,10 +87,10 @@ def _receive(index_path: Path, trusted, user) -> Received:
         )
     signer = signing.check(index_path, trusted)
     index = _read_index(index_path)
-    _check_volumes(index_path.parent, index)
     earlier = Receipt.objects.filter(manifest_sha256=index["manifest_sha256"]).first()
     if earlier:
         return Received(earlier, new=False)
+    _check_volumes(index_path.parent, index)
     root = Path(settings.RECEIVE_ROOT)
     final = root / index["bundle"]
     if final.exists():
@@ -175,6 +177,9 @@ def _plain_name(name) -> bool:
 
 
 def _check_volumes(folder: Path, index: dict):
+    """Every volume there with the index's size and SHA-256, before the tar and age
+    parsers read a byte of them: they only ever see what a trusted key signed. The
+    missing and the damaged are named together, so that only those are carried again."""
     missing, damaged = [], []
     for volume in index["volumes"]:
         path = folder / volume["name"]

@@ -206,6 +206,9 @@ def test_a_bundle_in_volumes_of_1_mb_is_received_once(job, trusted, tmp_path, se
     )
     assert Receipt.objects.count() == 1
     assert AuditEvent.objects.filter(action=AuditEvent.Action.RECEIVE).count() == 1
+    # Known by its signed index alone: the media are not read again, even if cut short.
+    volumes_of(index, tmp_path / "media")[-1].unlink()
+    assert not receive(tmp_path / "media" / f"{index['bundle']}.index.json", trusted).new
 
 
 def test_a_received_export_is_on_the_disk_before_its_receipt(
@@ -237,6 +240,9 @@ def test_a_received_export_is_on_the_disk_before_its_receipt(
     [
         ("missing", r"Volumes missing: adu-job\d+-[0-9a-f]{12}\.002\. Carry those again\."),
         ("flipped", r"damaged or from another bundle .*\.002\. Carry those again\."),
+        ("flipped, encrypted", r"damaged or from another bundle .*\.002\. Carry those again\."),
+        ("two flipped", r"damaged or from another bundle [^:]*: \S+\.001, \S+\.00\d\. Carry"),
+        ("flipped and missing", r"Volumes missing: \S+\.002; damaged [^:]*: \S+\.001\. Carry"),
         ("foreign", r"damaged or from another bundle .*\.001\. Carry those again\."),
         ("unknown signer", r"index.json is signed by key [0-9a-f]{16}\.\.\., which is not among"),
         ("unsigned", r"index.json is not signed"),
@@ -252,15 +258,28 @@ def test_a_bad_bundle_is_refused_in_one_sentence_and_nothing_is_unpacked(
         signing.sign(job.folder() / MANIFEST)
         settings.SIGNING_KEY = ""
     media = tmp_path / "media"
-    index = make_bundle(job.folder(), media, MB)
+    recipient = None
+    if damage.endswith("encrypted"):
+        far = age.Identity.generate()
+        settings.AGE_IDENTITY, recipient = str(far), far.to_public()
+    index = make_bundle(job.folder(), media, MB, recipient=recipient)
     path = media / f"{index['bundle']}.index.json"
     volumes = volumes_of(index, media)
+
+    def flip(volume):
+        data = bytearray(volume.read_bytes())
+        data[1000] ^= 1  # the first file's tar header, or an encrypted chunk
+        volume.write_bytes(bytes(data))
+
     if damage == "missing":
         volumes[1].unlink()
-    elif damage == "flipped":
-        data = bytearray(volumes[1].read_bytes())
-        data[1000] ^= 1
-        volumes[1].write_bytes(bytes(data))
+    elif damage.startswith("flipped"):
+        flip(volumes[0] if damage == "flipped and missing" else volumes[1])
+        if damage == "flipped and missing":
+            volumes[1].unlink()
+    elif damage == "two flipped":  # the unpacking stops at the first: the last is named too
+        flip(volumes[0])
+        flip(volumes[-1])
     elif damage == "foreign":
         other = export(job.connection, tables=["public.big"])
         other_index = make_bundle(other.folder(), tmp_path / "other", MB)
