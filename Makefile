@@ -16,12 +16,14 @@ run: system-postgres $(VENV)/.base
 # The whole suite on SQLite and the ORM broker (what needs no task cluster, browser or
 # portal of its own on pytest-xdist workers, the rest in one process), then every test that
 # runs jobs (marked `jobs` by conftest.py) again on a throwaway PostgreSQL metadata
-# database and redis-server.
+# database and redis-server, on 2 workers (each with servers of its own) but for those
+# with a cluster, a browser or a portal of their own.
 test: system-postgres system-redis system-browser $(VENV)/.dev lint lint-docker
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) -m pytest -m "$(FAST_MARKERS)" -n $(FAST_WORKERS)
 	$(PY) -m pytest -m "not ($(FAST_MARKERS))"
-	$(PY) -m pytest -p tests.backends --backends postgres-redis -m jobs
+	$(PY) -m pytest -p tests.backends --backends postgres-redis -m "jobs and $(FAST_MARKERS)" -n 2
+	$(PY) -m pytest -p tests.backends --backends postgres-redis -m "jobs and not ($(FAST_MARKERS))"
 
 # The quick check while working: every test that needs no task cluster, browser or portal
 # in other processes (the markers conftest.py sets, see pytest.ini), jobs run in-process

@@ -7,7 +7,8 @@ By default the tests run on SQLite and the ORM broker. As a pytest plugin,
 starts a throwaway PostgreSQL server (metadata, and the tests' source server too) and a
 throwaway redis-server (broker), both on 127.0.0.1 in temporary folders, points
 ADU_DATABASE_URL, ADU_BROKER and ADU_REDIS_URL at them before pytest-django loads the
-settings, and stops and removes them at the end. `make test` runs the job tests this way
+settings, and stops and removes them at the end. On pytest-xdist workers (-n N), each
+worker has servers of its own. `make test` runs the job tests this way
 after the whole suite. `LocalRedis` also serves single tests that need a Redis server.
 """
 
@@ -156,6 +157,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
     # tryfirst: before pytest-django's own hook, which reads the settings.
     if early_config.known_args_namespace.backends != "postgres-redis":
         return
+    if getattr(early_config.known_args_namespace, "numprocesses", None) and not os.environ.get(
+        "PYTEST_XDIST_WORKER"
+    ):
+        return  # pytest-xdist's controller runs no test: each worker starts its own servers
     backends = Backends().start()
     stopped = []
 
