@@ -64,12 +64,12 @@ def plan_action(request, pk, action):
     elif action in ("pause", "resume"):
         plan.set_paused(action == "pause", by=request.user)
         messages.success(request, f"Plan {plan.name} {'paused' if plan.paused else 'resumed'}.")
-    elif action != "remove":
-        raise Http404(f"A plan has no action '{action}'.")
-    else:
+    elif action == "remove":
         plan.remove(by=request.user)
         messages.success(request, f"Removed plan {plan.name}; its jobs stay.")
         return redirect("plan_list")
+    else:
+        raise Http404(f"A plan has no action '{action}'.")
     return redirect("plan_detail", pk=plan.pk)
 
 

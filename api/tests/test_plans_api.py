@@ -93,3 +93,19 @@ def test_others_see_no_plan_and_viewers_change_none(client, owner, outsider, vie
     )
     assert created.status_code == 403
     assert not PlanRun.objects.exists()
+    # Another user's ids: their connection for a plan of one's own, their plan to change.
+    taken = client.post(
+        f"{API}/plans/",
+        body(world["connection"], name="mine"),
+        content_type="application/json",
+        **bearer(outsider),
+    )
+    assert taken.status_code in (400, 404) and "Traceback" not in taken.content.decode()
+    assert not ExportPlan.objects.filter(name="mine").exists()
+    for action in ("pause", "resume"):
+        assert (
+            client.post(f"{API}/plans/{plan.pk}/{action}/", **bearer(outsider)).status_code == 404
+        )
+    assert client.delete(f"{API}/plans/{plan.pk}/", **bearer(outsider)).status_code == 404
+    plan.refresh_from_db()
+    assert not plan.paused
